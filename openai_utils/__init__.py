@@ -1,0 +1,72 @@
+"""openai_utils: call OpenAI, Azure OpenAI or any OpenAI-compatible server from scripts and notebooks.
+
+    from openai_utils import client, LLMCall
+    reply = client().send_message([{"role": "user", "content": "Hi"}], temperature=0)
+
+Importing is cheap: no file is read, no connection made, and the openai SDK and tiktoken load on
+first use. See docs/ for configuration, the error contract and the backoff rules.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .clients import AzureClient, OpenAIClient
+from .config import default, force_default_value
+from .exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    CacheError,
+    ConfigError,
+    InvalidRequestError,
+    MalformedResponseError,
+    MissingCredentialsError,
+    NonTerminalError,
+    OpenAIUtilsError,
+    QuotaExceededError,
+    RateLimitError,
+    RetriesExhaustedError,
+    ServerError,
+    TemplateError,
+    TemplateNotFoundError,
+    TemplateVariableError,
+)
+from .llm_call import LLMCall
+from .registry import _get_client_for_api_type, client, force_api_cache, force_api_type, register_client
+
+logger = logging.getLogger("openai_utils")
+logger.addHandler(logging.NullHandler())
+
+__all__ = [
+    "default",
+    "logger",
+    "LLMCall",
+    "OpenAIClient",
+    "AzureClient",
+    "register_client",
+    "_get_client_for_api_type",
+    "client",
+    "force_api_type",
+    "force_api_cache",
+    "force_default_value",
+    "OpenAIUtilsError",
+    "ConfigError",
+    "MissingCredentialsError",
+    "TemplateError",
+    "TemplateNotFoundError",
+    "TemplateVariableError",
+    "CacheError",
+    "APIError",
+    "InvalidRequestError",
+    "AuthenticationError",
+    "QuotaExceededError",
+    "RetriesExhaustedError",
+    "NonTerminalError",
+    "RateLimitError",
+    "ServerError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "MalformedResponseError",
+]

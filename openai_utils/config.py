@@ -1,0 +1,306 @@
+"""Configuration: the one table of settings and their defaults, and the live `default` mapping.
+
+Values are layered key by key, later wins: the built-in defaults below, then `config.ini` in the
+current working directory, then the file named by OPENAI_UTILS_CONFIG, then anything set with
+`force_default_value`. Files are read on first use, not at import, and every call reads
+`default` afresh, so a value forced in a notebook reaches the very next request.
+
+Secrets never live here: they are read from the environment when a client is built (a `.env`
+file, loaded with python-dotenv, fills variables that are not already set).
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = [
+    "Setting",
+    "SETTINGS",
+    "CONFIG_SECTION",
+    "CONFIG_ENV_VAR",
+    "Defaults",
+    "default",
+    "force_default_value",
+]
+
+logger = logging.getLogger("openai_utils")
+
+CONFIG_SECTION = "OpenAI"
+CONFIG_ENV_VAR = "OPENAI_UTILS_CONFIG"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One config key: its name in config.ini, its name in `default`, its default and its rule."""
+
+    key: str
+    name: str
+    default: Any
+    kind: str
+    doc: str
+    optional: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def allowed(self) -> str:
+        """Describe the accepted values, for error messages and the docs."""
+        if self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "str":
+            text = "a non-empty text"
+        else:
+            noun = "a whole number" if self.kind == "int" else "a number"
+            if self.minimum is not None and self.maximum is not None:
+                text = f"{noun} from {_num(self.minimum)} to {_num(self.maximum)}"
+            elif self.minimum is not None:
+                text = f"{noun} of at least {_num(self.minimum)}"
+            else:
+                text = noun
+        return text + (", or empty to leave it unset" if self.optional else "")
+
+    def coerce(self, value: Any) -> Any:
+        """Turn text from a file, or a value from code, into this setting's type, or raise.
+
+        Raises ValueError with the allowed values; callers add where the value came from.
+        """
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            if self.optional:
+                return None
+            raise ValueError(f"a value is required: {self.allowed()}")
+        if self.kind == "str":
+            if not isinstance(value, str):
+                raise ValueError(f"expected {self.allowed()}")
+            return value.strip()
+        if self.kind == "bool":
+            return _to_bool(value, self.allowed())
+        number = _to_number(value, self.kind, self.allowed())
+        if (self.minimum is not None and number < self.minimum) or (
+            self.maximum is not None and number > self.maximum
+        ):
+            raise ValueError(f"expected {self.allowed()}")
+        return number
+
+    def to_text(self, value: Any) -> str:
+        """Write a value the way config.ini spells it."""
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "True" if value else "False"
+        return str(value)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _to_bool(value: Any, allowed: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+    raise ValueError(f"expected {allowed}")
+
+
+def _to_number(value: Any, kind: str, allowed: str) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected {allowed}")
+    try:
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {allowed}") from None
+
+
+def _setting(key: str, default: Any, kind: str, doc: str, name: str | None = None, **rule: Any) -> Setting:
+    return Setting(key=key, name=name or key.lower(), default=default, kind=kind, doc=doc, **rule)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    _setting("API_TYPE", "openai", "str", "Which registered client `client()` returns: openai, azure, or a type added with register_client."),
+    _setting("MODEL", "gpt-4o-mini", "str", "Model for send_message; for Azure, the deployment name."),
+    _setting("MAX_TOKENS", None, "int", "Upper bound on generated tokens per call.", optional=True, minimum=1),
+    _setting("TEMPERATURE", None, "float", "Sampling temperature.", optional=True, minimum=0, maximum=2),
+    _setting("TOP_P", None, "float", "Nucleus sampling mass.", optional=True, minimum=0, maximum=1),
+    _setting("FREQ_PENALTY", None, "float", "Frequency penalty.", name="frequency_penalty", optional=True, minimum=-2, maximum=2),
+    _setting("PRESENCE_PENALTY", None, "float", "Presence penalty.", optional=True, minimum=-2, maximum=2),
+    _setting("TIMEOUT", 60.0, "float", "Seconds to wait for one HTTP attempt.", minimum=0.001),
+    _setting("MAX_ATTEMPTS", 5, "int", "HTTP attempts per call in total, the first included.", minimum=1),
+    _setting("WAITING_TIME", 1.0, "float", "Seconds to wait before the first retry.", minimum=0),
+    _setting("EXPONENTIAL_BACKOFF_FACTOR", 2.0, "float", "Each further retry waits this many times longer.", minimum=1),
+    _setting("MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0),
+    _setting("RAISE_ON_FAILURE", False, "bool", "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError."),
+    _setting("EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."),
+    _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),
+    _setting("CACHE_FILE_NAME", "openai_api_cache.pickle", "str", "The cache file, relative to the working directory."),
+    _setting("AZURE_API_VERSION", "2024-10-21", "str", "Azure OpenAI data-plane API version."),
+    _setting("BASE_URL", None, "str", "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.", optional=True),
+    _setting("PROMPTS_PATH", None, "str", "Folders searched for templates, separated by the OS path separator; empty: ./prompts, then the packaged templates.", optional=True),
+)
+
+_BY_KEY = {s.key.lower(): s for s in SETTINGS}
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _setting_for(name: str) -> Setting:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        valid = ", ".join(sorted(_BY_NAME))
+        raise ConfigError(f"unknown default {name!r}; valid keys are: {valid}") from None
+
+
+class Defaults(Mapping[str, Any]):
+    """The live settings, read key by key at call time.
+
+    A Mapping rather than a dict of values copied at import: the old module froze its defaults
+    when it was imported, so a notebook that changed them after `import` changed nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._loaded: dict[str, tuple[Any, str]] | None = None
+        self._forced: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._forced:
+            return self._forced[name]
+        return self._layers()[_setting_for(name).name][0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_BY_NAME)
+
+    def __len__(self) -> int:
+        return len(_BY_NAME)
+
+    def __repr__(self) -> str:
+        return f"Defaults({dict(self)!r})"
+
+    def source(self, name: str) -> str:
+        """Where the current value of `name` came from: a file, the built-in default, or code."""
+        if name in self._forced:
+            return "force_default_value"
+        return self._layers()[_setting_for(name).name][1]
+
+    def force(self, name: str, value: Any) -> None:
+        """Override one key for this process, checked like a file value would be."""
+        setting = _setting_for(name)
+        try:
+            self._forced[setting.name] = setting.coerce(value)
+        except ValueError as exc:
+            raise ConfigError(f"force_default_value({name!r}, {value!r}): {exc}") from None
+
+    def reload(self) -> None:
+        """Read the config files again on next use; forced values stay."""
+        with self._lock:
+            self._loaded = None
+
+    def reset(self) -> None:
+        """Forget forced values and re-read the files: back to what the files say."""
+        with self._lock:
+            self._forced.clear()
+            self._loaded = None
+
+    def _layers(self) -> dict[str, tuple[Any, str]]:
+        loaded = self._loaded
+        if loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = _load_layers()
+                loaded = self._loaded
+        return loaded
+
+
+def config_files() -> list[Path]:
+    """The files layered over the built-in defaults, in order, as they stand right now."""
+    files = []
+    local = Path.cwd() / "config.ini"
+    if local.is_file():
+        files.append(local)
+    named = os.environ.get(CONFIG_ENV_VAR, "").strip()
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"{CONFIG_ENV_VAR} names {str(path)!r}, which is not a file; "
+                f"point it at an existing config.ini or unset it"
+            )
+        files.append(path)
+    return files
+
+
+def _load_layers() -> dict[str, tuple[Any, str]]:
+    _load_dotenv()
+    values: dict[str, tuple[Any, str]] = {s.name: (s.default, "built-in default") for s in SETTINGS}
+    for path in config_files():
+        for setting, value in _read_file(path):
+            values[setting.name] = (value, str(path))
+    return values
+
+
+def _read_file(path: Path) -> list[tuple[Setting, Any]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    if not parser.has_section(CONFIG_SECTION):
+        return []
+    found = []
+    for raw_key, raw_value in parser.items(CONFIG_SECTION):
+        setting = _BY_KEY.get(raw_key.lower())
+        if setting is None:
+            _warn_unknown_key(path, raw_key)
+            continue
+        try:
+            found.append((setting, setting.coerce(raw_value)))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{path}: [{CONFIG_SECTION}] {setting.key} = {raw_value!r} is not valid: {exc}"
+            ) from None
+    return found
+
+
+def _warn_unknown_key(path: Path, raw_key: str) -> None:
+    keys = [s.key for s in SETTINGS]
+    close = difflib.get_close_matches(raw_key.upper(), keys, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    logger.warning("%s: [%s] %s is not a known key and is ignored%s", path, CONFIG_SECTION, raw_key.upper(), hint)
+
+
+def _load_dotenv() -> None:
+    from dotenv import find_dotenv, load_dotenv
+
+    found = find_dotenv(usecwd=True)
+    if found:
+        load_dotenv(found, override=False)
+
+
+default = Defaults()
+
+
+def force_default_value(key: str, value: Any) -> None:
+    """Set one default for the rest of the process; the next call uses it.
+
+    `key` is a name of `default` (e.g. "model", "max_tokens"); an unknown one is a ValueError
+    listing the valid keys.
+    """
+    default.force(key, value)
+

@@ -1,0 +1,182 @@
+"""Every error openai_utils raises, in one tree, so a caller knows what to catch.
+
+::
+
+    OpenAIUtilsError
+    ├── ConfigError (also ValueError)           a bad config value, key or file
+    │   └── MissingCredentialsError             a secret's environment variable is not set
+    ├── CacheError                              a cache file in a format this version cannot read
+    ├── TemplateError (also ValueError)
+    │   ├── TemplateNotFoundError               no template of that name on PROMPTS_PATH
+    │   └── TemplateVariableError               the template uses a variable the call did not give
+    └── APIError                                a request failed; carries status, request id, attempts
+        ├── InvalidRequestError (also ValueError)   400/404/422, or messages rejected before sending
+        ├── AuthenticationError                 401/403: names the variable to set
+        ├── QuotaExceededError                  429 with code insufficient_quota: retrying cannot help
+        ├── RetriesExhaustedError               every attempt failed (only with RAISE_ON_FAILURE)
+        └── NonTerminalError                    worth retrying; raise it from a custom client to retry
+            ├── RateLimitError                  429
+            ├── ServerError                     408, 409, 5xx
+            ├── APIConnectionError              the connection failed or dropped
+            │   └── APITimeoutError             no answer within TIMEOUT
+            └── MalformedResponseError          a 2xx whose body is not the JSON expected
+
+Only `NonTerminalError` and its subclasses are retried. When the attempts run out,
+`send_message` logs one ERROR and returns None (or raises `RetriesExhaustedError` with
+RAISE_ON_FAILURE); every other `APIError` is raised at once, since retrying cannot fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "OpenAIUtilsError",
+    "ConfigError",
+    "MissingCredentialsError",
+    "CacheError",
+    "TemplateError",
+    "TemplateNotFoundError",
+    "TemplateVariableError",
+    "APIError",
+    "InvalidRequestError",
+    "AuthenticationError",
+    "QuotaExceededError",
+    "RetriesExhaustedError",
+    "NonTerminalError",
+    "RateLimitError",
+    "ServerError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "MalformedResponseError",
+]
+
+
+class OpenAIUtilsError(Exception):
+    """Base of everything this library raises on purpose."""
+
+
+class ConfigError(OpenAIUtilsError, ValueError):
+    """A config value, key or file is wrong; the message names where and what is allowed."""
+
+
+class MissingCredentialsError(ConfigError):
+    """A secret is read only from the environment, and the variable it lives in is empty."""
+
+    def __init__(self, message: str, variables: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.variables = variables
+
+
+class CacheError(OpenAIUtilsError):
+    """A cache file this version cannot use (a newer format); it is left exactly as it was."""
+
+
+class TemplateError(OpenAIUtilsError, ValueError):
+    """A prompt template could not be found or rendered."""
+
+
+class TemplateNotFoundError(TemplateError, LookupError):
+    """No template by that name; `searched` lists every folder looked in."""
+
+    def __init__(self, message: str, searched: list[str]) -> None:
+        super().__init__(message)
+        self.searched = searched
+
+
+class TemplateVariableError(TemplateError, KeyError):
+    """The template uses variables the call did not supply."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ would print the message as a quoted repr.
+        return str(self.args[0])
+
+
+class APIError(OpenAIUtilsError):
+    """A model call failed.
+
+    Carries what a user needs to report or diagnose it: the HTTP status, the server's request
+    id, the error code the server sent, the attempt on which it happened, and the retry hint.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+        self.code = code
+        self.body = body
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        details = []
+        if self.status_code is not None:
+            details.append(f"status {self.status_code}")
+        if self.code:
+            details.append(f"code {self.code}")
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        if self.attempts is not None:
+            details.append(f"attempt {self.attempts}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class InvalidRequestError(APIError, ValueError):
+    """The request itself is wrong; sending it again would fail the same way."""
+
+
+class AuthenticationError(APIError):
+    """The server refused the credentials; the message names the variable to set."""
+
+
+class QuotaExceededError(APIError):
+    """The account is out of credit: a 429 that waiting does not cure."""
+
+
+class RetriesExhaustedError(APIError):
+    """Every attempt failed with a retryable error; `last_error` is the final one."""
+
+    def __init__(self, message: str, *, attempts: int, last_error: BaseException) -> None:
+        status = getattr(last_error, "status_code", None)
+        request_id = getattr(last_error, "request_id", None)
+        super().__init__(message, status_code=status, request_id=request_id, attempts=attempts)
+        self.last_error = last_error
+
+
+class NonTerminalError(APIError):
+    """A failure that may pass: the request is sent again after a backoff wait."""
+
+
+class RateLimitError(NonTerminalError):
+    """429: too many requests or tokens for now."""
+
+
+class ServerError(NonTerminalError):
+    """408, 409 or 5xx: the server or a proxy had a problem with a valid request."""
+
+
+class APIConnectionError(NonTerminalError):
+    """No HTTP answer: the connection could not be made or was dropped."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer within the request's TIMEOUT."""
+
+
+class MalformedResponseError(NonTerminalError):
+    """A success status with a body that is not the expected JSON, as broken proxies send."""

@@ -1,0 +1,59 @@
+"""LLMCall: a prompt pair (system and user templates) plus model parameters, called like a function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import client
+from .templates import render_template
+
+__all__ = ["LLMCall"]
+
+
+class LLMCall:
+    """Render the templates, send them through `client().send_message`, keep what happened.
+
+    After `call`, `.messages` holds what was sent and `.model_output` what came back (the
+    assistant message dict, a list of them with n > 1, or None when the call failed).
+    """
+
+    def __init__(self, system_template_name: str, user_template_name: str | None = None, **model_params: Any) -> None:
+        self.system_template_name = system_template_name
+        self.user_template_name = user_template_name
+        self.model_params = model_params
+        self.messages: list[dict[str, Any]] | None = None
+        self.model_output: Any = None
+
+    def call(self, allow_missing_variables: bool = False, **rendering_configs: Any) -> Any:
+        """Render with `rendering_configs` and call the model; return the reply's content.
+
+        With n > 1 in the model parameters, a list of contents, one per choice.
+        Returns None when send_message did (every retryable attempt failed).
+        """
+        messages = [
+            {"role": "system", "content": render_template(self.system_template_name, rendering_configs, allow_missing_variables)}
+        ]
+        if self.user_template_name is not None:
+            messages.append(
+                {"role": "user", "content": render_template(self.user_template_name, rendering_configs, allow_missing_variables)}
+            )
+        self.messages = messages
+        self.model_output = client().send_message(messages, **self.model_params)
+        return _content(self.model_output)
+
+    def __repr__(self) -> str:
+        templates = f"{self.system_template_name!r}, {self.user_template_name!r}"
+        params = "".join(f", {k}={v!r}" for k, v in self.model_params.items())
+        if self.messages is None:
+            return f"LLMCall({templates}{params}) [not called yet]"
+        output = _content(self.model_output)
+        shown = repr(output) if output is None or len(str(output)) <= 80 else repr(str(output)[:77] + "...")
+        return f"LLMCall({templates}{params}) -> {shown}"
+
+
+def _content(output: Any) -> Any:
+    if isinstance(output, list):
+        return [m.get("content") for m in output]
+    if isinstance(output, dict):
+        return output.get("content")
+    return None

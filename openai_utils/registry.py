@@ -1,0 +1,93 @@
+"""The registry of clients by api_type, and the notebook switches that act on it.
+
+"openai" and "azure" are registered at import through the same `register_client` a user calls
+for a custom client, so the extension path is the one the library itself uses.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .clients import AzureClient, OpenAIClient
+from .config import default
+from .exceptions import ConfigError
+
+__all__ = [
+    "register_client",
+    "client",
+    "force_api_type",
+    "force_api_cache",
+    "_get_client_for_api_type",
+    "registered_api_types",
+]
+
+_clients: dict[str, OpenAIClient] = {}
+_lock = threading.Lock()
+_forced_api_type: str | None = None
+_forced_cache: tuple[bool, str | None] | None = None
+
+
+def register_client(api_type: str, client: OpenAIClient) -> None:
+    """Make `client` the one returned for `api_type`, replacing any earlier one.
+
+    A cache setting forced with force_api_cache applies to it too, so the switch holds for
+    clients registered after it was thrown.
+    """
+    if not isinstance(api_type, str) or not api_type:
+        raise ValueError(f"api_type must be a non-empty string, not {api_type!r}")
+    with _lock:
+        if _forced_cache is not None:
+            client.set_api_cache(*_forced_cache)
+        _clients[api_type] = client
+
+
+def registered_api_types() -> list[str]:
+    """The api types that have a client, in registration order."""
+    with _lock:
+        return list(_clients)
+
+
+def _get_client_for_api_type(api_type: str) -> OpenAIClient:
+    """The client registered for `api_type`; a ValueError lists the registered ones."""
+    with _lock:
+        found = _clients.get(api_type)
+        if found is None:
+            raise ValueError(
+                f"no client registered for api_type {api_type!r}; registered: {', '.join(_clients) or 'none'}"
+            )
+        return found
+
+
+def client() -> OpenAIClient:
+    """The client for the forced api type, else for API_TYPE in config."""
+    if _forced_api_type is not None:
+        return _get_client_for_api_type(_forced_api_type)
+    api_type = default["api_type"]
+    try:
+        return _get_client_for_api_type(api_type)
+    except ValueError as exc:
+        raise ConfigError(f"API_TYPE = {api_type!r} (from {default.source('api_type')}): {exc}") from None
+
+
+def force_api_type(api_type: str | None) -> None:
+    """Use this api type from now on regardless of config; None goes back to API_TYPE."""
+    global _forced_api_type
+    if api_type is not None:
+        _get_client_for_api_type(api_type)
+    _forced_api_type = api_type
+
+
+def force_api_cache(cache_api_calls: bool, cache_file_name: str | None = None) -> None:
+    """Turn the cache on or off for every client, now and registered later.
+
+    Clients given the same file share one cache object, so no entry is lost between them.
+    """
+    global _forced_cache
+    with _lock:
+        _forced_cache = (cache_api_calls, cache_file_name)
+        for registered in _clients.values():
+            registered.set_api_cache(cache_api_calls, cache_file_name)
+
+
+register_client("openai", OpenAIClient())
+register_client("azure", AzureClient())

@@ -1,0 +1,101 @@
+"""The backoff policy: which failures are retried, how long to wait, when to give up.
+
+Ours is the only retry layer (the SDK is built with max_retries=0), so `max_attempts` counts
+HTTP attempts exactly. Waiting itself is left to the caller (`time.sleep`, `asyncio.sleep`),
+which keeps every decision here free of I/O and shared by sync and async code.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .exceptions import NonTerminalError, RetriesExhaustedError
+
+__all__ = ["RetryPolicy", "Attempts", "parse_retry_after"]
+
+logger = logging.getLogger("openai_utils")
+
+JITTER = 0.1
+"""Waits vary by up to ±10%, so clients that failed together do not retry in lockstep."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one call retries; built from `default` at call time."""
+
+    max_attempts: int
+    waiting_time: float
+    backoff_factor: float
+    max_waiting_time: float
+
+    def wait_before_retry(self, retry: int, hint: float | None, random_value: float) -> float:
+        """Seconds to wait before retry number `retry` (1 for the second attempt).
+
+        A server's hint wins over the formula, because the server knows when it will take
+        requests again; both are capped so that a bad hint cannot stall a run for hours.
+        """
+        if hint is not None:
+            return min(max(hint, 0.0), self.max_waiting_time)
+        nominal = self.waiting_time * self.backoff_factor ** (retry - 1)
+        return min(nominal * (1 + JITTER * (2 * random_value - 1)), self.max_waiting_time)
+
+    def start(self, random_value: Callable[[], float] = random.random) -> Attempts:
+        """Begin counting the attempts of one call."""
+        return Attempts(self, random_value)
+
+
+class Attempts:
+    """The attempts of one call so far; decides, after each failure, whether and how long to wait."""
+
+    def __init__(self, policy: RetryPolicy, random_value: Callable[[], float]) -> None:
+        self.policy = policy
+        self.number = 1
+        self._random = random_value
+
+    def failed(self, error: NonTerminalError) -> float:
+        """Record that attempt `number` failed; return the wait before the next one.
+
+        Raises RetriesExhaustedError (chained to `error`) when that was the last attempt.
+        """
+        error.attempts = self.number
+        if self.number >= self.policy.max_attempts:
+            raise RetriesExhaustedError(
+                f"gave up after {self.number} attempt{'s' if self.number != 1 else ''}; "
+                f"last error: {type(error).__name__}: {error}",
+                attempts=self.number,
+                last_error=error,
+            ) from error
+        wait = self.policy.wait_before_retry(self.number, error.retry_after, self._random())
+        logger.info(
+            "attempt %d of %d failed (%s: %s); retrying in %.2f s",
+            self.number, self.policy.max_attempts, type(error).__name__, error, wait,
+        )
+        self.number += 1
+        return wait
+
+
+def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
+    """Read a server's wait hint: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when.timestamp() - now(), 0.0)
