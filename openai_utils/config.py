@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import difflib
+import math
 import logging
 import os
 import threading
@@ -123,9 +124,12 @@ def _to_number(value: Any, kind: str, allowed: str) -> float | int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value) if not isinstance(value, str) else int(value.strip())
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"expected {allowed}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected {allowed}")
+    return number
 
 
 def _setting(key: str, default: Any, kind: str, doc: str, name: str | None = None, **rule: Any) -> Setting:
@@ -151,6 +155,11 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("CACHE_FILE_NAME", "openai_api_cache.pickle", "str", "The cache file, relative to the working directory."),
     _setting("AZURE_API_VERSION", "2024-10-21", "str", "Azure OpenAI data-plane API version."),
     _setting("BASE_URL", None, "str", "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.", optional=True),
+    _setting("LOCAL_CHAT_MODEL", None, "str", "GGUF chat model for api_type local; empty: the packaged SmolLM2-135M-Instruct.", optional=True),
+    _setting("LOCAL_EMBEDDING_MODEL", None, "str", "GGUF embedding model for api_type local; empty: all-MiniLM-L6-v2, converted once into the user cache folder.", optional=True),
+    _setting("LOCAL_THREADS", 1, "int", "CPU threads for the local server; 1 keeps a 2-core machine responsive.", minimum=1),
+    _setting("LOCAL_CONTEXT_SIZE", 4096, "int", "Context tokens of the local chat server, split across its slots.", minimum=256),
+    _setting("LOCAL_SLOTS", 1, "int", "Requests the local chat server runs at once.", minimum=1),
     _setting("PROMPTS_PATH", None, "str", "Folders searched for templates, separated by the OS path separator; empty: ./prompts, then the packaged templates.", optional=True),
 )
 
@@ -158,12 +167,8 @@ _BY_KEY = {s.key.lower(): s for s in SETTINGS}
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def _setting_for(name: str) -> Setting:
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        valid = ", ".join(sorted(_BY_NAME))
-        raise ConfigError(f"unknown default {name!r}; valid keys are: {valid}") from None
+def _unknown(name: str) -> str:
+    return f"unknown default {name!r}; valid keys are: {', '.join(sorted(_BY_NAME))}"
 
 
 class Defaults(Mapping[str, Any]):
@@ -181,7 +186,9 @@ class Defaults(Mapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         if name in self._forced:
             return self._forced[name]
-        return self._layers()[_setting_for(name).name][0]
+        if name not in _BY_NAME:
+            raise KeyError(_unknown(name))
+        return self._layers()[name][0]
 
     def __iter__(self) -> Iterator[str]:
         return iter(_BY_NAME)
@@ -196,11 +203,15 @@ class Defaults(Mapping[str, Any]):
         """Where the current value of `name` came from: a file, the built-in default, or code."""
         if name in self._forced:
             return "force_default_value"
-        return self._layers()[_setting_for(name).name][1]
+        if name not in _BY_NAME:
+            raise KeyError(_unknown(name))
+        return self._layers()[name][1]
 
     def force(self, name: str, value: Any) -> None:
         """Override one key for this process, checked like a file value would be."""
-        setting = _setting_for(name)
+        setting = _BY_NAME.get(name)
+        if setting is None:
+            raise ConfigError(_unknown(name))
         try:
             self._forced[setting.name] = setting.coerce(value)
         except ValueError as exc:

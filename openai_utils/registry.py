@@ -77,16 +77,20 @@ def force_api_type(api_type: str | None) -> None:
     _forced_api_type = api_type
 
 
-def force_api_cache(cache_api_calls: bool, cache_file_name: str | None = None) -> None:
+def force_api_cache(cache_api_calls: bool | None, cache_file_name: str | None = None) -> None:
     """Turn the cache on or off for every client, now and registered later.
 
     Clients given the same file share one cache object, so no entry is lost between them.
+    None hands the choice back to CACHE_API_CALLS and CACHE_FILE_NAME in config.
     """
     global _forced_cache
     with _lock:
-        _forced_cache = (cache_api_calls, cache_file_name)
+        _forced_cache = None if cache_api_calls is None else (cache_api_calls, cache_file_name)
         for registered in _clients.values():
-            registered.set_api_cache(cache_api_calls, cache_file_name)
+            if cache_api_calls is None:
+                registered.cache_api_calls = registered.cache_file_name = None
+            else:
+                registered.set_api_cache(cache_api_calls, cache_file_name)
 
 
 register_client("openai", OpenAIClient())

@@ -1,0 +1,104 @@
+"""`python -m openai_utils`: chat, count tokens and inspect caches from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from .exceptions import APIError, OpenAIUtilsError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m openai_utils", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="send one user message and print the reply")
+    chat.add_argument("text", help="the user message")
+    chat.add_argument("--api-type", help="a registered api type (default: API_TYPE in config)")
+    chat.add_argument("--model", help="model, or Azure deployment (default: MODEL in config)")
+    chat.add_argument("--system", help="a system message to send first")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-tokens", type=int)
+
+    tokens = commands.add_parser("tokens", help="count tokens of a text offline, with tiktoken")
+    tokens.add_argument("text")
+    tokens.add_argument("--model", default="gpt-4o", help="decides the encoding (default: gpt-4o)")
+
+    cache = commands.add_parser("cache", help="inspect or maintain a cache file")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    stats = cache_commands.add_parser("stats", help="entries, size, superseded records, models")
+    stats.add_argument("file")
+    export = cache_commands.add_parser("export", help="write every entry as a JSON line")
+    export.add_argument("file")
+    export.add_argument("out", help="the .jsonl file to write")
+    compact = cache_commands.add_parser("compact", help="rewrite the file with one record per entry")
+    compact.add_argument("file")
+    return parser
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .registry import _get_client_for_api_type, client
+
+    chosen = _get_client_for_api_type(args.api_type) if args.api_type else client()
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.text})
+    reply = chosen.send_message(messages, model=args.model, temperature=args.temperature, max_tokens=args.max_tokens)
+    if reply is None:
+        print("error: the call failed on every attempt (see the log above)", file=sys.stderr)
+        return 1
+    assert isinstance(reply, dict)
+    print(reply.get("content") or json.dumps(reply, indent=2))
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from .tokens import count_text_tokens, encoding_name_for
+
+    count = count_text_tokens(args.text, args.model)
+    if count is None:
+        print("error: no tiktoken encoding available (see the warning above)", file=sys.stderr)
+        return 1
+    print(f"{count} tokens ({encoding_name_for(args.model)}, model {args.model})")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cache import open_cache
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no cache file at {path}", file=sys.stderr)
+        return 2
+    cache = open_cache(path)
+    if args.cache_command == "stats":
+        print(json.dumps(cache.stats(), indent=2))
+    elif args.cache_command == "export":
+        with open(args.out, "w", encoding="utf-8") as out:
+            count = cache.export_jsonl(out)
+        print(f"wrote {count} entries to {args.out}")
+    else:
+        saved = cache.compact()
+        print(f"compacted {path}: {len(cache)} entries, {saved} bytes saved")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit status (0 ok, 1 the call failed, 2 fix your setup)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    handlers = {"chat": _chat, "tokens": _tokens, "cache": _cache}
+    try:
+        return handlers[args.command](args)
+    except APIError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except (OpenAIUtilsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,70 @@
+"""Shared fixtures: the loopback server, a clean configuration per test, and a client wired to both."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from openai_utils import OpenAIClient, default, force_api_cache, force_api_type, register_client
+from openai_utils import registry
+from tests.fake_server import FakeOpenAIServer
+
+SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
+if SHARED_TIKTOKEN.is_dir():
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED_TIKTOKEN))
+
+SECRET_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_AD_TOKEN",
+    "OPENAI_UTILS_CONFIG",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts in an empty folder with no secrets, no forced values and the stock clients."""
+    monkeypatch.chdir(tmp_path)
+    for name in SECRET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    saved_clients = dict(registry._clients)
+    default.reset()
+    force_api_type(None)
+    force_api_cache(None)
+    yield
+    default.reset()
+    force_api_type(None)
+    force_api_cache(None)
+    registry._clients.clear()
+    registry._clients.update(saved_clients)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as running:
+        yield running
+
+
+class Sleeps(list[float]):
+    """The waits a client asked for, recorded instead of slept."""
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def oai(server: FakeOpenAIServer, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch) -> OpenAIClient:
+    """The "openai" client, pointed at the loopback server, with waits recorded and no jitter."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    default.force("base_url", server.base_url)
+    fresh = OpenAIClient(sleep=sleeps.append, random_value=lambda: 0.5)
+    register_client("openai", fresh)
+    return fresh

@@ -1,0 +1,435 @@
+"""OpenAIClient and AzureClient over real HTTP: requests made, bodies sent, waits asked for, errors raised."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from openai_utils import (
+    APITimeoutError,
+    AuthenticationError,
+    AzureClient,
+    InvalidRequestError,
+    MissingCredentialsError,
+    NonTerminalError,
+    OpenAIClient,
+    QuotaExceededError,
+    RateLimitError,
+    RetriesExhaustedError,
+    client,
+    default,
+    force_api_cache,
+    force_default_value,
+    register_client,
+)
+from tests.fake_server import FakeOpenAIServer, Fault
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def chat_requests(server: FakeOpenAIServer) -> list[Any]:
+    return server.requests_to("/chat/completions")
+
+
+# -- the happy path and what is sent ------------------------------------------------------
+
+
+def test_send_message_returns_the_assistant_message_as_a_plain_dict(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    reply = client().send_message(HI, temperature=0)
+    assert reply == {"role": "assistant", "content": "echo: Hi"}
+    assert type(reply) is dict
+    assert chat_requests(server)[0].body == {"messages": HI, "model": "gpt-4o-mini", "temperature": 0}
+
+
+def test_unset_sampling_parameters_are_not_sent(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    oai.send_message(HI, stop=[])
+    body = chat_requests(server)[0].body
+    for absent in ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "stop", "n"):
+        assert absent not in body
+
+
+def test_every_parameter_and_pass_through_reaches_the_server(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    oai.send_message(
+        HI, model="m", temperature=0.3, max_tokens=50, top_p=0.9, frequency_penalty=0.1,
+        presence_penalty=0.2, stop=["\n"], seed=7, user="u1", logprobs=True,
+    )
+    body = chat_requests(server)[0].body
+    assert body == {
+        "messages": HI, "model": "m", "temperature": 0.3, "max_tokens": 50, "top_p": 0.9,
+        "frequency_penalty": 0.1, "presence_penalty": 0.2, "stop": ["\n"], "seed": 7, "user": "u1", "logprobs": True,
+    }
+
+
+def test_defaults_are_read_at_call_time(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    oai.send_message(HI)
+    force_default_value("model", "gpt-x")
+    force_default_value("temperature", 0.7)
+    oai.send_message(HI)
+    first, second = chat_requests(server)
+    assert first.body["model"] == "gpt-4o-mini" and "temperature" not in first.body
+    assert second.body["model"] == "gpt-x" and second.body["temperature"] == 0.7
+
+
+def test_config_file_values_are_sent(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+    (tmp_path / "config.ini").write_text("[OpenAI]\nMODEL=from-file\nTOP_P=0.5\n")
+    default.reload()
+    oai.send_message(HI)
+    body = chat_requests(server)[0].body
+    assert body["model"] == "from-file" and body["top_p"] == 0.5
+
+
+def test_n_choices_come_back_as_a_list_in_order(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    replies = oai.send_message(HI, n=3)
+    assert isinstance(replies, list)
+    assert [r["content"] for r in replies] == ["echo: Hi", "echo: Hi [1]", "echo: Hi [2]"]
+    assert chat_requests(server)[0].body["n"] == 3
+
+
+def test_echo_returns_the_conversation_and_the_reply(oai: OpenAIClient) -> None:
+    convo = oai.send_message(HI, echo=True)
+    assert convo == [HI[0], {"role": "assistant", "content": "echo: Hi"}]
+
+
+def test_tool_calls_come_back_as_plain_dicts(oai: OpenAIClient) -> None:
+    reply = oai.send_message([{"role": "user", "content": "__tool__"}], tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+    assert reply is not None and not isinstance(reply, list)
+    assert reply["content"] is None
+    assert reply["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+
+
+def test_callers_messages_are_not_mutated(oai: OpenAIClient) -> None:
+    messages = [{"role": "user", "content": "Hi"}]
+    oai.send_message(messages, echo=True)
+    assert messages == [{"role": "user", "content": "Hi"}]
+
+
+def test_bad_messages_are_rejected_before_any_request(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    for bad in ([], "Hi", [{"content": "no role"}], [{"role": "user"}], [None]):
+        with pytest.raises(InvalidRequestError):
+            oai.send_message(bad)  # type: ignore[arg-type]
+    assert server.requests == []
+
+
+# -- retries and the error contract --------------------------------------------------------
+
+
+def test_persistent_429_makes_exactly_max_attempts_requests_then_returns_none(
+    oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    server.fail_always(Fault.status(429))
+    with caplog.at_level(logging.INFO, logger="openai_utils"):
+        assert oai.send_message(HI, max_attempts=4, waiting_time=1, exponential_backoff_factor=3) is None
+    assert len(chat_requests(server)) == 4
+    assert sleeps == [1, 3, 9]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "4 attempts" in errors[0].getMessage() and "RateLimitError" in errors[0].getMessage()
+
+
+def test_waits_follow_the_config_and_are_capped(oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+    force_default_value("max_attempts", 6)
+    force_default_value("waiting_time", 2)
+    force_default_value("exponential_backoff_factor", 2)
+    force_default_value("max_waiting_time", 10)
+    server.fail_always(Fault.status(503))
+    assert oai.send_message(HI) is None
+    assert len(chat_requests(server)) == 6
+    assert sleeps == [2, 4, 8, 10, 10]
+
+
+def test_no_sleep_before_the_first_attempt(oai: OpenAIClient, sleeps: list[float]) -> None:
+    oai.send_message(HI)
+    assert sleeps == []
+
+
+def test_raise_on_failure_raises_with_attempts_and_last_error(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    force_default_value("raise_on_failure", True)
+    server.fail_always(Fault.status(500))
+    with pytest.raises(RetriesExhaustedError) as caught:
+        oai.send_message(HI, max_attempts=3)
+    assert caught.value.attempts == 3
+    assert caught.value.status_code == 500
+    assert isinstance(caught.value.last_error, NonTerminalError)
+    assert caught.value.request_id == caught.value.last_error.request_id
+    assert caught.value.request_id and caught.value.request_id.startswith("req_")
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_retryable_statuses_are_retried(oai: OpenAIClient, server: FakeOpenAIServer, status: int) -> None:
+    server.script(Fault.status(status))
+    assert oai.send_message(HI) == {"role": "assistant", "content": "echo: Hi"}
+    assert len(chat_requests(server)) == 2
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_invalid_requests_raise_at_once_with_the_server_message(oai: OpenAIClient, server: FakeOpenAIServer, status: int) -> None:
+    server.script(Fault.status(status, body={"error": {"message": "you sent nonsense", "type": "invalid_request_error", "code": "bad"}}))
+    with pytest.raises(InvalidRequestError) as caught:
+        oai.send_message(HI)
+    assert len(chat_requests(server)) == 1
+    assert caught.value.status_code == status
+    assert "you sent nonsense" in str(caught.value)
+    assert caught.value.request_id and caught.value.request_id.startswith("req_")
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_authentication_errors_name_the_variable(oai: OpenAIClient, server: FakeOpenAIServer, status: int) -> None:
+    server.script(Fault.status(status))
+    with pytest.raises(AuthenticationError, match="OPENAI_API_KEY"):
+        oai.send_message(HI)
+    assert len(chat_requests(server)) == 1
+
+
+def test_insufficient_quota_is_not_retried(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.script(Fault.status(429, body={"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}))
+    with pytest.raises(QuotaExceededError, match="quota"):
+        oai.send_message(HI)
+    assert len(chat_requests(server)) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [({"Retry-After": "7"}, 7.0), ({"retry-after-ms": "150"}, 0.15), ({"Retry-After": "500"}, 60.0)],
+)
+def test_server_wait_hints_win_within_the_cap(
+    oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float], headers: dict[str, str], expected: float
+) -> None:
+    server.script(Fault.status(429, headers=headers))
+    assert oai.send_message(HI) is not None
+    assert sleeps == [expected]
+
+
+def test_http_date_retry_after_is_honoured(oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+    server.script(Fault.status(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+    assert oai.send_message(HI) is not None
+    assert sleeps == [0.0]  # a date in the past: retry at once
+
+
+def test_connection_reset_and_malformed_json_are_retried(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.script(Fault.reset(), Fault.malformed())
+    assert oai.send_message(HI) == {"role": "assistant", "content": "echo: Hi"}
+    assert len(chat_requests(server)) == 3
+
+
+def test_a_hung_server_times_out_and_is_retried(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    force_default_value("raise_on_failure", True)
+    server.fail_always(Fault.hang(5))
+    with pytest.raises(RetriesExhaustedError) as caught:
+        oai.send_message(HI, timeout=0.2, max_attempts=2)
+    assert isinstance(caught.value.last_error, APITimeoutError)
+    assert len(chat_requests(server)) == 2
+
+
+def test_every_attempt_sends_the_same_body(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.script(Fault.status(500), Fault.status(429))
+    oai.send_message(HI, temperature=0.5, seed=3)
+    bodies = [r.body for r in chat_requests(server)]
+    assert len(bodies) == 3 and bodies[0] == bodies[1] == bodies[2]
+
+
+def test_the_sdk_does_not_retry_on_its_own(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.fail_always(Fault.status(500))
+    oai.send_message(HI, max_attempts=1)
+    assert len(chat_requests(server)) == 1
+
+
+def test_a_custom_client_raising_nonterminal_error_is_retried(sleeps: list[float]) -> None:
+    class Flaky(OpenAIClient):
+        calls = 0
+
+        def _raw_model_call(self, request: Any, timeout: float) -> dict[str, Any]:
+            Flaky.calls += 1
+            if Flaky.calls < 3:
+                raise NonTerminalError("busy, try later")
+            return {"model": request["model"], "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}}]}
+
+    register_client("flaky", Flaky(sleep=sleeps.append, random_value=lambda: 0.5))
+    from openai_utils import _get_client_for_api_type
+
+    assert _get_client_for_api_type("flaky").send_message(HI) == {"role": "assistant", "content": "done"}
+    assert Flaky.calls == 3 and sleeps == [1.0, 2.0]
+
+
+def test_secrets_are_never_logged(oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+    server.script(Fault.status(500), Fault.status(401))
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(AuthenticationError):
+            oai.send_message(HI)
+    assert caplog.records, "expected retry logs"
+    assert all("sk-test-secret" not in r.getMessage() for r in caplog.records)
+
+
+def test_token_counts_are_computed_only_when_debug_is_on(
+    oai: OpenAIClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import openai_utils.clients as clients_module
+
+    counted: list[str] = []
+    real = clients_module.count_tokens
+    monkeypatch.setattr(clients_module, "count_tokens", lambda m, model: counted.append(model) or real(m, model))
+    oai.send_message(HI)
+    assert counted == []
+    with caplog.at_level(logging.DEBUG, logger="openai_utils"):
+        oai.send_message(HI)
+    assert counted == ["gpt-4o-mini"]
+    assert any("prompt tokens" in r.getMessage() for r in caplog.records)
+
+
+# -- credentials and the SDK client ----------------------------------------------------------
+
+
+def test_missing_key_names_the_variable_and_sends_nothing(server: FakeOpenAIServer) -> None:
+    with pytest.raises(MissingCredentialsError, match="OPENAI_API_KEY") as caught:
+        OpenAIClient().send_message(HI)
+    assert caught.value.variables == ("OPENAI_API_KEY",)
+    assert server.requests == []
+
+
+def test_a_base_url_server_needs_no_key(server: FakeOpenAIServer) -> None:
+    force_default_value("base_url", server.base_url)
+    assert OpenAIClient().send_message(HI) is not None
+
+
+def test_the_sdk_client_is_reused_and_rebuilt_when_the_key_changes(
+    oai: OpenAIClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oai.send_message(HI)
+    first = oai._sdk()
+    oai.send_message(HI)
+    assert oai._sdk() is first
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-other")
+    oai.send_message(HI)
+    assert oai._sdk() is not first
+    auth = [r.headers["authorization"] for r in chat_requests(server)]
+    assert auth == ["Bearer sk-test-secret", "Bearer sk-test-secret", "Bearer sk-other"]
+
+
+# -- embeddings ------------------------------------------------------------------------------
+
+
+def test_get_embedding_works_on_a_fresh_client(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    force_default_value("base_url", server.base_url)
+    vector = OpenAIClient().get_embedding("hello")
+    assert isinstance(vector, list) and len(vector) == 8 and all(isinstance(x, float) for x in vector)
+    assert server.requests_to("/embeddings")[0].body == {"model": "text-embedding-3-small", "input": "hello"}
+
+
+def test_get_embedding_takes_a_list_and_keeps_the_order(oai: OpenAIClient) -> None:
+    singles = [oai.get_embedding(t) for t in ("a", "b", "c")]
+    batch = oai.get_embedding(["a", "b", "c"])
+    assert batch == singles
+    assert singles[0] != singles[1]
+
+
+def test_get_embedding_retries_and_caches(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+    force_api_cache(True, str(tmp_path / "e.pickle"))
+    server.script(Fault.status(503), path="/embeddings")
+    first = oai.get_embedding("x")
+    assert oai.get_embedding("x") == first
+    assert len(server.requests_to("/embeddings")) == 2  # one failure, one success, then a hit
+
+
+# -- the cache in send_message ---------------------------------------------------------------
+
+
+def test_a_cache_hit_makes_no_request(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    first = oai.send_message(HI, temperature=0)
+    second = oai.send_message(HI, temperature=0, timeout=5, max_attempts=2)  # not part of the key
+    assert first == second
+    assert len(chat_requests(server)) == 1
+    assert (oai.cache_hits, oai.cache_misses) == (1, 1)
+    oai.send_message(HI, temperature=0.1)
+    assert len(chat_requests(server)) == 2
+
+
+def test_a_cached_answer_can_be_edited_by_the_caller_without_changing_the_cache(oai: OpenAIClient, tmp_path: Any) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    reply = oai.send_message(HI)
+    assert isinstance(reply, dict)
+    reply["content"] = "changed"
+    assert oai.send_message(HI) == {"role": "assistant", "content": "echo: Hi"}
+
+
+def test_a_call_rate_limited_once_is_a_hit_next_time(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    server.script(Fault.status(429))
+    oai.send_message(HI)
+    oai.send_message(HI)
+    assert len(chat_requests(server)) == 2 and oai.cache_hits == 1
+
+
+def test_failures_are_not_cached(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    server.fail_always(Fault.status(500))
+    assert oai.send_message(HI, max_attempts=2) is None
+    server.fail_always(None)
+    assert oai.send_message(HI) is not None
+    assert len(chat_requests(server)) == 3
+
+
+# -- Azure -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def azure(server: FakeOpenAIServer, sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> AzureClient:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+    monkeypatch.setenv("AZURE_OPENAI_KEY", "azure-secret")
+    fresh = AzureClient(sleep=sleeps.append, random_value=lambda: 0.5)
+    register_client("azure", fresh)
+    return fresh
+
+
+def test_azure_uses_the_deployment_url_api_version_and_api_key_header(azure: AzureClient, server: FakeOpenAIServer) -> None:
+    reply = azure.send_message(HI, model="my-deployment")
+    assert reply == {"role": "assistant", "content": "echo: Hi"}
+    sent = server.requests[0]
+    assert sent.path == "/openai/deployments/my-deployment/chat/completions"
+    assert sent.query == {"api-version": "2024-10-21"}
+    assert sent.headers["api-key"] == "azure-secret"
+    assert "authorization" not in sent.headers
+
+
+def test_azure_api_version_comes_from_config(azure: AzureClient, server: FakeOpenAIServer) -> None:
+    force_default_value("azure_api_version", "2025-01-01-preview")
+    azure.send_message(HI, model="d")
+    assert server.requests[0].query == {"api-version": "2025-01-01-preview"}
+
+
+def test_azure_embeddings_use_the_embedding_deployment(azure: AzureClient, server: FakeOpenAIServer) -> None:
+    force_default_value("embedding_model", "emb-deploy")
+    assert azure.get_embedding("x") is not None
+    assert server.requests[0].path == "/openai/deployments/emb-deploy/embeddings"
+
+
+def test_azure_accepts_the_alternative_key_variable(azure: AzureClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_KEY")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "other-secret")
+    azure.send_message(HI, model="d")
+    assert server.requests[0].headers["api-key"] == "other-secret"
+
+
+def test_azure_errors_name_the_missing_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(MissingCredentialsError, match="AZURE_OPENAI_ENDPOINT"):
+        AzureClient().send_message(HI)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(MissingCredentialsError, match="AZURE_OPENAI_KEY") as caught:
+        AzureClient().send_message(HI)
+    assert "AZURE_OPENAI_API_KEY" in str(caught.value)
+
+
+def test_azure_auth_error_names_the_azure_variables(azure: AzureClient, server: FakeOpenAIServer) -> None:
+    server.script(Fault.status(401))
+    with pytest.raises(AuthenticationError, match="AZURE_OPENAI_KEY"):
+        azure.send_message(HI, model="d")
+
+
+def test_rate_limit_error_carries_the_retry_hint(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    force_default_value("raise_on_failure", True)
+    server.fail_always(Fault.status(429, headers={"Retry-After": "3"}))
+    with pytest.raises(RetriesExhaustedError) as caught:
+        oai.send_message(HI, max_attempts=1)
+    last = caught.value.last_error
+    assert isinstance(last, RateLimitError) and last.retry_after == 3.0 and last.attempts == 1
