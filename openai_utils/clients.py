@@ -201,6 +201,10 @@ class OpenAIClient:
             return None
         return vectors[0] if isinstance(text, str) else vectors
 
+    def _count_tokens(self, messages: Sequence[Mapping[str, Any]], model: str, tools: Sequence[Mapping[str, Any]] | None = None) -> int | None:
+        """Prompt tokens of a chat request, estimated offline; None when no encoding is available."""
+        return count_tokens(messages, model, tools)
+
     # -- one HTTP attempt (override these in a custom client) -----------------------------
 
     def _raw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:

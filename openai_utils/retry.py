@@ -8,6 +8,7 @@ which keeps every decision here free of I/O and shared by sync and async code.
 from __future__ import annotations
 
 import email.utils
+import math
 import logging
 import random
 import time
@@ -39,7 +40,7 @@ class RetryPolicy:
         A server's hint wins over the formula, because the server knows when it will take
         requests again; both are capped so that a bad hint cannot stall a run for hours.
         """
-        if hint is not None:
+        if hint is not None and not math.isnan(hint):
             return min(max(hint, 0.0), self.max_waiting_time)
         nominal = self.waiting_time * self.backoff_factor ** (retry - 1)
         return min(nominal * (1 + JITTER * (2 * random_value - 1)), self.max_waiting_time)
@@ -81,21 +82,28 @@ class Attempts:
 
 def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
     """Read a server's wait hint: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date."""
-    millis = headers.get("retry-after-ms")
+    millis = _number(headers.get("retry-after-ms"))
     if millis is not None:
-        try:
-            return max(float(millis) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        return max(millis / 1000.0, 0.0)
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _number(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     return max(when.timestamp() - now(), 0.0)
+
+
+def _number(text: str | None) -> float | None:
+    """A header's number, or None for a missing or unusable one (NaN would break sleep())."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value

