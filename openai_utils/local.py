@@ -45,7 +45,7 @@ from .exceptions import (
     OpenAIUtilsError,
     ServerError,
 )
-from .transport import build_openai_sdk, post_json
+from .transport import post_json
 
 if TYPE_CHECKING:
     import openai
@@ -380,7 +380,7 @@ class LocalServer:
             base_url = self.start()
             if self._sdk_client is None or self._sdk_pid != os.getpid():
                 assert self._api_key is not None
-                self._sdk_client = build_openai_sdk(self._api_key, base_url + "/v1")
+                self._sdk_client = _loopback_sdk(self._api_key, base_url + "/v1")
                 self._sdk_pid = os.getpid()
             return self._sdk_client
 
@@ -410,6 +410,21 @@ class LocalServer:
                 except ValueError:
                     continue
         return found
+
+
+def _loopback_sdk(api_key: str, base_url: str) -> openai.OpenAI:
+    """An SDK client that connects directly, whatever HTTP(S)_PROXY says.
+
+    httpx honours proxy variables even for 127.0.0.1, so on a machine with a proxy set (and
+    127.0.0.1 not in NO_PROXY) every request to the embedded server went to the proxy and
+    failed with "connection refused". `trust_env=False` is safe here: the URL is loopback HTTP,
+    so no certificate settings from the environment are lost.
+    """
+    import openai
+
+    return openai.OpenAI(
+        api_key=api_key, base_url=base_url, max_retries=0, http_client=openai.DefaultHttpxClient(trust_env=False)
+    )
 
 
 def _track(server: LocalServer) -> None:
