@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -334,6 +335,10 @@ def test_max_in_flight_counts_concurrency() -> None:
         # Unbounded: 20 threads released together all overlap inside the 0.2 s latency.
         run(20, None, threading.Barrier(20))
         assert server.max_in_flight == 20
+        # The handler decrements after its answer is sent, so the clients may finish first.
+        deadline = time.monotonic() + 5
+        while server.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert server.in_flight == 0
         assert sorted(results) == sorted(f"echo: q{i}" for i in range(20))
 
