@@ -29,12 +29,15 @@ from .exceptions import (
     RateLimitError,
     RetriesExhaustedError,
     ServerError,
+    StreamInterruptedError,
     TemplateError,
     TemplateNotFoundError,
     TemplateVariableError,
 )
+from .generation import generate_response
 from .llm_call import LLMCall
 from .registry import _get_client_for_api_type, client, force_api_cache, force_api_type, register_client
+from .streaming import aprocess_streaming_response, process_streaming_response
 
 logger = logging.getLogger("openai_utils")
 logger.addHandler(logging.NullHandler())
@@ -51,6 +54,9 @@ __all__ = [
     "force_api_type",
     "force_api_cache",
     "force_default_value",
+    "process_streaming_response",
+    "aprocess_streaming_response",
+    "generate_response",
     "OpenAIUtilsError",
     "ConfigError",
     "MissingCredentialsError",
@@ -68,5 +74,6 @@ __all__ = [
     "ServerError",
     "APIConnectionError",
     "APITimeoutError",
+    "StreamInterruptedError",
     "MalformedResponseError",
 ]

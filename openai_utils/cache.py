@@ -401,15 +401,27 @@ def _identity(stat: os.stat_result) -> tuple[int, int]:
 
 
 _open_caches: dict[Path, ResponseCache] = {}
+_by_name: dict[tuple[str, str | None], ResponseCache] = {}
 _open_lock = threading.Lock()
 
 
 def open_cache(file_name: str | os.PathLike[str], fsync: bool = False) -> ResponseCache:
-    """The one cache object for this file in this process (created on first use, file untouched)."""
-    path = Path(file_name).expanduser().resolve()
+    """The one cache object for this file in this process (created on first use, file untouched).
+
+    Every call on the hit path comes through here, and resolving a path costs a stat per folder,
+    so the answer is remembered by the name as given (with the working directory, for a relative
+    name, since the same name means another file after a chdir).
+    """
+    name = os.fspath(file_name)
+    memo = (name, None) if os.path.isabs(name) else (name, os.getcwd())
+    cache = _by_name.get(memo)
+    if cache is not None and (cache.fsync or not fsync):
+        return cache
+    path = Path(name).expanduser().resolve()
     with _open_lock:
         cache = _open_caches.get(path)
         if cache is None:
             cache = _open_caches[path] = ResponseCache(path, fsync=fsync)
         cache.fsync = cache.fsync or fsync
+        _by_name[memo] = cache
         return cache

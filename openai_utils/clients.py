@@ -1,34 +1,50 @@
-"""OpenAIClient and AzureClient: send_message and get_embedding with retries and the cache.
+"""OpenAIClient and AzureClient: chat and embeddings, sync and async, streamed or not.
 
 A client is cheap to build (no file, no connection): everything it needs is read from `default`
-and the environment at call time, and the SDK client behind it is built on first use and kept,
-so connections are reused, until its settings (key, endpoint) change.
+and the environment at call time. The SDK clients behind it are built on first use and kept, so
+connections are reused, until their settings (key, endpoint) change; the async ones are kept per
+event loop and closed when that loop shuts down.
 
-Custom clients subclass OpenAIClient and override `_raw_model_call` (and, for embeddings,
-`_raw_embedding_call`); raising NonTerminalError there makes our backoff retry the call.
+Everything that is not I/O is shared by the sync and async paths: `_prepare` builds and checks
+the request, the cache key and the retry policy once; `retry.Attempts` decides every wait; the
+response and stream handling live in `response.py` and `streaming.py`. The drivers below differ
+only in how they wait.
+
+Custom clients subclass OpenAIClient and override `_raw_model_call` / `_raw_embedding_call`
+(one attempt each; their async twins default to running them in a thread); raising
+NonTerminalError there makes the call retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from .cache import ResponseCache, open_cache
+from .cache import MISSING, ResponseCache, open_cache
 from .config import default
-from .exceptions import MissingCredentialsError, NonTerminalError, RetriesExhaustedError
+from .exceptions import (
+    APIError,
+    InvalidRequestError,
+    MissingCredentialsError,
+    NonTerminalError,
+    RetriesExhaustedError,
+    StreamInterruptedError,
+)
+from .limits import call_slots
 from .request import build_chat_request, build_embedding_request, cache_key
 from .response import chat_record, chat_result, embedding_vectors
 from .retry import RetryPolicy
+from .streaming import StreamAssembler, areplay, replay
 from .tokens import count_tokens
-from .transport import build_azure_sdk, build_openai_sdk, post_json
-
-if TYPE_CHECKING:
-    import openai
+from .transport import SDKClient, aopen_stream, apost_json, build_azure_sdk, build_openai_sdk, open_stream, post_json
 
 __all__ = ["OpenAIClient", "AzureClient"]
 
@@ -39,6 +55,31 @@ T = TypeVar("T")
 OPENAI_DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 NO_KEY_NEEDED = "no-key-needed"
 """Sent as the key to a BASE_URL server when OPENAI_API_KEY is unset: local servers ignore it."""
+
+CHAT = "chat"
+EMBEDDING = "embedding"
+
+
+@dataclass
+class _Call:
+    """One call, prepared once before any attempt: what to send, how to retry, where to cache."""
+
+    kind: str
+    request: dict[str, Any]
+    policy: RetryPolicy
+    timeout: float
+    cache: ResponseCache | None
+    key: str | None
+
+
+@dataclass
+class _OpenStream:
+    """A stream whose first text has arrived: from here on a failure is no longer retried."""
+
+    chunks: Any
+    assembler: StreamAssembler
+    first: str | None
+    slot: Any
 
 
 class OpenAIClient:
@@ -53,23 +94,32 @@ class OpenAIClient:
         cache_file_name: str | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] | None = None,
         random_value: Callable[[], float] = random.random,
     ) -> None:
         """`cache_api_calls` / `cache_file_name` of None follow CACHE_API_CALLS / CACHE_FILE_NAME
-        at call time. `sleep` and `random_value` drive the backoff waits; tests pass their own."""
+        at call time. `sleep`, `async_sleep` (default asyncio.sleep) and `random_value` drive the
+        backoff waits; tests pass their own."""
         self.cache_api_calls = cache_api_calls
         self.cache_file_name = cache_file_name
         self._sleep = sleep
+        self._async_sleep = async_sleep
         self._random = random_value
         self._sdk_lock = threading.Lock()
-        self._sdk_client: Any = None
-        self._sdk_settings: tuple[Any, ...] | None = None
+        self._sdks: dict[str, tuple[tuple[Any, ...], SDKClient]] = {}
+        self._async_sdks: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[Any, ...], SDKClient, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._async_pending: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
         self._counter_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(api_type={self.api_type!r}, cache_api_calls={self.cache_api_calls!r}, cache_file_name={self.cache_file_name!r})"
+        return (
+            f"{type(self).__name__}(api_type={self.api_type!r}, cache_api_calls={self.cache_api_calls!r}, "
+            f"cache_file_name={self.cache_file_name!r})"
+        )
 
     # -- configuration -------------------------------------------------------------------
 
@@ -85,8 +135,12 @@ class OpenAIClient:
             return None
         return open_cache(self.cache_file_name or default["cache_file_name"])
 
-    def _sdk_settings_now(self) -> tuple[Any, ...]:
-        """The settings the SDK client is built from, read from config and environment now."""
+    def _default_model(self, kind: str) -> str:
+        """The model a call uses when it names none."""
+        return default["model"] if kind == CHAT else default["embedding_model"]
+
+    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
+        """What the SDK client for `kind` is built from, read from config and environment now."""
         base_url = default["base_url"] or os.environ.get("OPENAI_BASE_URL") or None
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -99,23 +153,48 @@ class OpenAIClient:
             key = NO_KEY_NEEDED
         return (key, base_url)
 
-    def _build_sdk(self, settings: tuple[Any, ...]) -> openai.OpenAI:
+    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
         key, base_url = settings
-        return build_openai_sdk(key, base_url)
+        return build_openai_sdk(key, base_url, asynchronous)
 
     def _endpoint(self) -> str:
         """The server, as part of the cache key: the same request to another server is another answer."""
         return default["base_url"] or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_ENDPOINT
 
-    def _sdk(self) -> Any:
-        settings = self._sdk_settings_now()
+    def _refine_error(self, error: APIError, kind: str) -> APIError:
+        """A hook to reword a server's error for this kind of server; the default keeps it."""
+        return error
+
+    def _sdk(self, kind: str = CHAT) -> SDKClient:
+        """The sync SDK client for `kind`, rebuilt only when its settings changed."""
+        settings = self._sdk_settings_now(kind)
         with self._sdk_lock:
-            if self._sdk_client is None or settings != self._sdk_settings:
-                if self._sdk_client is not None:
-                    self._sdk_client.close()
-                self._sdk_client = self._build_sdk(settings)
-                self._sdk_settings = settings
-            return self._sdk_client
+            current = self._sdks.get(kind)
+            if current is not None and current[0] == settings:
+                return current[1]
+            if current is not None:
+                current[1].close()
+            sdk = self._build_sdk(settings, asynchronous=False)
+            self._sdks[kind] = (settings, sdk)
+            return sdk
+
+    async def _async_sdk(self, kind: str = CHAT) -> SDKClient:
+        """The async SDK client for `kind` in the running loop, closed when that loop shuts down."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        settings = self._sdk_settings_now(kind)
+        per_loop = self._async_sdks.setdefault(loop, {})
+        current = per_loop.get(kind)
+        if current is not None and current[0] == settings:
+            return current[1]
+        if current is not None:
+            await current[2].aclose()
+        sdk = self._build_sdk(settings, asynchronous=True)
+        closer = _close_when_loop_ends(sdk)
+        await closer.__anext__()
+        per_loop[kind] = (settings, sdk, closer)
+        return sdk
 
     def _policy(self, max_attempts: int | None, waiting_time: float | None, factor: float | None) -> RetryPolicy:
         return RetryPolicy(
@@ -124,6 +203,86 @@ class OpenAIClient:
             backoff_factor=factor if factor is not None else default["exponential_backoff_factor"],
             max_waiting_time=default["max_waiting_time"],
         )
+
+    # -- preparing a call (shared by every path) -----------------------------------------
+
+    def _prepare_chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        top_p: float | None,
+        frequency_penalty: float | None,
+        presence_penalty: float | None,
+        stop: str | list[str] | None,
+        timeout: float | None,
+        max_attempts: int | None,
+        waiting_time: float | None,
+        exponential_backoff_factor: float | None,
+        n: int,
+        echo: bool,
+        stream: bool,
+        extra: Mapping[str, Any],
+    ) -> _Call:
+        if stream and (n != 1 or echo):
+            raise InvalidRequestError("stream=True returns one answer's text: it cannot be combined with n > 1 or echo")
+        params: dict[str, Any] = {
+            "model": model or self._default_model(CHAT),
+            "temperature": temperature if temperature is not None else default["temperature"],
+            "max_tokens": max_tokens if max_tokens is not None else default["max_tokens"],
+            "top_p": top_p if top_p is not None else default["top_p"],
+            "frequency_penalty": frequency_penalty if frequency_penalty is not None else default["frequency_penalty"],
+            "presence_penalty": presence_penalty if presence_penalty is not None else default["presence_penalty"],
+            "stop": stop or None,
+            "n": n if n != 1 else None,
+            **extra,
+        }
+        if stream:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        request = build_chat_request(messages, params)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "sending %d message(s) to %s, about %s prompt tokens",
+                len(request["messages"]), request["model"], count_tokens(request["messages"], request["model"]),
+            )
+        return self._prepare(CHAT, request, timeout, self._policy(max_attempts, waiting_time, exponential_backoff_factor))
+
+    def _prepare_embedding(self, text: str | Sequence[str], model: str | None, timeout: float | None, max_attempts: int | None) -> _Call:
+        request = build_embedding_request(text, model or self._default_model(EMBEDDING))
+        return self._prepare(EMBEDDING, request, timeout, self._policy(max_attempts, None, None))
+
+    def _prepare(self, kind: str, request: dict[str, Any], timeout: float | None, policy: RetryPolicy) -> _Call:
+        cache = self._cache()
+        key = cache_key(self.api_type, self._endpoint(), kind, request) if cache is not None else None
+        return _Call(kind, request, policy, timeout if timeout is not None else default["timeout"], cache, key)
+
+    def _count(self, hit: bool) -> None:
+        with self._counter_lock:
+            if hit:
+                self.cache_hits += 1
+            else:
+                self.cache_misses += 1
+
+    def _cached(self, call: _Call) -> Any:
+        """The cached answer for `call`, counted as a hit, or MISSING."""
+        if call.cache is None:
+            return MISSING
+        value = call.cache.get(call.key)  # type: ignore[arg-type]
+        if value is not MISSING:
+            self._count(True)
+        return value
+
+    def _store(self, call: _Call, value: Any) -> None:
+        if call.cache is not None:
+            call.cache.put(call.key, value)  # type: ignore[arg-type]
+
+    def _give_up(self, call: _Call, exc: RetriesExhaustedError) -> None:
+        """Attempts ran out: log it once, then return None or raise, as RAISE_ON_FAILURE says."""
+        logger.error("%s call to %s failed: %s", call.kind, call.request.get("model"), exc)
+        if default["raise_on_failure"]:
+            raise exc
 
     # -- the public calls ----------------------------------------------------------------
 
@@ -143,65 +302,90 @@ class OpenAIClient:
         exponential_backoff_factor: float | None = None,
         n: int = 1,
         echo: bool = False,
+        stream: bool = False,
         **extra: Any,
-    ) -> dict[str, Any] | list[Any] | None:
+    ) -> Any:
         """Send a conversation; return the assistant message as a plain dict.
 
         Any argument left as None takes its value from `default` now, at call time; a sampling
         parameter that is None there too is not sent at all. Further API parameters (`seed`,
         `tools`, `response_format`, ...) pass through as given. With n > 1 the result is a list
-        of messages, one per choice. With echo=True it is the conversation plus the reply.
+        of messages, one per choice; with echo=True, the conversation plus the reply; with
+        stream=True, an iterator of text chunks (retried until the first chunk arrives).
         Returns None when every attempt failed with a retryable error (or raises
         RetriesExhaustedError with RAISE_ON_FAILURE); other errors raise at once.
         """
-        params: dict[str, Any] = {
-            "model": model or default["model"],
-            "temperature": temperature if temperature is not None else default["temperature"],
-            "max_tokens": max_tokens if max_tokens is not None else default["max_tokens"],
-            "top_p": top_p if top_p is not None else default["top_p"],
-            "frequency_penalty": frequency_penalty if frequency_penalty is not None else default["frequency_penalty"],
-            "presence_penalty": presence_penalty if presence_penalty is not None else default["presence_penalty"],
-            "stop": stop or None,
-            "n": n if n != 1 else None,
-            **extra,
-        }
-        request = build_chat_request(current_messages, params)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("sending %d message(s) to %s, about %s prompt tokens", len(request["messages"]), request["model"], count_tokens(request["messages"], request["model"]))
-        record = self._call(
-            "chat",
-            request,
-            lambda: chat_record(self._raw_model_call(request, self._timeout(timeout))),
-            self._policy(max_attempts, waiting_time, exponential_backoff_factor),
+        call = self._prepare_chat(
+            current_messages, model, temperature, max_tokens, top_p, frequency_penalty, presence_penalty, stop,
+            timeout, max_attempts, waiting_time, exponential_backoff_factor, n, echo, stream, extra,
         )
-        if record is None:
-            return None
-        return chat_result(record, n, echo, current_messages)
+        if stream:
+            return self._stream(call)
+        record = self._run(call, lambda: chat_record(self._attempt(self._raw_model_call, call)))
+        return None if record is None else chat_result(record, n, echo, current_messages)
 
-    def get_embedding(
+    async def asend_message(
         self,
-        text: str | Sequence[str],
+        current_messages: Sequence[Mapping[str, Any]],
         model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        stop: str | list[str] | None = None,
         timeout: float | None = None,
         max_attempts: int | None = None,
-    ) -> list[float] | list[list[float]] | None:
+        waiting_time: float | None = None,
+        exponential_backoff_factor: float | None = None,
+        n: int = 1,
+        echo: bool = False,
+        stream: bool = False,
+        **extra: Any,
+    ) -> Any:
+        """The async form of send_message: same parameters, same results; with stream=True an
+        async iterator of text chunks."""
+        call = self._prepare_chat(
+            current_messages, model, temperature, max_tokens, top_p, frequency_penalty, presence_penalty, stop,
+            timeout, max_attempts, waiting_time, exponential_backoff_factor, n, echo, stream, extra,
+        )
+        if stream:
+            return await self._astream(call)
+
+        async def attempt() -> dict[str, Any]:
+            return chat_record(await self._aattempt(self._araw_model_call, call))
+
+        record = await self._arun(call, attempt)
+        return None if record is None else chat_result(record, n, echo, current_messages)
+
+    def get_embedding(
+        self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
+    ) -> Any:
         """One vector for a string, or a list of vectors (in order) for a list of strings.
 
         Same retries, cache and failure contract as send_message.
         """
-        request = build_embedding_request(text, model or default["embedding_model"])
-        count = 1 if isinstance(text, str) else len(request["input"])
-        vectors = self._call(
-            "embedding",
-            request,
-            lambda: embedding_vectors(self._raw_embedding_call(request, self._timeout(timeout)), count),
-            self._policy(max_attempts, None, None),
-        )
-        if vectors is None:
-            return None
-        return vectors[0] if isinstance(text, str) else vectors
+        call = self._prepare_embedding(text, model, timeout, max_attempts)
+        count = 1 if isinstance(text, str) else len(call.request["input"])
+        vectors = self._run(call, lambda: embedding_vectors(self._attempt(self._raw_embedding_call, call), count))
+        return None if vectors is None else (vectors[0] if isinstance(text, str) else vectors)
 
-    def _count_tokens(self, messages: Sequence[Mapping[str, Any]], model: str, tools: Sequence[Mapping[str, Any]] | None = None) -> int | None:
+    async def aget_embedding(
+        self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
+    ) -> Any:
+        """The async form of get_embedding."""
+        call = self._prepare_embedding(text, model, timeout, max_attempts)
+        count = 1 if isinstance(text, str) else len(call.request["input"])
+
+        async def attempt() -> list[list[float]]:
+            return embedding_vectors(await self._aattempt(self._araw_embedding_call, call), count)
+
+        vectors = await self._arun(call, attempt)
+        return None if vectors is None else (vectors[0] if isinstance(text, str) else vectors)
+
+    def _count_tokens(
+        self, messages: Sequence[Mapping[str, Any]], model: str, tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> int | None:
         """Prompt tokens of a chat request, estimated offline; None when no encoding is available."""
         return count_tokens(messages, model, tools)
 
@@ -209,46 +393,201 @@ class OpenAIClient:
 
     def _raw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         """One chat completion attempt; returns the server's JSON."""
-        return post_json(self._sdk(), "/chat/completions", request, timeout, self._auth_hint())
+        return post_json(self._sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
 
     def _raw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         """One embeddings attempt; returns the server's JSON."""
-        return post_json(self._sdk(), "/embeddings", request, timeout, self._auth_hint())
+        return post_json(self._sdk(EMBEDDING), "/embeddings", request, timeout, self._auth_hint())
 
-    # -- the shared path: cache, then attempts ---------------------------------------------
+    def _raw_stream_call(self, request: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
+        """Open one streamed chat completion; its chunks as dicts."""
+        return open_stream(self._sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
 
-    def _call(self, kind: str, request: Mapping[str, Any], attempt: Callable[[], T], policy: RetryPolicy) -> T | None:
+    async def _araw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        if _overrides(self, "_raw_model_call"):
+            return await _in_thread(self._raw_model_call, request, timeout)
+        return await apost_json(await self._async_sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
+
+    async def _araw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        if _overrides(self, "_raw_embedding_call"):
+            return await _in_thread(self._raw_embedding_call, request, timeout)
+        return await apost_json(await self._async_sdk(EMBEDDING), "/embeddings", request, timeout, self._auth_hint())
+
+    async def _araw_stream_call(self, request: Mapping[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
+        return await aopen_stream(await self._async_sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
+
+    def _auth_hint(self) -> str:
+        return " or ".join(self.key_variables)
+
+    # -- sync drivers ------------------------------------------------------------------------
+
+    def _attempt(self, raw: Callable[[Mapping[str, Any], float], T], call: _Call) -> T:
+        """One attempt inside a concurrency slot, with the server's error reworded if need be."""
+        with call_slots.hold():
+            try:
+                return raw(call.request, call.timeout)
+            except APIError as error:
+                _reraise_refined(self._refine_error(error, call.kind), error)
+                raise
+
+    def _run(self, call: _Call, attempt: Callable[[], T]) -> T | None:
         try:
-            cache = self._cache()
-            if cache is None:
-                return self._with_retries(attempt, policy)
-            key = cache_key(self.api_type, self._endpoint(), kind, request)
-            value, hit = cache.get_or_compute(key, lambda: self._with_retries(attempt, policy))
-            with self._counter_lock:
-                if hit:
-                    self.cache_hits += 1
-                else:
-                    self.cache_misses += 1
+            if call.cache is None:
+                return self._retrying(call, attempt)
+            value, hit = call.cache.get_or_compute(call.key, lambda: self._retrying(call, attempt))  # type: ignore[arg-type]
+            self._count(hit)
             return value
         except RetriesExhaustedError as exc:
-            logger.error("%s call to %s failed: %s", kind, request.get("model"), exc)
-            if default["raise_on_failure"]:
-                raise
+            self._give_up(call, exc)
             return None
 
-    def _with_retries(self, attempt: Callable[[], T], policy: RetryPolicy) -> T:
-        attempts = policy.start(self._random)
+    def _retrying(self, call: _Call, attempt: Callable[[], T]) -> T:
+        attempts = call.policy.start(self._random)
         while True:
             try:
                 return attempt()
             except NonTerminalError as error:
                 self._sleep(attempts.failed(error))
 
-    def _timeout(self, timeout: float | None) -> float:
-        return timeout if timeout is not None else default["timeout"]
+    def _stream(self, call: _Call) -> Iterator[str] | None:
+        cached = self._cached(call)
+        if cached is not MISSING:
+            return replay(cached)
+        try:
+            opened = self._retrying(call, lambda: self._open_stream(call))
+        except RetriesExhaustedError as exc:
+            self._give_up(call, exc)
+            return None
+        if call.cache is not None:
+            self._count(False)
+        return self._stream_rest(call, opened)
 
-    def _auth_hint(self) -> str:
-        return " or ".join(self.key_variables)
+    def _open_stream(self, call: _Call) -> _OpenStream:
+        """Open a stream and read up to its first text, holding a slot until the stream ends."""
+        with contextlib.ExitStack() as slot:
+            slot.enter_context(call_slots.hold())
+            try:
+                chunks = self._raw_stream_call(call.request, call.timeout)
+                assembler = StreamAssembler()
+                first = next((t for t in map(assembler.feed, chunks) if t), None)
+            except APIError as error:
+                _reraise_refined(self._refine_error(error, call.kind), error)
+                raise
+            return _OpenStream(chunks, assembler, first, slot.pop_all())
+
+    def _stream_rest(self, call: _Call, opened: _OpenStream) -> Iterator[str]:
+        with opened.slot:
+            if opened.first is not None:
+                yield opened.first
+            try:
+                for chunk in opened.chunks:
+                    text = opened.assembler.feed(chunk)
+                    if text:
+                        yield text
+            except APIError as error:
+                raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
+        self._store(call, opened.assembler.record())
+
+    # -- async drivers: the same steps, awaited ------------------------------------------
+
+    async def _aattempt(self, raw: Callable[[Mapping[str, Any], float], Awaitable[T]], call: _Call) -> T:
+        async with call_slots.ahold():
+            try:
+                return await raw(call.request, call.timeout)
+            except APIError as error:
+                _reraise_refined(self._refine_error(error, call.kind), error)
+                raise
+
+    async def _arun(self, call: _Call, attempt: Callable[[], Awaitable[T]]) -> T | None:
+        try:
+            if call.cache is None:
+                return await self._aretrying(call, attempt)
+            return await self._aget_or_compute(call, lambda: self._aretrying(call, attempt))
+        except RetriesExhaustedError as exc:
+            self._give_up(call, exc)
+            return None
+
+    async def _aretrying(self, call: _Call, attempt: Callable[[], Awaitable[T]]) -> T:
+        attempts = call.policy.start(self._random)
+        while True:
+            try:
+                return await attempt()
+            except NonTerminalError as error:
+                await self._await_sleep(attempts.failed(error))
+
+    async def _await_sleep(self, seconds: float) -> None:
+        if self._async_sleep is not None:
+            await self._async_sleep(seconds)
+        else:
+            import asyncio
+
+            await asyncio.sleep(seconds)
+
+    async def _aget_or_compute(self, call: _Call, compute: Callable[[], Awaitable[T]]) -> T:
+        """Cache lookup, with identical calls in flight in this loop sharing one request."""
+        import asyncio
+
+        pending = self._async_pending.setdefault(asyncio.get_running_loop(), {})
+        while True:
+            value = self._cached(call)
+            if value is not MISSING:
+                return value  # type: ignore[no-any-return]
+            running = pending.get(call.key)  # type: ignore[arg-type]
+            if running is None:
+                break
+            await asyncio.wait([running])
+        done = asyncio.get_running_loop().create_future()
+        pending[call.key] = done  # type: ignore[index]
+        try:
+            value = await compute()
+            self._store(call, value)
+            self._count(False)
+            return value
+        finally:
+            del pending[call.key]  # type: ignore[arg-type]
+            done.set_result(None)
+
+    async def _astream(self, call: _Call) -> AsyncIterator[str] | None:
+        cached = self._cached(call)
+        if cached is not MISSING:
+            return areplay(cached)
+        try:
+            opened = await self._aretrying(call, lambda: self._aopen_stream(call))
+        except RetriesExhaustedError as exc:
+            self._give_up(call, exc)
+            return None
+        if call.cache is not None:
+            self._count(False)
+        return self._astream_rest(call, opened)
+
+    async def _aopen_stream(self, call: _Call) -> _OpenStream:
+        async with contextlib.AsyncExitStack() as slot:
+            await slot.enter_async_context(call_slots.ahold())
+            try:
+                chunks = await self._araw_stream_call(call.request, call.timeout)
+                assembler = StreamAssembler()
+                first = None
+                async for chunk in chunks:
+                    first = assembler.feed(chunk)
+                    if first:
+                        break
+            except APIError as error:
+                _reraise_refined(self._refine_error(error, call.kind), error)
+                raise
+            return _OpenStream(chunks, assembler, first, slot.pop_all())
+
+    async def _astream_rest(self, call: _Call, opened: _OpenStream) -> AsyncIterator[str]:
+        async with opened.slot:
+            if opened.first is not None:
+                yield opened.first
+            try:
+                async for chunk in opened.chunks:
+                    text = opened.assembler.feed(chunk)
+                    if text:
+                        yield text
+            except APIError as error:
+                raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
+        self._store(call, opened.assembler.record())
 
 
 class AzureClient(OpenAIClient):
@@ -257,7 +596,7 @@ class AzureClient(OpenAIClient):
     api_type = "azure"
     key_variables = ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY")
 
-    def _sdk_settings_now(self) -> tuple[Any, ...]:
+    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
         if not endpoint:
             raise MissingCredentialsError(
@@ -275,9 +614,37 @@ class AzureClient(OpenAIClient):
             )
         return (endpoint, default["azure_api_version"], key or None, None if key else ad_token)
 
-    def _build_sdk(self, settings: tuple[Any, ...]) -> openai.OpenAI:
+    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
         endpoint, api_version, key, ad_token = settings
-        return build_azure_sdk(endpoint, api_version, key, ad_token)
+        return build_azure_sdk(endpoint, api_version, key, ad_token, asynchronous)
 
     def _endpoint(self) -> str:
         return os.environ.get("AZURE_OPENAI_ENDPOINT", "")
+
+
+def _reraise_refined(refined: APIError, original: APIError) -> None:
+    if refined is not original:
+        raise refined from original
+
+
+def _overrides(client: OpenAIClient, name: str) -> bool:
+    """Whether a custom client replaced a sync raw call (so the async path must use it too)."""
+    return getattr(type(client), name) is not getattr(OpenAIClient, name)
+
+
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    import asyncio
+
+    return await asyncio.to_thread(function, *args)
+
+
+async def _close_when_loop_ends(sdk: SDKClient) -> AsyncIterator[None]:
+    """Closes `sdk` when its event loop shuts down its async generators (asyncio.run does).
+
+    Without it, an async client outlives its loop and its connections are torn down later from
+    a closed loop: the "Event loop is closed" errors of notebooks rerunning cells.
+    """
+    try:
+        yield
+    finally:
+        await sdk.close()

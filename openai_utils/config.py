@@ -149,6 +149,7 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("WAITING_TIME", 1.0, "float", "Seconds to wait before the first retry.", minimum=0),
     _setting("EXPONENTIAL_BACKOFF_FACTOR", 2.0, "float", "Each further retry waits this many times longer.", minimum=1),
     _setting("MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0),
+    _setting("MAX_CONCURRENT_MODEL_CALLS", 16, "int", "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.", minimum=0),
     _setting("RAISE_ON_FAILURE", False, "bool", "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError."),
     _setting("EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."),
     _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),

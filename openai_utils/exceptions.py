@@ -18,7 +18,8 @@
             ├── RateLimitError                  429
             ├── ServerError                     408, 409, 5xx
             ├── APIConnectionError              the connection failed or dropped
-            │   └── APITimeoutError             no answer within TIMEOUT
+            │   ├── APITimeoutError             no answer within TIMEOUT
+            │   └── StreamInterruptedError      a stream broke after part of the answer arrived
             └── MalformedResponseError          a 2xx whose body is not the JSON expected
 
 Only `NonTerminalError` and its subclasses are retried. When the attempts run out,
@@ -48,6 +49,7 @@ __all__ = [
     "ServerError",
     "APIConnectionError",
     "APITimeoutError",
+    "StreamInterruptedError",
     "MalformedResponseError",
 ]
 
@@ -176,6 +178,22 @@ class APIConnectionError(NonTerminalError):
 
 class APITimeoutError(APIConnectionError):
     """No answer within the request's TIMEOUT."""
+
+
+class StreamInterruptedError(APIConnectionError):
+    """The connection dropped after part of a streamed answer arrived.
+
+    Raised to the caller, never retried or cached by us, and never passed off as a shorter
+    answer: `received` holds the text that arrived, `chunks` how many text chunks that was.
+    """
+
+    def __init__(self, received: str, chunks: int, cause: BaseException) -> None:
+        super().__init__(
+            f"the stream broke after {chunks} chunk{'s' if chunks != 1 else ''} "
+            f"({len(received)} characters) of the answer had arrived: {cause}"
+        )
+        self.received = received
+        self.chunks = chunks
 
 
 class MalformedResponseError(NonTerminalError):

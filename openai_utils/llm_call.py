@@ -30,16 +30,21 @@ class LLMCall:
         With n > 1 in the model parameters, a list of contents, one per choice.
         Returns None when send_message did (every retryable attempt failed).
         """
-        messages = [
-            {"role": "system", "content": render_template(self.system_template_name, rendering_configs, allow_missing_variables)}
-        ]
-        if self.user_template_name is not None:
-            messages.append(
-                {"role": "user", "content": render_template(self.user_template_name, rendering_configs, allow_missing_variables)}
-            )
-        self.messages = messages
-        self.model_output = client().send_message(messages, **self.model_params)
+        self.messages = self._render(rendering_configs, allow_missing_variables)
+        self.model_output = client().send_message(self.messages, **self.model_params)
         return _content(self.model_output)
+
+    async def acall(self, allow_missing_variables: bool = False, **rendering_configs: Any) -> Any:
+        """The async form of `call`."""
+        self.messages = self._render(rendering_configs, allow_missing_variables)
+        self.model_output = await client().asend_message(self.messages, **self.model_params)
+        return _content(self.model_output)
+
+    def _render(self, variables: dict[str, Any], allow_missing: bool) -> list[dict[str, Any]]:
+        messages = [{"role": "system", "content": render_template(self.system_template_name, variables, allow_missing)}]
+        if self.user_template_name is not None:
+            messages.append({"role": "user", "content": render_template(self.user_template_name, variables, allow_missing)})
+        return messages
 
     def __repr__(self) -> str:
         templates = f"{self.system_template_name!r}, {self.user_template_name!r}"

@@ -9,7 +9,7 @@ body comes back as the server's JSON, parsed once, with no SDK objects in betwee
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
@@ -28,32 +28,39 @@ from .retry import parse_retry_after
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["build_openai_sdk", "build_azure_sdk", "post_json", "translate_error"]
+__all__ = [
+    "build_openai_sdk",
+    "build_azure_sdk",
+    "post_json",
+    "apost_json",
+    "open_stream",
+    "aopen_stream",
+    "translate_error",
+]
+
+SDKClient = Any
+"""An `openai.OpenAI`, `AzureOpenAI` or their async twins; typed loosely to keep openai unimported."""
 
 
-def build_openai_sdk(api_key: str, base_url: str | None) -> openai.OpenAI:
+def build_openai_sdk(api_key: str, base_url: str | None, asynchronous: bool = False) -> SDKClient:
     """An SDK client with its own retries off: ours are the only layer."""
     import openai
 
-    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+    cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    return cls(api_key=api_key, base_url=base_url, max_retries=0)
 
 
 def build_azure_sdk(
-    endpoint: str, api_version: str, api_key: str | None, ad_token: str | None
-) -> openai.AzureOpenAI:
+    endpoint: str, api_version: str, api_key: str | None, ad_token: str | None, asynchronous: bool = False
+) -> SDKClient:
     """An Azure SDK client; `model` in each request body selects the deployment."""
     import openai
 
-    return openai.AzureOpenAI(
-        azure_endpoint=endpoint,
-        api_version=api_version,
-        api_key=api_key,
-        azure_ad_token=ad_token,
-        max_retries=0,
-    )
+    cls = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
+    return cls(azure_endpoint=endpoint, api_version=api_version, api_key=api_key, azure_ad_token=ad_token, max_retries=0)
 
 
-def post_json(sdk: openai.OpenAI, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str) -> dict[str, Any]:
+def post_json(sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str) -> dict[str, Any]:
     """POST `body` to `path` and return the JSON answer, or raise one of our errors."""
     import openai
 
@@ -61,15 +68,83 @@ def post_json(sdk: openai.OpenAI, path: str, body: Mapping[str, Any], timeout: f
         raw = sdk.post(path, body=body, cast_to=bytes, options={"timeout": timeout})
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
+    return _decode(raw, path)
+
+
+async def apost_json(sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str) -> dict[str, Any]:
+    """The async form of `post_json`."""
+    import openai
+
+    try:
+        raw = await sdk.post(path, body=body, cast_to=bytes, options={"timeout": timeout})
+    except openai.APIError as exc:
+        raise translate_error(exc, auth_hint) from exc
+    return _decode(raw, path)
+
+
+def _decode(raw: bytes, path: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise MalformedResponseError(
-            f"the server answered {path} with a body that is not JSON: {raw[:200]!r}"
-        ) from None
+        raise MalformedResponseError(f"the server answered {path} with a body that is not JSON: {raw[:200]!r}") from None
     if not isinstance(data, dict):
         raise MalformedResponseError(f"the server answered {path} with JSON that is not an object: {raw[:200]!r}")
     return data
+
+
+def open_stream(
+    sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str
+) -> Iterator[dict[str, Any]]:
+    """Start a server-sent-events request; return its chunks as dicts.
+
+    Errors before the answer starts raise here; errors while reading raise from the iterator,
+    both translated to our tree.
+    """
+    import openai
+
+    try:
+        stream = sdk.post(path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.Stream[object])
+    except openai.APIError as exc:
+        raise translate_error(exc, auth_hint) from exc
+    return _translated(iter(stream), auth_hint)
+
+
+def _translated(chunks: Iterator[Any], auth_hint: str) -> Iterator[dict[str, Any]]:
+    try:
+        yield from chunks
+    except _stream_errors() as exc:
+        raise translate_error(exc, auth_hint) from exc
+
+
+async def aopen_stream(
+    sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str
+) -> AsyncIterator[dict[str, Any]]:
+    """The async form of `open_stream`."""
+    import openai
+
+    try:
+        stream = await sdk.post(
+            path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.AsyncStream[object]
+        )
+    except openai.APIError as exc:
+        raise translate_error(exc, auth_hint) from exc
+    return _atranslated(stream, auth_hint)
+
+
+async def _atranslated(chunks: AsyncIterator[Any], auth_hint: str) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except _stream_errors() as exc:
+        raise translate_error(exc, auth_hint) from exc
+
+
+def _stream_errors() -> tuple[type[Exception], ...]:
+    """What a broken stream raises: the SDK's errors, or (openai 3.0) httpx2's unwrapped."""
+    import httpx2
+    import openai
+
+    return (openai.APIError, httpx2.HTTPError, OSError)
 
 
 def translate_error(exc: Exception, auth_hint: str) -> APIError:
@@ -82,7 +157,7 @@ def translate_error(exc: Exception, auth_hint: str) -> APIError:
 
     if isinstance(exc, openai.APITimeoutError):
         return APITimeoutError(f"no answer in time: {exc}")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, OSError)) or not isinstance(exc, openai.APIError):
         cause = exc.__cause__ or exc.__context__
         detail = f"{exc} ({type(cause).__name__}: {cause})" if cause else str(exc)
         return APIConnectionError(f"connection failed: {detail}")

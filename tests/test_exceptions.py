@@ -21,6 +21,7 @@ from openai_utils.exceptions import (
     RateLimitError,
     RetriesExhaustedError,
     ServerError,
+    StreamInterruptedError,
     TemplateNotFoundError,
     TemplateVariableError,
 )
@@ -85,7 +86,9 @@ def test_docstring_marks_exactly_the_direct_value_errors() -> None:
 
 def test_non_terminal_errors_are_exactly_the_retryable_ones() -> None:
     retryable = {cls for cls in ALL_CLASSES if issubclass(cls, NonTerminalError) and cls is not NonTerminalError}
-    assert retryable == {RateLimitError, ServerError, APIConnectionError, APITimeoutError, MalformedResponseError}
+    # StreamInterruptedError is worth sending again, but only by the caller: it is raised after
+    # part of the answer reached them, so the library never retries it itself.
+    assert retryable == {RateLimitError, ServerError, APIConnectionError, APITimeoutError, MalformedResponseError, StreamInterruptedError}
     assert issubclass(APITimeoutError, APIConnectionError)
     assert not issubclass(RetriesExhaustedError, NonTerminalError)
 

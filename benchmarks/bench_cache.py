@@ -1,0 +1,335 @@
+"""The response cache: hit latency next to an HTTP round trip, write cost as the file grows, load time.
+
+Why: the cache exists so that a repeated call costs next to nothing, so a hit must stay far
+below even the cheapest real request (a loopback round trip to tests/fake_server.py, latency
+0, timed in the same run in alternating blocks so drift hits both equally). The old module
+re-pickled the whole dict on every write, so a write got slower as the cache grew; the
+append-only file must keep the cost of a write flat, which is measured side by side with a
+small re-implementation of the old approach at the same sizes. Finally, a large file must
+load in reasonable time, since the first call of every process pays for it.
+
+Everything happens in temporary directories that are removed afterwards; the environment,
+`default` and the process-wide table of open caches are left as they were found.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+
+import openai_utils.cache as cache_module
+import tests.fake_server as fake_server
+from openai_utils import OpenAIClient, default, force_default_value
+from openai_utils.cache import HEADER, ResponseCache
+from timing import Row, info_row, median, percentile, ratio_row
+
+__all__ = ["run"]
+
+TOPIC = "cache"
+MODEL = "gpt-4o-mini"
+API_KEY = "sk-bench"
+MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Say hello to the benchmark."},
+]
+GOAL_HIT_US = 25.0
+GOAL_ROUND_TRIP_OVER_HIT = 50.0
+GOAL_WRITE_GROWTH = 1.5
+SMALL, LARGE = 100, 10_000
+"""The two cache sizes at which a write is timed."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure; see FULL and QUICK."""
+
+    hit_warmup: int
+    hits: int  # cache hits timed, in `blocks` blocks alternating with the round trips
+    round_trips: int
+    blocks: int
+    write_rounds: int  # sub-batches per size, alternating small/large
+    writes_per_round: int  # appends per sub-batch (write_rounds * writes_per_round in all)
+    old_writes_per_round: int  # the same for the whole-file rewrite, far slower at 10k
+    load_entries: int
+    loads: int
+
+
+FULL = Plan(hit_warmup=200, hits=6000, round_trips=600, blocks=12, write_rounds=10, writes_per_round=20,
+            old_writes_per_round=20, load_entries=100_000, loads=5)
+QUICK = Plan(hit_warmup=50, hits=1000, round_trips=100, blocks=4, write_rounds=5, writes_per_round=20,
+             old_writes_per_round=10, load_entries=20_000, loads=3)
+
+
+def run(quick: bool) -> list[Row]:
+    """Hit latency vs one loopback round trip, write cost at 100 vs 10,000 entries, load time."""
+    plan = QUICK if quick else FULL
+    with tempfile.TemporaryDirectory(prefix="openai_utils-bench-cache-") as folder:
+        tmp = Path(folder)
+        rows = _hit_latency(plan, tmp / "hits.pickle")
+        rows += _write_cost(plan, tmp)
+        rows += _load_time(plan, tmp / "load.pickle")
+    return rows
+
+
+# -- 1. hit latency ---------------------------------------------------------------------------
+
+
+def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
+    with _bench_environment() as server, _registered_cache_dropped(cache_file):
+        raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        ours = OpenAIClient(cache_api_calls=True, cache_file_name=str(cache_file))
+        expected = raw.chat.completions.create(model=MODEL, messages=MESSAGES).choices[0].message.content
+        first = ours.send_message(MESSAGES)  # the miss that fills the cache
+        if not isinstance(first, dict) or first.get("content") != expected or ours.cache_misses != 1:
+            raise RuntimeError(f"send_message answered {first!r} (misses {ours.cache_misses}), the raw SDK {expected!r}")
+        requests_before = len(server.requests)
+
+        hit = lambda: ours.send_message(MESSAGES)  # noqa: E731
+        trip = lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES)  # noqa: E731
+        _time_calls(hit, plan.hit_warmup)
+        _time_calls(trip, plan.hit_warmup // 10)
+        gc.collect()
+        hit_us: list[float] = []
+        trip_us: list[float] = []
+        for _ in range(plan.blocks):
+            hit_us += _time_calls(hit, plan.hits // plan.blocks)
+            trip_us += _time_calls(trip, plan.round_trips // plan.blocks)
+        raw.close()
+
+        hits = ours.cache_hits
+        expected_hits = plan.hit_warmup + len(hit_us)
+        trips_seen = len(server.requests) - requests_before
+        expected_trips = plan.hit_warmup // 10 + len(trip_us)
+        if hits != expected_hits or ours.cache_misses != 1 or trips_seen != expected_trips:
+            raise RuntimeError(
+                f"not all timed calls were hits: {hits} hits of {expected_hits}, {ours.cache_misses} misses, "
+                f"{trips_seen} requests reached the server for {expected_trips} round trips"
+            )
+        if ours._sdk_client is not None:  # the connection pool of the one miss
+            ours._sdk_client.close()
+
+    hit_median, trip_median = median(hit_us), median(trip_us)
+    times = trip_median / hit_median
+    return [
+        Row(TOPIC, f"send_message cache hit, median ({len(hit_us)} hits)", f"{hit_median:.1f} us",
+            f"< {GOAL_HIT_US:.0f} us", hit_median < GOAL_HIT_US),
+        info_row(TOPIC, "send_message cache hit, p90", f"{percentile(hit_us, 90):.1f} us"),
+        info_row(TOPIC, f"raw SDK loopback round trip, median / p90 ({len(trip_us)} calls)",
+                 f"{trip_median:.0f} / {percentile(trip_us, 90):.0f} us"),
+        Row(TOPIC, "round trip / cache hit, median", f"{times:.1f}x",
+            f">= {GOAL_ROUND_TRIP_OVER_HIT:.0f}x", times >= GOAL_ROUND_TRIP_OVER_HIT),
+    ]
+
+
+@contextmanager
+def _bench_environment() -> Iterator[fake_server.FakeOpenAIServer]:
+    """A running loopback server, with the key and base_url that OpenAIClient reads at call time;
+    all undone on exit (`default.reset()` drops forced values)."""
+    saved_key = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = API_KEY
+    server = fake_server.FakeOpenAIServer(latency=0.0).start()
+    try:
+        force_default_value("base_url", server.base_url)
+        force_default_value("model", MODEL)
+        yield server
+    finally:
+        server.stop()
+        default.reset()
+        if saved_key is None:
+            del os.environ["OPENAI_API_KEY"]
+        else:
+            os.environ["OPENAI_API_KEY"] = saved_key
+
+
+@contextmanager
+def _registered_cache_dropped(cache_file: Path) -> Iterator[None]:
+    """open_cache keeps one object per file for the life of the process: forget ours afterwards,
+    so no benchmark leaves an entry for a deleted temporary file behind.
+
+    Looks at every module-level dict of openai_utils.cache that maps to cache objects (today
+    `_open_caches`; any memo added later too) and drops the entries this benchmark added.
+    """
+    path = cache_file.expanduser().resolve()
+    registries = [v for v in vars(cache_module).values() if isinstance(v, dict)]
+    before = [set(registry) for registry in registries]
+    try:
+        yield
+    finally:
+        with cache_module._open_lock:
+            for registry, keys in zip(registries, before):
+                for key in [k for k, v in list(registry.items()) if k not in keys and isinstance(v, ResponseCache) and v.path == path]:
+                    del registry[key]
+
+
+def _time_calls(call: Callable[[], object], count: int) -> list[float]:
+    """Run `call` `count` times; return each call's duration in microseconds."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(count):
+        start = clock()
+        call()
+        samples.append((clock() - start) / 1000.0)
+    return samples
+
+
+# -- 2. write cost as the file grows ------------------------------------------------------------
+
+
+def _key(i: int) -> str:
+    """A key shaped like the real ones (a sha256 hex digest)."""
+    return hashlib.sha256(b"bench-%d" % i).hexdigest()
+
+
+def _value(i: int) -> dict[str, Any]:
+    """A chat record as the client stores it, with a ~300-character answer unique to `i`."""
+    content = (f"Answer {i}: " + "The quick brown fox jumps over the lazy dog. " * 7)[:300]
+    return {
+        "model": MODEL,
+        "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 25 + i % 50, "completion_tokens": 70, "total_tokens": 95 + i % 50},
+    }
+
+
+class _WholeFileCache:
+    """The old module's approach: a dict in memory, the whole of it pickled to the file on every put."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, Any] = {}
+        self.bytes_written = 0
+
+    def fill(self, items: list[tuple[str, Any]]) -> None:
+        """Reach a size without paying for a rewrite per entry: the file ends up the same."""
+        self.entries.update(items)
+        self._dump()
+
+    def put(self, key: str, value: Any) -> None:
+        self.entries[key] = value
+        self._dump()
+
+    def _dump(self) -> None:
+        with open(self.path, "wb") as handle:
+            pickle.dump(self.entries, handle)
+            self.bytes_written += handle.tell()
+
+
+class _Writer:
+    """Uniform access to both approaches: fill to a size, then time appends of new keys."""
+
+    def __init__(self, make: Callable[[Path], Any], path: Path, size: int) -> None:
+        self.cache = make(path)
+        self.next = 0
+        if isinstance(self.cache, _WholeFileCache):
+            self.cache.fill([(_key(i), _value(i)) for i in range(size)])
+        else:
+            for i in range(size):
+                self.cache.put(_key(i), _value(i))
+        self.next = size
+
+    def timed_writes(self, count: int) -> tuple[float, int]:
+        """Seconds per write and bytes written per write, over `count` new keys."""
+        items = [(_key(i), _value(i)) for i in range(self.next, self.next + count)]
+        self.next += count
+        put = self.cache.put
+        bytes_before = self.cache.bytes_written
+        start = time.perf_counter()
+        for key, value in items:
+            put(key, value)
+        elapsed = time.perf_counter() - start
+        return elapsed / count, (self.cache.bytes_written - bytes_before) // count
+
+
+def _write_cost(plan: Plan, tmp: Path) -> list[Row]:
+    rows = []
+    for name, make, per_round in (
+        ("append (ResponseCache.put)", ResponseCache, plan.writes_per_round),
+        ("old whole-file rewrite", _WholeFileCache, plan.old_writes_per_round),
+    ):
+        small, large = _sizes_compared(make, tmp / name.split()[0], plan.write_rounds, per_round)
+        (small_s, small_bytes), (large_s, large_bytes) = small, large
+        writes = plan.write_rounds * per_round
+        ratio = large_s / small_s
+        rows += [
+            info_row(TOPIC, f"{name}: per write at ~{SMALL} / ~{LARGE:,} entries ({writes} writes each)",
+                     f"{_duration(small_s)} / {_duration(large_s)}"),
+            info_row(TOPIC, f"{name}: bytes written per write at ~{SMALL} / ~{LARGE:,}",
+                     f"{_size(small_bytes)} / {_size(large_bytes)} ({large_bytes / small_bytes:.0f}x)"),
+        ]
+        if make is ResponseCache:
+            rows.append(ratio_row(TOPIC, f"{name}: per write, {LARGE:,} / {SMALL} entries", ratio, GOAL_WRITE_GROWTH))
+        else:
+            rows.append(info_row(TOPIC, f"{name}: per write, {LARGE:,} / {SMALL} entries (no goal)", f"{ratio:.2f}x"))
+    return rows
+
+
+def _sizes_compared(make: Callable[[Path], Any], folder: Path, rounds: int, per_round: int) -> tuple[tuple[float, int], tuple[float, int]]:
+    """Median over `rounds` sub-batches of per-write cost near SMALL and near LARGE entries.
+
+    The large cache is filled once and grows by rounds * per_round (2% at most); each small
+    sub-batch gets a fresh cache of SMALL entries, so it too stays near its size. The sizes
+    alternate, round by round, so drift hits both equally.
+    """
+    folder.mkdir()
+    large = _Writer(make, folder / "large.pickle", LARGE)
+    small_samples: list[tuple[float, int]] = []
+    large_samples: list[tuple[float, int]] = []
+    gc.collect()
+    for r in range(rounds):
+        small = _Writer(make, folder / f"small-{r}.pickle", SMALL)
+        small_samples.append(small.timed_writes(per_round))
+        large_samples.append(large.timed_writes(per_round))
+    return _median_pair(small_samples), _median_pair(large_samples)
+
+
+def _median_pair(samples: list[tuple[float, int]]) -> tuple[float, int]:
+    return median([s for s, _ in samples]), int(median([b for _, b in samples]))
+
+
+# -- 3. load time --------------------------------------------------------------------------------
+
+
+def _load_time(plan: Plan, path: Path) -> list[Row]:
+    """Build a file of N entries once, straight from the module's record encoder, then time fresh loads."""
+    with open(path, "wb") as out:
+        out.write(HEADER)
+        for i in range(plan.load_entries):
+            value_bytes = pickle.dumps(_value(i), protocol=cache_module._PICKLE_PROTOCOL)
+            out.write(cache_module._encode_record(_key(i), value_bytes))
+    size = path.stat().st_size
+    seconds = []
+    for _ in range(plan.loads):
+        gc.collect()
+        start = time.perf_counter()
+        count = len(ResponseCache(path))
+        seconds.append(time.perf_counter() - start)
+        if count != plan.load_entries:
+            raise RuntimeError(f"loaded {count} entries of {plan.load_entries} from {path}")
+    load = median(seconds)
+    return [
+        info_row(TOPIC, f"load {plan.load_entries:,} entries ({_size(size)}), median of {plan.loads}",
+                 f"{load * 1000:.0f} ms"),
+        info_row(TOPIC, "load rate", f"{plan.load_entries / load:,.0f} entries/s"),
+    ]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
