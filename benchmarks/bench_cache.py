@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import os
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,9 @@ from typing import Any
 import openai
 
 import openai_utils.cache as cache_module
-import tests.fake_server as fake_server
-from openai_utils import OpenAIClient, default, force_default_value
+from openai_utils import OpenAIClient
 from openai_utils.cache import HEADER, ResponseCache
-from timing import Row, info_row, median, percentile, ratio_row
+from timing import Row, info_row, loopback, median, percentile, ratio_row, time_calls
 
 __all__ = ["run"]
 
@@ -86,7 +83,7 @@ def run(quick: bool) -> list[Row]:
 
 
 def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
-    with _bench_environment() as server, _registered_cache_dropped(cache_file):
+    with loopback(API_KEY, MODEL) as server:
         raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
         ours = OpenAIClient(cache_api_calls=True, cache_file_name=str(cache_file))
         expected = raw.chat.completions.create(model=MODEL, messages=MESSAGES).choices[0].message.content
@@ -97,14 +94,14 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
 
         hit = lambda: ours.send_message(MESSAGES)  # noqa: E731
         trip = lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES)  # noqa: E731
-        _time_calls(hit, plan.hit_warmup)
-        _time_calls(trip, plan.hit_warmup // 10)
+        time_calls(hit, plan.hit_warmup)
+        time_calls(trip, plan.hit_warmup // 10)
         gc.collect()
         hit_us: list[float] = []
         trip_us: list[float] = []
         for _ in range(plan.blocks):
-            hit_us += _time_calls(hit, plan.hits // plan.blocks)
-            trip_us += _time_calls(trip, plan.round_trips // plan.blocks)
+            hit_us += time_calls(hit, plan.hits // plan.blocks)
+            trip_us += time_calls(trip, plan.round_trips // plan.blocks)
         raw.close()
 
         hits = ours.cache_hits
@@ -116,8 +113,7 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
                 f"not all timed calls were hits: {hits} hits of {expected_hits}, {ours.cache_misses} misses, "
                 f"{trips_seen} requests reached the server for {expected_trips} round trips"
             )
-        if ours._sdk_client is not None:  # the connection pool of the one miss
-            ours._sdk_client.close()
+        ours.close()  # the connection pool of the one miss
 
     hit_median, trip_median = median(hit_us), median(trip_us)
     times = trip_median / hit_median
@@ -132,55 +128,6 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
     ]
 
 
-@contextmanager
-def _bench_environment() -> Iterator[fake_server.FakeOpenAIServer]:
-    """A running loopback server, with the key and base_url that OpenAIClient reads at call time;
-    all undone on exit (`default.reset()` drops forced values)."""
-    saved_key = os.environ.get("OPENAI_API_KEY")
-    os.environ["OPENAI_API_KEY"] = API_KEY
-    server = fake_server.FakeOpenAIServer(latency=0.0).start()
-    try:
-        force_default_value("base_url", server.base_url)
-        force_default_value("model", MODEL)
-        yield server
-    finally:
-        server.stop()
-        default.reset()
-        if saved_key is None:
-            del os.environ["OPENAI_API_KEY"]
-        else:
-            os.environ["OPENAI_API_KEY"] = saved_key
-
-
-@contextmanager
-def _registered_cache_dropped(cache_file: Path) -> Iterator[None]:
-    """open_cache keeps one object per file for the life of the process: forget ours afterwards,
-    so no benchmark leaves an entry for a deleted temporary file behind.
-
-    Looks at every module-level dict of openai_utils.cache that maps to cache objects (today
-    `_open_caches`; any memo added later too) and drops the entries this benchmark added.
-    """
-    path = cache_file.expanduser().resolve()
-    registries = [v for v in vars(cache_module).values() if isinstance(v, dict)]
-    before = [set(registry) for registry in registries]
-    try:
-        yield
-    finally:
-        with cache_module._open_lock:
-            for registry, keys in zip(registries, before):
-                for key in [k for k, v in list(registry.items()) if k not in keys and isinstance(v, ResponseCache) and v.path == path]:
-                    del registry[key]
-
-
-def _time_calls(call: Callable[[], object], count: int) -> list[float]:
-    """Run `call` `count` times; return each call's duration in microseconds."""
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(count):
-        start = clock()
-        call()
-        samples.append((clock() - start) / 1000.0)
-    return samples
 
 
 # -- 2. write cost as the file grows ------------------------------------------------------------

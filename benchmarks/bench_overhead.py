@@ -14,18 +14,14 @@ the network and the SDK subtracted.
 from __future__ import annotations
 
 import gc
-import os
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 
-import tests.fake_server as fake_server
-from openai_utils import OpenAIClient, default, force_default_value
-from timing import Row, info_row, median, percentile, ratio_row
+from openai_utils import OpenAIClient
+from timing import Row, info_row, loopback, median, percentile, ratio_row, time_calls
 
 __all__ = ["run"]
 
@@ -56,7 +52,7 @@ QUICK = Plan(warmup=20, calls=100, block=25, stubbed_calls=1000)
 def run(quick: bool) -> list[Row]:
     """Measure raw SDK vs send_message over HTTP, then send_message with the SDK stubbed out."""
     plan = QUICK if quick else FULL
-    with _bench_environment() as server:
+    with loopback(API_KEY, MODEL) as server:
         raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
         ours = OpenAIClient(cache_api_calls=False)
         canned = _check_same_answer(raw, ours)
@@ -67,8 +63,8 @@ def run(quick: bool) -> list[Row]:
         )
         raw.close()
         stubbed = _StubbedClient(canned)
-        _time_calls(lambda: stubbed.send_message(MESSAGES), plan.warmup)
-        library_us = _time_calls(lambda: stubbed.send_message(MESSAGES), plan.stubbed_calls)
+        time_calls(lambda: stubbed.send_message(MESSAGES), plan.warmup)
+        library_us = time_calls(lambda: stubbed.send_message(MESSAGES), plan.stubbed_calls)
 
     raw_median, ours_median, library_median = median(raw_us), median(ours_us), median(library_us)
     return [
@@ -81,28 +77,6 @@ def run(quick: bool) -> list[Row]:
         info_row(TOPIC, "library code only / raw SDK call, median", f"{100 * library_median / raw_median:.1f}%"),
     ]
 
-
-@contextmanager
-def _bench_environment() -> Iterator[fake_server.FakeOpenAIServer]:
-    """A running loopback server, with the key and base_url that OpenAIClient reads at call time.
-
-    Everything set here is undone on exit (`default.reset()` drops forced values), so the next
-    benchmark topic starts clean.
-    """
-    saved_key = os.environ.get("OPENAI_API_KEY")
-    os.environ["OPENAI_API_KEY"] = API_KEY
-    server = fake_server.FakeOpenAIServer(latency=0.0).start()
-    try:
-        force_default_value("base_url", server.base_url)
-        force_default_value("model", MODEL)
-        yield server
-    finally:
-        server.stop()
-        default.reset()
-        if saved_key is None:
-            del os.environ["OPENAI_API_KEY"]
-        else:
-            os.environ["OPENAI_API_KEY"] = saved_key
 
 
 def _check_same_answer(raw: openai.OpenAI, ours: OpenAIClient) -> bytes:
@@ -118,27 +92,17 @@ def _check_same_answer(raw: openai.OpenAI, ours: OpenAIClient) -> bytes:
     return response.content
 
 
-def _time_calls(call: Callable[[], object], count: int) -> list[float]:
-    """Run `call` `count` times; return each call's duration in microseconds."""
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(count):
-        start = clock()
-        call()
-        samples.append((clock() - start) / 1000.0)
-    return samples
-
 
 def _interleaved(a: Callable[[], object], b: Callable[[], object], plan: Plan) -> tuple[list[float], list[float]]:
     """Warm both up, then time them in alternating blocks so slow drift cancels out."""
-    _time_calls(a, plan.warmup)
-    _time_calls(b, plan.warmup)
+    time_calls(a, plan.warmup)
+    time_calls(b, plan.warmup)
     gc.collect()
     a_samples: list[float] = []
     b_samples: list[float] = []
     for _ in range(plan.calls // plan.block):
-        a_samples += _time_calls(a, plan.block)
-        b_samples += _time_calls(b, plan.block)
+        a_samples += time_calls(a, plan.block)
+        b_samples += time_calls(b, plan.block)
     return a_samples, b_samples
 
 
@@ -164,5 +128,5 @@ class _StubbedClient(OpenAIClient):
         super().__init__(cache_api_calls=False)
         self._answer = answer
 
-    def _build_sdk(self, settings: tuple[Any, ...]) -> Any:
+    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> Any:
         return _CannedSDK(self._answer)

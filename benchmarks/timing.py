@@ -7,7 +7,10 @@ and each row says by itself whether its goal was met.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 __all__ = ["Row", "median", "percentile", "info_row", "ratio_row", "check_row", "print_table"]
@@ -86,3 +89,40 @@ def print_table(rows: Sequence[Row]) -> None:
             print(rule)
         print(line(values))
         previous = row.topic
+
+
+def time_calls(call: Callable[[], object], count: int) -> list[float]:
+    """Run `call` `count` times; return each call's duration in microseconds."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(count):
+        start = clock()
+        call()
+        samples.append((clock() - start) / 1000.0)
+    return samples
+
+
+@contextmanager
+def loopback(api_key: str, model: str, latency: float = 0.0) -> Iterator[object]:
+    """A running loopback server, with the key and base_url that OpenAIClient reads at call time.
+
+    Everything set here is undone on exit (`default.reset()` drops forced values), so the next
+    benchmark topic starts clean.
+    """
+    import tests.fake_server as fake_server
+    from openai_utils import default, force_default_value
+
+    saved_key = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = api_key
+    server = fake_server.FakeOpenAIServer(latency=latency).start()
+    try:
+        force_default_value("base_url", server.base_url)
+        force_default_value("model", model)
+        yield server
+    finally:
+        server.stop()
+        default.reset()
+        if saved_key is None:
+            del os.environ["OPENAI_API_KEY"]
+        else:
+            os.environ["OPENAI_API_KEY"] = saved_key

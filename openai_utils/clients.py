@@ -178,6 +178,16 @@ class OpenAIClient:
             self._sdks[kind] = (settings, sdk)
             return sdk
 
+    def close(self) -> None:
+        """Close the sync connections now rather than at exit; the next call opens new ones.
+
+        Async clients are closed by their event loop's shutdown (asyncio.run does it).
+        """
+        with self._sdk_lock:
+            for _, sdk in self._sdks.values():
+                sdk.close()
+            self._sdks.clear()
+
     async def _async_sdk(self, kind: str = CHAT) -> SDKClient:
         """The async SDK client for `kind` in the running loop, closed when that loop shuts down."""
         import asyncio
