@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Row", "median", "percentile", "info_row", "ratio_row", "check_row", "print_table"]
+__all__ = ["Row", "median", "percentile", "info_row", "ratio_row", "check_row", "print_table", "time_calls", "loopback"]
 
 
 @dataclass(frozen=True)
