@@ -20,6 +20,7 @@ from .exceptions import (
     AuthenticationError,
     CacheError,
     ConfigError,
+    ContentFilterError,
     InvalidRequestError,
     MalformedResponseError,
     MissingCredentialsError,
@@ -27,6 +28,7 @@ from .exceptions import (
     OpenAIUtilsError,
     QuotaExceededError,
     RateLimitError,
+    ResponseFormatError,
     RetriesExhaustedError,
     ServerError,
     StreamInterruptedError,
@@ -36,7 +38,16 @@ from .exceptions import (
 )
 from .generation import generate_response
 from .llm_call import LLMCall
-from .registry import _get_client_for_api_type, client, force_api_cache, force_api_type, register_client
+from .registry import (
+    _get_client_for_api_type,
+    client,
+    force_api_cache,
+    force_api_type,
+    get_cost_stats,
+    pretty_print_cost_stats,
+    register_client,
+    reset_cost_stats,
+)
 from .streaming import aprocess_streaming_response, process_streaming_response
 
 logger = logging.getLogger("openai_utils")
@@ -57,6 +68,9 @@ __all__ = [
     "process_streaming_response",
     "aprocess_streaming_response",
     "generate_response",
+    "get_cost_stats",
+    "reset_cost_stats",
+    "pretty_print_cost_stats",
     "OpenAIUtilsError",
     "ConfigError",
     "MissingCredentialsError",
@@ -66,6 +80,8 @@ __all__ = [
     "CacheError",
     "APIError",
     "InvalidRequestError",
+    "ContentFilterError",
+    "ResponseFormatError",
     "AuthenticationError",
     "QuotaExceededError",
     "RetriesExhaustedError",

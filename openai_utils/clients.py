@@ -39,10 +39,12 @@ from .exceptions import (
     StreamInterruptedError,
 )
 from .limits import call_slots
-from .request import build_chat_request, build_embedding_request, cache_key
-from .response import chat_record, chat_result, embedding_vectors
+from .request import adapt_for_reasoning, build_chat_request, build_embedding_request, cache_key, is_reasoning_model
+from .response import chat_record, chat_result, embedding_record
 from .retry import RetryPolicy
 from .streaming import StreamAssembler, areplay, replay
+from .structured import Parser, response_format_for_wire
+from .usage import UsageStats, format_stats, process_usage
 from .tokens import count_tokens
 from .transport import SDKClient, aopen_stream, apost_json, build_azure_sdk, build_openai_sdk, open_stream, post_json
 
@@ -70,6 +72,7 @@ class _Call:
     timeout: float
     cache: ResponseCache | None
     key: str | None
+    parse: Parser | None = None
 
 
 @dataclass
@@ -114,6 +117,7 @@ class OpenAIClient:
         self._counter_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
+        self.usage = UsageStats()
 
     def __repr__(self) -> str:
         return (
@@ -248,6 +252,9 @@ class OpenAIClient:
             "n": n if n != 1 else None,
             **extra,
         }
+        params["response_format"], parse = response_format_for_wire(params.get("response_format"))
+        if is_reasoning_model(params["model"], default["reasoning_models"]):
+            params = adapt_for_reasoning(params, default["reasoning_effort"])
         if stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
@@ -257,7 +264,9 @@ class OpenAIClient:
                 "sending %d message(s) to %s, about %s prompt tokens",
                 len(request["messages"]), request["model"], count_tokens(request["messages"], request["model"]),
             )
-        return self._prepare(CHAT, request, timeout, self._policy(max_attempts, waiting_time, exponential_backoff_factor))
+        call = self._prepare(CHAT, request, timeout, self._policy(max_attempts, waiting_time, exponential_backoff_factor))
+        call.parse = parse
+        return call
 
     def _prepare_embedding(self, text: str | Sequence[str], model: str | None, timeout: float | None, max_attempts: int | None) -> _Call:
         request = build_embedding_request(text, model or self._default_model(EMBEDDING))
@@ -268,12 +277,17 @@ class OpenAIClient:
         key = cache_key(self.api_type, self._endpoint(), kind, request) if cache is not None else None
         return _Call(kind, request, policy, timeout if timeout is not None else default["timeout"], cache, key)
 
-    def _count(self, hit: bool) -> None:
-        with self._counter_lock:
-            if hit:
-                self.cache_hits += 1
-            else:
-                self.cache_misses += 1
+    def _account(self, call: _Call, record: Mapping[str, Any], hit: bool) -> None:
+        """Count a finished call: cache hit or miss, and its tokens and cost."""
+        if call.cache is not None:
+            with self._counter_lock:
+                if hit:
+                    self.cache_hits += 1
+                else:
+                    self.cache_misses += 1
+        model = record.get("model") or call.request.get("model")
+        for stats in (self.usage, process_usage):
+            stats.record(model, record.get("usage"), cached=hit)
 
     def _cached(self, call: _Call) -> Any:
         """The cached answer for `call`, counted as a hit, or MISSING."""
@@ -281,7 +295,7 @@ class OpenAIClient:
             return MISSING
         value = call.cache.get(call.key)  # type: ignore[arg-type]
         if value is not MISSING:
-            self._count(True)
+            self._account(call, value, hit=True)
         return value
 
     def _store(self, call: _Call, value: Any) -> None:
@@ -331,8 +345,8 @@ class OpenAIClient:
         )
         if stream:
             return self._stream(call)
-        record = self._run(call, lambda: chat_record(self._attempt(self._raw_model_call, call)))
-        return None if record is None else chat_result(record, n, echo, current_messages)
+        outcome = self._run(call, lambda: chat_record(self._attempt(self._raw_model_call, call)))
+        return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
     async def asend_message(
         self,
@@ -365,8 +379,8 @@ class OpenAIClient:
         async def attempt() -> dict[str, Any]:
             return chat_record(await self._aattempt(self._araw_model_call, call))
 
-        record = await self._arun(call, attempt)
-        return None if record is None else chat_result(record, n, echo, current_messages)
+        outcome = await self._arun(call, attempt)
+        return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
     def get_embedding(
         self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
@@ -377,8 +391,8 @@ class OpenAIClient:
         """
         call = self._prepare_embedding(text, model, timeout, max_attempts)
         count = 1 if isinstance(text, str) else len(call.request["input"])
-        vectors = self._run(call, lambda: embedding_vectors(self._attempt(self._raw_embedding_call, call), count))
-        return None if vectors is None else (vectors[0] if isinstance(text, str) else vectors)
+        outcome = self._run(call, lambda: embedding_record(self._attempt(self._raw_embedding_call, call), count))
+        return None if outcome is None else _vectors(outcome[0], text)
 
     async def aget_embedding(
         self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
@@ -387,11 +401,27 @@ class OpenAIClient:
         call = self._prepare_embedding(text, model, timeout, max_attempts)
         count = 1 if isinstance(text, str) else len(call.request["input"])
 
-        async def attempt() -> list[list[float]]:
-            return embedding_vectors(await self._aattempt(self._araw_embedding_call, call), count)
+        async def attempt() -> dict[str, Any]:
+            return embedding_record(await self._aattempt(self._araw_embedding_call, call), count)
 
-        vectors = await self._arun(call, attempt)
-        return None if vectors is None else (vectors[0] if isinstance(text, str) else vectors)
+        outcome = await self._arun(call, attempt)
+        return None if outcome is None else _vectors(outcome[0], text)
+
+    # -- usage and cost ------------------------------------------------------------------
+
+    def get_cost_stats(self) -> dict[str, Any]:
+        """This client's tokens, calls and cost so far: totals plus `by_model`."""
+        return self.usage.snapshot()
+
+    def reset_cost_stats(self) -> None:
+        """Start this client's counts again from zero (the process total is kept)."""
+        self.usage.reset()
+
+    def pretty_print_cost_stats(self) -> None:
+        """Print this client's usage and cost as a small table."""
+        import sys
+
+        format_stats(self.get_cost_stats(), sys.stdout)
 
     def _count_tokens(
         self, messages: Sequence[Mapping[str, Any]], model: str, tools: Sequence[Mapping[str, Any]] | None = None
@@ -440,16 +470,18 @@ class OpenAIClient:
                 _reraise_refined(self._refine_error(error, call.kind), error)
                 raise
 
-    def _run(self, call: _Call, attempt: Callable[[], T]) -> T | None:
+    def _run(self, call: _Call, attempt: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool] | None:
+        """(record, whether it came from the cache), or None when the attempts ran out."""
         try:
             if call.cache is None:
-                return self._retrying(call, attempt)
-            value, hit = call.cache.get_or_compute(call.key, lambda: self._retrying(call, attempt))  # type: ignore[arg-type]
-            self._count(hit)
-            return value
+                value, hit = self._retrying(call, attempt), False
+            else:
+                value, hit = call.cache.get_or_compute(call.key, lambda: self._retrying(call, attempt))  # type: ignore[arg-type]
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
+        self._account(call, value, hit)
+        return value, hit
 
     def _retrying(self, call: _Call, attempt: Callable[[], T]) -> T:
         attempts = call.policy.start(self._random)
@@ -468,8 +500,6 @@ class OpenAIClient:
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
-        if call.cache is not None:
-            self._count(False)
         return self._stream_rest(call, opened)
 
     def _open_stream(self, call: _Call) -> _OpenStream:
@@ -496,7 +526,14 @@ class OpenAIClient:
                         yield text
             except APIError as error:
                 raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
-        self._store(call, opened.assembler.record())
+        self._finish_stream(call, opened)
+
+    def _finish_stream(self, call: _Call, opened: _OpenStream) -> None:
+        """A complete stream: check it like a plain answer, count it, then cache it."""
+        record = opened.assembler.record()
+        chat_result(record, 1, False, (), call.parse)  # raises for a filtered or unparsable answer
+        self._account(call, record, hit=False)
+        self._store(call, record)
 
     # -- async drivers: the same steps, awaited ------------------------------------------
 
@@ -508,14 +545,17 @@ class OpenAIClient:
                 _reraise_refined(self._refine_error(error, call.kind), error)
                 raise
 
-    async def _arun(self, call: _Call, attempt: Callable[[], Awaitable[T]]) -> T | None:
+    async def _arun(self, call: _Call, attempt: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[dict[str, Any], bool] | None:
         try:
             if call.cache is None:
-                return await self._aretrying(call, attempt)
-            return await self._aget_or_compute(call, lambda: self._aretrying(call, attempt))
+                value, hit = await self._aretrying(call, attempt), False
+            else:
+                value, hit = await self._aget_or_compute(call, lambda: self._aretrying(call, attempt))
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
+        self._account(call, value, hit)
+        return value, hit
 
     async def _aretrying(self, call: _Call, attempt: Callable[[], Awaitable[T]]) -> T:
         attempts = call.policy.start(self._random)
@@ -533,15 +573,15 @@ class OpenAIClient:
 
             await asyncio.sleep(seconds)
 
-    async def _aget_or_compute(self, call: _Call, compute: Callable[[], Awaitable[T]]) -> T:
+    async def _aget_or_compute(self, call: _Call, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """Cache lookup, with identical calls in flight in this loop sharing one request."""
         import asyncio
 
         pending = self._async_pending.setdefault(asyncio.get_running_loop(), {})
         while True:
-            value = self._cached(call)
+            value = call.cache.get(call.key) if call.cache is not None else MISSING  # type: ignore[arg-type]
             if value is not MISSING:
-                return value  # type: ignore[no-any-return]
+                return value, True
             running = pending.get(call.key)  # type: ignore[arg-type]
             if running is None:
                 break
@@ -551,8 +591,7 @@ class OpenAIClient:
         try:
             value = await compute()
             self._store(call, value)
-            self._count(False)
-            return value
+            return value, False
         finally:
             del pending[call.key]  # type: ignore[arg-type]
             done.set_result(None)
@@ -566,8 +605,6 @@ class OpenAIClient:
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
-        if call.cache is not None:
-            self._count(False)
         return self._astream_rest(call, opened)
 
     async def _aopen_stream(self, call: _Call) -> _OpenStream:
@@ -597,7 +634,7 @@ class OpenAIClient:
                         yield text
             except APIError as error:
                 raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
-        self._store(call, opened.assembler.record())
+        self._finish_stream(call, opened)
 
 
 class AzureClient(OpenAIClient):
@@ -606,7 +643,12 @@ class AzureClient(OpenAIClient):
     api_type = "azure"
     key_variables = ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._token_provider: Callable[[], Any] | None = None
+
     def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
+        """Endpoint and credentials: a key, else an Entra ID token, else azure-identity's provider."""
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
         if not endpoint:
             raise MissingCredentialsError(
@@ -614,22 +656,44 @@ class AzureClient(OpenAIClient):
                 "(e.g. https://my-resource.openai.azure.com/)",
                 ("AZURE_OPENAI_ENDPOINT",),
             )
+        version = default["azure_api_version"]
         key = os.environ.get("AZURE_OPENAI_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
+        if key:
+            return (endpoint, version, key, None, None)
         ad_token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
-        if not key and not ad_token:
-            raise MissingCredentialsError(
-                "no Azure OpenAI key: set the environment variable AZURE_OPENAI_KEY "
-                "(or AZURE_OPENAI_API_KEY), or AZURE_OPENAI_AD_TOKEN for an Entra ID token",
-                self.key_variables,
+        if ad_token:
+            return (endpoint, version, None, ad_token, None)
+        return (endpoint, version, None, None, self._entra_token_provider())
+
+    def _entra_token_provider(self) -> Callable[[], Any]:
+        """One azure-identity token provider for this client: it refreshes tokens itself, in
+        memory; nothing is written to disk or logged."""
+        if self._token_provider is None:
+            try:
+                from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+            except ImportError:
+                raise MissingCredentialsError(
+                    "no Azure OpenAI credentials: set AZURE_OPENAI_KEY (or AZURE_OPENAI_API_KEY), or "
+                    "AZURE_OPENAI_AD_TOKEN, or install azure-identity (pip install 'openai_utils[azure]') "
+                    "to sign in with Entra ID",
+                    (*self.key_variables, "AZURE_OPENAI_AD_TOKEN"),
+                ) from None
+            self._token_provider = get_bearer_token_provider(
+                DefaultAzureCredential(), "https://cognitiveservices.azure.com/.default"
             )
-        return (endpoint, default["azure_api_version"], key or None, None if key else ad_token)
+        return self._token_provider
 
     def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
-        endpoint, api_version, key, ad_token = settings
-        return build_azure_sdk(endpoint, api_version, key, ad_token, asynchronous)
+        endpoint, api_version, key, ad_token, provider = settings
+        return build_azure_sdk(endpoint, api_version, key, ad_token, provider, asynchronous)
 
     def _endpoint(self) -> str:
         return os.environ.get("AZURE_OPENAI_ENDPOINT", "")
+
+
+def _vectors(record: Mapping[str, Any], text: str | Sequence[str]) -> Any:
+    vectors = record["vectors"]
+    return vectors[0] if isinstance(text, str) else vectors
 
 
 def _reraise_refined(refined: APIError, original: APIError) -> None:

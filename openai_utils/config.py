@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
+from .pricing import DEFAULT_PRICES, Price
 
 __all__ = [
     "Setting",
     "SETTINGS",
     "CONFIG_SECTION",
+    "PRICES_SECTION",
     "CONFIG_ENV_VAR",
     "Defaults",
     "default",
@@ -37,6 +39,7 @@ __all__ = [
 logger = logging.getLogger("openai_utils")
 
 CONFIG_SECTION = "OpenAI"
+PRICES_SECTION = "Prices"
 CONFIG_ENV_VAR = "OPENAI_UTILS_CONFIG"
 
 
@@ -151,6 +154,8 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0),
     _setting("MAX_CONCURRENT_MODEL_CALLS", 16, "int", "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.", minimum=0),
     _setting("RAISE_ON_FAILURE", False, "bool", "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError."),
+    _setting("REASONING_MODELS", "o1,o3,o4,gpt-5", "str", "Comma-separated name prefixes of reasoning models (or Azure deployments): they get max_completion_tokens and no sampling parameters."),
+    _setting("REASONING_EFFORT", None, "str", "reasoning_effort sent to reasoning models (minimal, low, medium, high); empty: the server's default.", optional=True),
     _setting("EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."),
     _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),
     _setting("CACHE_FILE_NAME", "openai_api_cache.pickle", "str", "The cache file, relative to the working directory."),
@@ -181,7 +186,7 @@ class Defaults(Mapping[str, Any]):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._loaded: dict[str, tuple[Any, str]] | None = None
+        self._loaded: _Layers | None = None
         self._forced: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
@@ -229,7 +234,14 @@ class Defaults(Mapping[str, Any]):
             self._forced.clear()
             self._loaded = None
 
+    def prices(self) -> dict[str, Price]:
+        """The price table: the built-in one with every [Prices] entry of the config files over it."""
+        return self._loaded_layers().prices
+
     def _layers(self) -> dict[str, tuple[Any, str]]:
+        return self._loaded_layers().values
+
+    def _loaded_layers(self) -> _Layers:
         loaded = self._loaded
         if loaded is None:
             with self._lock:
@@ -257,22 +269,53 @@ def config_files() -> list[Path]:
     return files
 
 
-def _load_layers() -> dict[str, tuple[Any, str]]:
+@dataclass
+class _Layers:
+    values: dict[str, tuple[Any, str]]
+    prices: dict[str, Price]
+
+
+def _load_layers() -> _Layers:
     _load_dotenv()
-    values: dict[str, tuple[Any, str]] = {s.name: (s.default, "built-in default") for s in SETTINGS}
+    layers = _Layers({s.name: (s.default, "built-in default") for s in SETTINGS}, dict(DEFAULT_PRICES))
     for path in config_files():
-        for setting, value in _read_file(path):
-            values[setting.name] = (value, str(path))
-    return values
+        parser = _parse(path)
+        for setting, value in _read_settings(path, parser):
+            layers.values[setting.name] = (value, str(path))
+        layers.prices.update(_read_prices(path, parser))
+    return layers
 
 
-def _read_file(path: Path) -> list[tuple[Setting, Any]]:
+def _parse(path: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # model names keep their case
     try:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    return parser
+
+
+def _read_prices(path: Path, parser: configparser.ConfigParser) -> dict[str, Price]:
+    if not parser.has_section(PRICES_SECTION):
+        return {}
+    prices = {}
+    for model, text in parser.items(PRICES_SECTION):
+        try:
+            inputs, outputs = (float(part) for part in text.split(","))
+            if not (math.isfinite(inputs) and math.isfinite(outputs)) or inputs < 0 or outputs < 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"{path}: [{PRICES_SECTION}] {model} = {text!r} is not valid: expected two numbers of at least 0, "
+                f"US dollars per million input and output tokens, e.g. {model} = 0.15, 0.60"
+            ) from None
+        prices[model] = (inputs, outputs)
+    return prices
+
+
+def _read_settings(path: Path, parser: configparser.ConfigParser) -> list[tuple[Setting, Any]]:
     if not parser.has_section(CONFIG_SECTION):
         return []
     found = []

@@ -11,6 +11,8 @@
     │   └── TemplateVariableError               the template uses a variable the call did not give
     └── APIError                                a request failed; carries status, request id, attempts
         ├── InvalidRequestError (also ValueError)   400/404/422, or messages rejected before sending
+        │   └── ContentFilterError              the prompt or the answer was filtered; names the categories
+        ├── ResponseFormatError                 the answer could not be parsed as the response_format asked
         ├── AuthenticationError                 401/403: names the variable to set
         ├── QuotaExceededError                  429 with code insufficient_quota: retrying cannot help
         ├── RetriesExhaustedError               every attempt failed (only with RAISE_ON_FAILURE)
@@ -41,6 +43,8 @@ __all__ = [
     "TemplateVariableError",
     "APIError",
     "InvalidRequestError",
+    "ContentFilterError",
+    "ResponseFormatError",
     "AuthenticationError",
     "QuotaExceededError",
     "RetriesExhaustedError",
@@ -140,6 +144,33 @@ class APIError(OpenAIUtilsError):
 
 class InvalidRequestError(APIError, ValueError):
     """The request itself is wrong; sending it again would fail the same way."""
+
+
+class ContentFilterError(InvalidRequestError):
+    """A content filter stopped the prompt (Azure's 400 `content_filter`) or the answer
+    (finish_reason `content_filter`).
+
+    `categories` lists the categories that filtered (e.g. ["violence"]); `results` is the
+    server's full per-category report, when it sent one.
+    """
+
+    def __init__(self, message: str, *, categories: list[str], results: Any = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.categories = categories
+        self.results = results
+
+
+class ResponseFormatError(APIError):
+    """The answer does not parse as the requested structured format.
+
+    `content` is the text that came back and `finish_reason` why it ended: "length" means the
+    answer was cut off at the token limit, the usual cause.
+    """
+
+    def __init__(self, message: str, *, content: str | None, finish_reason: str | None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.content = content
+        self.finish_reason = finish_reason
 
 
 class AuthenticationError(APIError):

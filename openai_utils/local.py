@@ -349,8 +349,10 @@ class LocalServer:
     def stop(self) -> None:
         """Stop the server and free its model and port. Safe to call twice, or when never started.
 
-        In a process forked from the one that started it, the server object is only forgotten:
-        its threads live in the parent, and destroying it here would wait for them forever.
+        A process forked from the one that started it (fork-based multiprocessing workers)
+        keeps using the parent's server over HTTP, sharing its loaded model; there stop() only
+        forgets the server, since destroying it would wait forever for threads that exist only
+        in the parent.
         """
         with self._lock:
             server, self._server = self._server, None
@@ -433,32 +435,22 @@ def _track(server: LocalServer) -> None:
         _started.add(server)
         if not _atexit_registered:
             atexit.register(stop_local_servers)
-            os.register_at_fork(after_in_child=_after_fork_in_child)
             _atexit_registered = True
 
 
-_leaked: list[Any] = []
-
-
 def _leak(server: Any) -> None:
-    """Keep a server object inherited through fork alive forever (see LocalServer.stop)."""
+    """Keep a server object inherited through fork from ever being destroyed (see LocalServer.stop):
+    one extra reference that nothing releases, not even interpreter shutdown."""
     import ctypes
 
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(server))
-    _leaked.append(server)
-
-
-def _after_fork_in_child() -> None:
-    """A forked child starts its own servers on demand; the parent's belong to the parent."""
-    for server in list(_started):
-        server.stop()
-    _manager.forget()
 
 
 def stop_local_servers() -> None:
     """Stop every local server this process started (run at exit)."""
+    servers = list(_started)  # strong references first: forgetting them could free them unstopped
     _manager.forget()
-    for server in list(_started):
+    for server in servers:
         try:
             server.stop()
         except Exception as exc:  # at exit, one failure must not keep the others running

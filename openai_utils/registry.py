@@ -6,11 +6,14 @@ for a custom client, so the extension path is the one the library itself uses.
 
 from __future__ import annotations
 
+import sys
 import threading
+from typing import Any
 
 from .clients import AzureClient, OpenAIClient
 from .config import default
 from .exceptions import ConfigError
+from .usage import format_stats, process_usage
 
 __all__ = [
     "register_client",
@@ -19,6 +22,9 @@ __all__ = [
     "force_api_cache",
     "_get_client_for_api_type",
     "registered_api_types",
+    "get_cost_stats",
+    "reset_cost_stats",
+    "pretty_print_cost_stats",
 ]
 
 _clients: dict[str, OpenAIClient] = {}
@@ -91,6 +97,24 @@ def force_api_cache(cache_api_calls: bool | None, cache_file_name: str | None = 
                 registered.cache_api_calls = registered.cache_file_name = None
             else:
                 registered.set_api_cache(cache_api_calls, cache_file_name)
+
+
+def get_cost_stats() -> dict[str, Any]:
+    """Tokens, calls and cost of every client in this process so far: totals plus `by_model`."""
+    return process_usage.snapshot()
+
+
+def reset_cost_stats() -> None:
+    """Start every count again from zero: the process total and each registered client's."""
+    process_usage.reset()
+    with _lock:
+        for registered in _clients.values():
+            registered.reset_cost_stats()
+
+
+def pretty_print_cost_stats() -> None:
+    """Print the process's usage and cost as a small table."""
+    format_stats(get_cost_stats(), sys.stdout)
 
 
 register_client("openai", OpenAIClient())

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .exceptions import InvalidRequestError
 
-__all__ = ["validate_messages", "build_chat_request", "build_embedding_request", "cache_key"]
+__all__ = [
+    "validate_messages",
+    "build_chat_request",
+    "build_embedding_request",
+    "cache_key",
+    "is_reasoning_model",
+    "adapt_for_reasoning",
+]
+
+logger = logging.getLogger("openai_utils")
 
 KEY_EXCLUDED = frozenset({"stream", "stream_options"})
 """Request fields that change how an answer is delivered, not what it is."""
@@ -53,6 +63,31 @@ def build_chat_request(messages: Sequence[Mapping[str, Any]], params: Mapping[st
         if value is not None:
             request[name] = value
     return request
+
+
+REASONING_UNSUPPORTED = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias")
+"""Parameters reasoning models reject: sending any of them fails every request."""
+
+
+def is_reasoning_model(model: str, prefixes: str) -> bool:
+    """Whether `model` starts with one of the comma-separated `prefixes` (REASONING_MODELS)."""
+    name = model.lower().rsplit("/", 1)[-1]
+    return any(name.startswith(p.strip().lower()) for p in prefixes.split(",") if p.strip())
+
+
+def adapt_for_reasoning(params: Mapping[str, Any], reasoning_effort: str | None) -> dict[str, Any]:
+    """A reasoning model's parameters: the token limit as max_completion_tokens, no sampling
+    parameters, and reasoning_effort when one is set. Returns a new dict; `params` is untouched."""
+    adapted = dict(params)
+    dropped = [name for name in REASONING_UNSUPPORTED if adapted.pop(name, None) is not None]
+    if dropped:
+        logger.debug("left out %s: %s does not take them", ", ".join(dropped), params.get("model"))
+    limit = adapted.pop("max_tokens", None)
+    if limit is not None and adapted.get("max_completion_tokens") is None:
+        adapted["max_completion_tokens"] = limit
+    if reasoning_effort is not None and adapted.get("reasoning_effort") is None:
+        adapted["reasoning_effort"] = reasoning_effort
+    return adapted
 
 
 def build_embedding_request(text: str | Sequence[str], model: str) -> dict[str, Any]:

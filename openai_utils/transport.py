@@ -9,7 +9,7 @@ body comes back as the server's JSON, parsed once, with no SDK objects in betwee
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
@@ -17,12 +17,14 @@ from .exceptions import (
     APIError,
     APITimeoutError,
     AuthenticationError,
+    ContentFilterError,
     InvalidRequestError,
     MalformedResponseError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
 )
+from .response import filtered_categories
 from .retry import parse_retry_after
 
 if TYPE_CHECKING:
@@ -51,13 +53,29 @@ def build_openai_sdk(api_key: str, base_url: str | None, asynchronous: bool = Fa
 
 
 def build_azure_sdk(
-    endpoint: str, api_version: str, api_key: str | None, ad_token: str | None, asynchronous: bool = False
+    endpoint: str,
+    api_version: str,
+    api_key: str | None,
+    ad_token: str | None,
+    token_provider: Callable[[], Any] | None = None,
+    asynchronous: bool = False,
 ) -> SDKClient:
-    """An Azure SDK client; `model` in each request body selects the deployment."""
+    """An Azure SDK client; `model` in each request body selects the deployment.
+
+    Exactly one of `api_key`, `ad_token` and `token_provider` is given; the SDK asks the provider
+    before each request, so Entra ID tokens are refreshed as they expire.
+    """
     import openai
 
     cls = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
-    return cls(azure_endpoint=endpoint, api_version=api_version, api_key=api_key, azure_ad_token=ad_token, max_retries=0)
+    return cls(
+        azure_endpoint=endpoint,
+        api_version=api_version,
+        api_key=api_key,
+        azure_ad_token=ad_token,
+        azure_ad_token_provider=token_provider,
+        max_retries=0,
+    )
 
 
 def post_json(sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str) -> dict[str, Any]:
@@ -182,7 +200,23 @@ def translate_error(exc: Exception, auth_hint: str) -> APIError:
         return RateLimitError(message, **fields)
     if status in (408, 409) or status >= 500:
         return ServerError(message, **fields)
+    if code == "content_filter":
+        results = _content_filter_results(exc.body)
+        categories = filtered_categories(results)
+        return ContentFilterError(
+            f"{message} (filtered: {', '.join(categories) or 'categories not given'})",
+            categories=categories, results=results, **fields,
+        )
     return InvalidRequestError(message, **fields)
+
+
+def _content_filter_results(body: Any) -> Any:
+    """Azure's per-category verdicts, under `innererror` (spelt ..._result or ..._results)."""
+    inner = body.get("error", body) if isinstance(body, Mapping) else None
+    details = inner.get("innererror") if isinstance(inner, Mapping) else None
+    if not isinstance(details, Mapping):
+        return None
+    return details.get("content_filter_result") or details.get("content_filter_results")
 
 
 def _error_message(exc: openai.APIStatusError) -> tuple[str, str | None]:

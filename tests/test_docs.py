@@ -6,7 +6,8 @@ import configparser
 import re
 from pathlib import Path
 
-from openai_utils.config import CONFIG_SECTION, SETTINGS
+from openai_utils.config import CONFIG_SECTION, PRICES_SECTION, SETTINGS
+from openai_utils.pricing import DEFAULT_PRICES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,14 @@ def test_config_ini_lists_every_key_with_its_default() -> None:
     assert list(written) == [s.key for s in SETTINGS]
     for setting in SETTINGS:
         assert setting.coerce(written[setting.key]) == setting.default, setting.key
+
+
+def test_config_ini_lists_the_built_in_prices() -> None:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(ROOT / "config.ini", encoding="utf-8")
+    written = {model: tuple(float(x) for x in text.split(",")) for model, text in parser.items(PRICES_SECTION)}
+    assert written == DEFAULT_PRICES
 
 
 def test_docs_table_matches_the_settings() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from openai_utils import MalformedResponseError
-from openai_utils.response import chat_record, chat_result, embedding_vectors
+from openai_utils.response import chat_record, chat_result, embedding_record
 
 TOOL_CALLS = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
@@ -161,7 +161,7 @@ def test_list_result_items_are_fresh_copies() -> None:
     assert record == saved
 
 
-# --- embedding_vectors --------------------------------------------------------------------------
+# --- embedding_record ---------------------------------------------------------------------------
 
 
 def embeddings(*items: tuple[int, list[float]]) -> dict[str, Any]:
@@ -170,6 +170,17 @@ def embeddings(*items: tuple[int, list[float]]) -> dict[str, Any]:
         "model": "emb",
         "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in items],
     }
+
+
+def embedding_vectors(data: dict[str, Any], count: int) -> list[list[float]]:
+    vectors: list[list[float]] = embedding_record(data, count)["vectors"]
+    return vectors
+
+
+def test_record_keeps_model_and_usage_for_accounting() -> None:
+    data = embeddings((0, [0.5]))
+    data["usage"] = {"prompt_tokens": 3, "total_tokens": 3}
+    assert embedding_record(data, 1) == {"model": "emb", "vectors": [[0.5]], "usage": {"prompt_tokens": 3, "total_tokens": 3}}
 
 
 def test_vectors_are_ordered_by_index() -> None:

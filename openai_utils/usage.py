@@ -1,0 +1,104 @@
+"""Token usage and cost, per client and for the whole process.
+
+Every call that reaches a server adds its usage (from the server's own counts) to the client
+that made it and to the process total; a cache hit counts as a cached call and as tokens saved,
+never as billed tokens. Costs come from the price table in config (see pricing.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, TextIO
+
+from .config import default
+from .pricing import price_for
+
+__all__ = ["UsageStats", "process_usage", "format_stats"]
+
+_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "model_calls", "cached_calls",
+           "saved_tokens", "cost_usd", "saved_cost_usd", "unpriced_calls")
+
+
+@dataclass
+class _Tally:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    model_calls: int = 0
+    cached_calls: int = 0
+    saved_tokens: int = 0
+    cost_usd: float = 0.0
+    saved_cost_usd: float = 0.0
+    unpriced_calls: int = 0
+
+    def add(self, other: _Tally) -> None:
+        for name in _FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class UsageStats:
+    """A thread-safe running total, broken down by model."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_model: dict[str, _Tally] = {}
+
+    def record(self, model: str | None, usage: Mapping[str, Any] | None, cached: bool) -> None:
+        """Count one call: billed when it reached the server, saved when the cache answered."""
+        inputs = int((usage or {}).get("prompt_tokens") or 0)
+        outputs = int((usage or {}).get("completion_tokens") or 0)
+        total = int((usage or {}).get("total_tokens") or inputs + outputs)
+        price = price_for(model, default.prices())
+        cost = (inputs * price[0] + outputs * price[1]) / 1_000_000 if price else 0.0
+        step = _Tally()
+        if cached:
+            step.cached_calls, step.saved_tokens, step.saved_cost_usd = 1, total, cost
+        else:
+            step.model_calls, step.input_tokens, step.output_tokens, step.total_tokens, step.cost_usd = 1, inputs, outputs, total, cost
+            step.unpriced_calls = 0 if price or not total else 1
+        with self._lock:
+            self._by_model.setdefault(model or "unknown", _Tally()).add(step)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The totals, plus `by_model` with the same fields per model."""
+        with self._lock:
+            total = _Tally()
+            for tally in self._by_model.values():
+                total.add(tally)
+            result: dict[str, Any] = asdict(total)
+            result["by_model"] = {model: asdict(tally) for model, tally in sorted(self._by_model.items())}
+            return result
+
+    def reset(self) -> None:
+        with self._lock:
+            self._by_model.clear()
+
+
+process_usage = UsageStats()
+"""Every call of every client in this process."""
+
+
+def format_stats(stats: Mapping[str, Any], out: TextIO | None = None) -> str:
+    """A readable table of a snapshot: totals first, then one line per model."""
+    lines = [
+        f"model calls {stats['model_calls']}, cached calls {stats['cached_calls']}, "
+        f"tokens {stats['total_tokens']} (input {stats['input_tokens']}, output {stats['output_tokens']}), "
+        f"cost ${stats['cost_usd']:.4f}; saved by the cache: {stats['saved_tokens']} tokens, ${stats['saved_cost_usd']:.4f}"
+    ]
+    if stats["unpriced_calls"]:
+        lines.append(f"{stats['unpriced_calls']} call(s) to models with no price in config: not in the cost")
+    by_model = stats.get("by_model") or {}
+    if by_model:
+        width = max(len(m) for m in by_model)
+        lines.append(f"{'model'.ljust(width)}  {'calls':>6}  {'cached':>6}  {'input':>9}  {'output':>9}  {'cost $':>10}")
+        for model, tally in by_model.items():
+            lines.append(
+                f"{model.ljust(width)}  {tally['model_calls']:>6}  {tally['cached_calls']:>6}  "
+                f"{tally['input_tokens']:>9}  {tally['output_tokens']:>9}  {tally['cost_usd']:>10.4f}"
+            )
+    text = "\n".join(lines)
+    if out is not None:
+        out.write(text + "\n")
+    return text
