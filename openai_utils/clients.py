@@ -40,7 +40,7 @@ from .exceptions import (
 )
 from .limits import call_slots
 from .request import adapt_for_reasoning, build_chat_request, build_embedding_request, cache_key, is_reasoning_model
-from .response import chat_record, chat_result, embedding_record
+from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
 from .streaming import StreamAssembler, areplay, replay
 from .structured import Parser, response_format_for_wire
@@ -345,7 +345,7 @@ class OpenAIClient:
         )
         if stream:
             return self._stream(call)
-        outcome = self._run(call, lambda: chat_record(self._attempt(self._raw_model_call, call)))
+        outcome = self._run(call, lambda: check_record(chat_record(self._attempt(self._raw_model_call, call)), call.parse))
         return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
     async def asend_message(
@@ -377,7 +377,7 @@ class OpenAIClient:
             return await self._astream(call)
 
         async def attempt() -> dict[str, Any]:
-            return chat_record(await self._aattempt(self._araw_model_call, call))
+            return check_record(chat_record(await self._aattempt(self._araw_model_call, call)), call.parse)
 
         outcome = await self._arun(call, attempt)
         return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
@@ -530,8 +530,7 @@ class OpenAIClient:
 
     def _finish_stream(self, call: _Call, opened: _OpenStream) -> None:
         """A complete stream: check it like a plain answer, count it, then cache it."""
-        record = opened.assembler.record()
-        chat_result(record, 1, False, (), call.parse)  # raises for a filtered or unparsable answer
+        record = check_record(opened.assembler.record(), call.parse)
         self._account(call, record, hit=False)
         self._store(call, record)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .registry import client
+from .response import Reply
 from .templates import render_template
 
 __all__ = ["LLMCall"]
+
+logger = logging.getLogger("openai_utils")
 
 
 class LLMCall:
@@ -27,8 +31,9 @@ class LLMCall:
     def call(self, allow_missing_variables: bool = False, **rendering_configs: Any) -> Any:
         """Render with `rendering_configs` and call the model; return the reply's content.
 
-        With n > 1 in the model parameters, a list of contents, one per choice.
-        Returns None when send_message did (every retryable attempt failed).
+        With a `response_format` in the model parameters, the parsed object instead; with n > 1,
+        a list, one per choice. None when send_message returned None (every retryable attempt
+        failed) or the model refused (logged as a WARNING; the refusal is in `.model_output`).
         """
         self.messages = self._render(rendering_configs, allow_missing_variables)
         self.model_output = client().send_message(self.messages, **self.model_params)
@@ -57,8 +62,14 @@ class LLMCall:
 
 
 def _content(output: Any) -> Any:
+    """What a call returns: the text, or the parsed object when a response_format asked for one."""
     if isinstance(output, list):
-        return [m.get("content") for m in output]
-    if isinstance(output, dict):
-        return output.get("content")
-    return None
+        return [_content(m) for m in output]
+    if not isinstance(output, dict):
+        return None
+    if isinstance(output, Reply) and output.parsed is not None:
+        return output.parsed
+    if output.get("refusal"):
+        logger.warning("the model refused: %s", output["refusal"])
+        return None
+    return output.get("content")

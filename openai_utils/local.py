@@ -33,22 +33,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import gguf_convert
-from .clients import OpenAIClient
+from .clients import CHAT, EMBEDDING, OpenAIClient
 from .config import default
-from .exceptions import (
-    APIConnectionError,
-    ConfigError,
-    InvalidRequestError,
-    OpenAIUtilsError,
-    ServerError,
-)
-from .transport import post_json
-
-if TYPE_CHECKING:
-    import openai
+from .exceptions import APIConnectionError, APIError, ConfigError, InvalidRequestError, OpenAIUtilsError
+from .transport import SDKClient
 
 __all__ = [
     "ENGINE_REQUIREMENT",
@@ -215,8 +206,9 @@ class LocalServer:
     """One llama.cpp server running in this process, for one model, on 127.0.0.1.
 
     `start()` is idempotent and thread-safe and returns the base URL; `stop()` frees the model
-    and the port. Requests go through `post()`, which counts them in `requests`, and the
-    server's own counters are in `metrics()`, so a test can prove what reached the server.
+    and the port. Two counts prove what reached it: `requests`, every HTTP request sent by an
+    SDK client from `build_sdk()` (counted as it leaves), and `metrics()`, llama.cpp's own
+    counters (counted inside the server).
     """
 
     def __init__(self, spec: ServerSpec, *, health_timeout: float = HEALTH_TIMEOUT) -> None:
@@ -229,8 +221,6 @@ class LocalServer:
         self._pid: int | None = None
         self._base_url: str | None = None
         self._api_key: str | None = None
-        self._sdk_client: Any = None
-        self._sdk_pid: int | None = None
 
     def __repr__(self) -> str:
         state = self._base_url if self.running else "stopped"
@@ -255,6 +245,14 @@ class LocalServer:
     @property
     def port(self) -> int:
         return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
+    def api_key(self) -> str:
+        """The key generated at start; every request but GET /health must carry it."""
+        with self._lock:
+            self.start()
+            assert self._api_key is not None
+            return self._api_key
 
     def start(self) -> str:
         """Start the server unless it runs; return its base URL."""
@@ -356,15 +354,9 @@ class LocalServer:
         """
         with self._lock:
             server, self._server = self._server, None
-            sdk, self._sdk_client = self._sdk_client, None
             pid, self._pid = self._pid, None
             self._base_url = None
             self._api_key = None
-            if sdk is not None and self._sdk_pid == os.getpid():
-                try:
-                    sdk.close()
-                except Exception:  # closing a pool must never mask the stop itself
-                    pass
             if server is None:
                 return
             if pid != os.getpid():
@@ -376,22 +368,35 @@ class LocalServer:
 
     # -- talking to it ------------------------------------------------------------------------
 
-    def sdk(self) -> openai.OpenAI:
-        """An openai SDK client for this server's /v1, built once per server (and per process)."""
-        with self._lock:
-            base_url = self.start()
-            if self._sdk_client is None or self._sdk_pid != os.getpid():
-                assert self._api_key is not None
-                self._sdk_client = _loopback_sdk(self._api_key, base_url + "/v1")
-                self._sdk_pid = os.getpid()
-            return self._sdk_client
+    def build_sdk(self, asynchronous: bool = False) -> SDKClient:
+        """A new openai SDK client (sync or async) for this server's /v1; the caller closes it.
 
-    def post(self, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str = "") -> dict[str, Any]:
-        """POST `body` to /v1 + `path` and return the JSON, counting the request."""
-        sdk = self.sdk()
+        It connects directly whatever HTTP(S)_PROXY says: httpx applies proxy variables even to
+        127.0.0.1, so with a proxy set (and 127.0.0.1 not in NO_PROXY) every request went to the
+        proxy and failed. Ignoring the environment loses nothing for loopback HTTP. Each request
+        it sends is counted in `requests`.
+        """
+        import openai
+
+        base_url = self.start() + "/v1"
+        assert self._api_key is not None
+        if asynchronous:
+
+            async def count_async(request: Any) -> None:
+                self._count()
+
+            http: Any = openai.DefaultAsyncHttpxClient(trust_env=False, event_hooks={"request": [count_async]})
+            return openai.AsyncOpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
+
+        def count(request: Any) -> None:
+            self._count()
+
+        http = openai.DefaultHttpxClient(trust_env=False, event_hooks={"request": [count]})
+        return openai.OpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
+
+    def _count(self) -> None:
         with self._lock:
             self.requests += 1
-        return post_json(sdk, path, body, timeout, auth_hint or "the key LocalServer generated")
 
     def metrics(self) -> dict[str, float]:
         """llama.cpp's own counters (Prometheus names without the 'llamacpp:' prefix).
@@ -412,21 +417,6 @@ class LocalServer:
                 except ValueError:
                     continue
         return found
-
-
-def _loopback_sdk(api_key: str, base_url: str) -> openai.OpenAI:
-    """An SDK client that connects directly, whatever HTTP(S)_PROXY says.
-
-    httpx honours proxy variables even for 127.0.0.1, so on a machine with a proxy set (and
-    127.0.0.1 not in NO_PROXY) every request to the embedded server went to the proxy and
-    failed with "connection refused". `trust_env=False` is safe here: the URL is loopback HTTP,
-    so no certificate settings from the environment are lost.
-    """
-    import openai
-
-    return openai.OpenAI(
-        api_key=api_key, base_url=base_url, max_retries=0, http_client=openai.DefaultHttpxClient(trust_env=False)
-    )
 
 
 def _track(server: LocalServer) -> None:
@@ -517,36 +507,32 @@ def _error_fields(body: Any) -> Mapping[str, Any]:
 class LocalClient(OpenAIClient):
     """A client for the embedded llama.cpp servers: `API_TYPE = local`, no key, no network.
 
-    Without a `model` argument the request names the local model (its alias), not MODEL /
-    EMBEDDING_MODEL, which name remote models; llama.cpp would accept any name, but the
-    answer's `model` and the cache key then say what really answered.
+    It only says where requests go (the shared servers, started on first use) and rewords
+    llama.cpp's errors; retries, the cache, streaming and the async calls are OpenAIClient's.
+    A call that names no model sends the local model's alias, not MODEL / EMBEDDING_MODEL
+    (which name remote models): llama.cpp would accept any name, but the answer's `model`,
+    the usage stats and the cache key then say what really answered.
     """
 
     api_type = "local"
     key_variables: tuple[str, ...] = ()
 
-    def send_message(self, current_messages: Sequence[Mapping[str, Any]], model: str | None = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        """OpenAIClient.send_message, defaulting `model` to the local chat model's alias."""
-        return super().send_message(current_messages, model or chat_spec().alias, *args, **kwargs)
+    def _default_model(self, kind: str) -> str:
+        if kind == CHAT:
+            return chat_spec().alias
+        configured = default["local_embedding_model"]
+        return Path(configured).stem if configured else EMBEDDING_ALIAS
 
-    def get_embedding(self, text: str | Sequence[str], model: str | None = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        """OpenAIClient.get_embedding, defaulting `model` to the local embedding model's alias."""
-        return super().get_embedding(text, model or self._embedding_alias(), *args, **kwargs)
+    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
+        """The running server for `kind` (started now if need be), its URL and key, and this
+        process: a restarted server (new port and key) or a forked child gets a new SDK client
+        instead of a dead port or a connection pool shared with the parent."""
+        server = chat_server() if kind == CHAT else embedding_server()
+        return (server, server.base_url, server.api_key, os.getpid())
 
-    # -- where requests go ------------------------------------------------------------------
-
-    def _sdk_settings_now(self) -> tuple[Any, ...]:
-        spec = chat_spec()
-        return (spec.model_path, spec.alias, spec.threads, spec.context_size, spec.slots)
-
-    def _build_sdk(self, settings: tuple[Any, ...]) -> openai.OpenAI:
-        return chat_server().sdk()
-
-    def _sdk(self) -> Any:
-        """The chat server's SDK client (for anything that talks to the SDK directly, such as
-        streaming). Not cached here: the server owns it, and a settings change or a stop
-        replaces the server, so asking the manager each time can never return a dead port."""
-        return chat_server().sdk()
+    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
+        server: LocalServer = settings[0]
+        return server.build_sdk(asynchronous)
 
     def _endpoint(self) -> str:
         """Both model files: the same request to another local model is another answer."""
@@ -559,49 +545,40 @@ class LocalClient(OpenAIClient):
     def _auth_hint(self) -> str:
         return "the key the local server generated (nothing to set)"
 
-    def _embedding_alias(self) -> str:
-        configured = default["local_embedding_model"]
-        return Path(configured).stem if configured else EMBEDDING_ALIAS
+    def _refine_error(self, error: APIError, kind: str) -> APIError:
+        """Say what an over-long input means here, and make it a 400 whatever llama.cpp sent.
 
-    # -- one attempt ------------------------------------------------------------------------
-
-    def _raw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
-        server = chat_server()
-        try:
-            return server.post("/chat/completions", request, timeout, self._auth_hint())
-        except InvalidRequestError as exc:
-            fields = _error_fields(exc.body)
-            if fields.get("type") != "exceed_context_size_error":
-                raise
-            spec = server.spec
-            raise InvalidRequestError(
-                f"the prompt is {fields.get('n_prompt_tokens', 'more')} tokens, longer than the local chat "
-                f"model's context of {fields.get('n_ctx', '?')} tokens per request (LOCAL_CONTEXT_SIZE "
-                f"{spec.context_size} split over LOCAL_SLOTS {spec.slots}): shorten the conversation or raise "
-                f"LOCAL_CONTEXT_SIZE. llama.cpp said: {exc.message}",
-                status_code=exc.status_code,
-                request_id=exc.request_id,
-                code="context_length_exceeded",
-                body=exc.body,
-            ) from exc
-
-    def _raw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
-        server = embedding_server()
-        try:
-            return server.post("/embeddings", request, timeout, self._auth_hint())
-        except (InvalidRequestError, ServerError) as exc:
-            fields = _error_fields(exc.body)
-            too_long = fields.get("type") == "exceed_context_size_error" or "too large to process" in exc.message
-            if not too_long:
-                raise
-            raise InvalidRequestError(
-                f"an input is {fields.get('n_prompt_tokens', 'more')} tokens, longer than the local embedding "
-                f"model's context of {fields.get('n_ctx', 'its')} tokens: split the text. llama.cpp said: {exc.message}",
-                status_code=400,
-                request_id=exc.request_id,
-                code="context_length_exceeded",
-                body=exc.body,
-            ) from exc
+        llama.cpp answers a prompt over the context with a 400 of type
+        `exceed_context_size_error`, whose text ("try increasing it") does not name the setting
+        to raise; an embedding input that outgrows the batch is even a 500, which would be
+        retried for nothing. Both become InvalidRequestError with OpenAI's code
+        `context_length_exceeded`, so callers can test one code whatever the backend.
+        """
+        fields = _error_fields(error.body)
+        too_long = fields.get("type") == "exceed_context_size_error" or "too large to process" in error.message
+        if not too_long:
+            return error
+        tokens = fields.get("n_prompt_tokens", "more")
+        if kind == EMBEDDING:
+            message = (
+                f"an input is {tokens} tokens, longer than the local embedding model's context of "
+                f"{fields.get('n_ctx', 'its')} tokens: split the text. llama.cpp said: {error.message}"
+            )
+        else:
+            spec = chat_spec()
+            message = (
+                f"the prompt is {tokens} tokens, longer than the local chat model's context of "
+                f"{fields.get('n_ctx', '?')} tokens per request (LOCAL_CONTEXT_SIZE {spec.context_size} "
+                f"split over LOCAL_SLOTS {spec.slots}): shorten the conversation or raise "
+                f"LOCAL_CONTEXT_SIZE. llama.cpp said: {error.message}"
+            )
+        return InvalidRequestError(
+            message,
+            status_code=400,
+            request_id=error.request_id,
+            code="context_length_exceeded",
+            body=error.body,
+        )
 
 
 # -- setup and status ---------------------------------------------------------------------------
@@ -684,6 +661,7 @@ def setup(quiet: bool = False, check: bool = True) -> list[str]:
         started = time.perf_counter()
         vector = probe.get_embedding("hello world", max_attempts=1)
         embedding_seconds = time.perf_counter() - started
+        probe.close()
         text = (reply or {}).get("content") if isinstance(reply, dict) else None
         lines.append(f"chat model answered in {chat_seconds:.1f} s (server start included): {text!r}")
         lines.append(

@@ -46,7 +46,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Union
 
 from .config import default
@@ -319,33 +319,45 @@ class RateGate:
                 wait = max(wait, tokens.reserve(amount))
         return wait
 
+    def _waits(self, endpoint: str, estimated_tokens: Tokens) -> Iterator[float]:
+        """The waits before one request, in order; the sync and async forms only sleep them.
+
+        First any pause of the endpoint, then this request's place in the RPM and TPM buckets.
+        If a pause was registered while we waited for the bucket, we wait it out and take a new
+        place, so the requests held back by a pause do not all leave together when it ends.
+        """
+        owner = _owner()
+        slept_until: float | None = None
+        while True:
+            while (step := self.pauses._next_wait(endpoint, owner, slept_until)) is not None:
+                slept_until, seconds = step
+                yield seconds
+            wait = self._reserve(endpoint, estimated_tokens)
+            if wait > 0:
+                yield wait
+            if self.pauses._next_wait(endpoint, owner, slept_until) is None:
+                return
+
     def before_request(self, endpoint: str, estimated_tokens: Tokens = None) -> float:
         """Block until a request to `endpoint` may be sent; return the seconds waited.
 
-        Waits out a pause, then for this request's place in the RPM and TPM buckets, then for any
-        pause registered meanwhile. `estimated_tokens` may be a number or a function computing
-        it, called only when a TPM limit is set (counting tokens costs time).
+        `estimated_tokens` may be a number or a function computing it, called only when a TPM
+        limit is set (counting tokens costs time).
         """
-        owner = _owner()
-        waited = self.pauses.wait(endpoint, owner)
-        bucket_wait = self._reserve(endpoint, estimated_tokens)
-        if bucket_wait > 0:
-            self._sleep(bucket_wait)
-            waited += bucket_wait
-        waited += self.pauses.wait(endpoint, owner)
+        waited = 0.0
+        for seconds in self._waits(endpoint, estimated_tokens):
+            self._sleep(seconds)
+            waited += seconds
         if waited > 0:
             logger.debug("waited %.2f s for the rate limits of %s", waited, endpoint)
         return waited
 
     async def abefore_request(self, endpoint: str, estimated_tokens: Tokens = None) -> float:
         """The async form of `before_request`: awaits, never blocking the event loop."""
-        owner = _owner()
-        waited = await self.pauses.await_(endpoint, owner)
-        bucket_wait = self._reserve(endpoint, estimated_tokens)
-        if bucket_wait > 0:
-            await self._async_sleep(bucket_wait)
-            waited += bucket_wait
-        waited += await self.pauses.await_(endpoint, owner)
+        waited = 0.0
+        for seconds in self._waits(endpoint, estimated_tokens):
+            await self._async_sleep(seconds)
+            waited += seconds
         if waited > 0:
             logger.debug("waited %.2f s for the rate limits of %s", waited, endpoint)
         return waited

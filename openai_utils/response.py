@@ -13,7 +13,7 @@ from typing import Any
 
 from .exceptions import ContentFilterError, MalformedResponseError, ResponseFormatError
 
-__all__ = ["Reply", "chat_record", "chat_result", "embedding_record", "filtered_categories"]
+__all__ = ["Reply", "chat_record", "check_record", "chat_result", "embedding_record", "filtered_categories"]
 
 logger = logging.getLogger("openai_utils")
 
@@ -75,6 +75,13 @@ def filtered_categories(results: Any) -> list[str]:
     return sorted(name for name, verdict in results.items() if isinstance(verdict, Mapping) and verdict.get("filtered"))
 
 
+def check_record(record: dict[str, Any], parse: Callable[[str], Any] | None) -> dict[str, Any]:
+    """Raise for an answer that must not be cached: filtered, or not parsable as asked."""
+    for choice in record["choices"]:
+        _reply(record, choice, parse, cached=False)
+    return record
+
+
 def chat_result(
     record: Mapping[str, Any],
     n: int,
@@ -90,6 +97,9 @@ def chat_result(
     content into the structured answer a response_format asked for.
     """
     replies = [_reply(record, choice, parse, cached) for choice in record["choices"]]
+    for reply in replies:
+        if reply.truncated:
+            logger.warning("the answer from %s was cut off at the token limit (finish_reason 'length')", reply.model)
     result: Reply | list[Any] = replies[0] if n == 1 else replies
     if echo:
         return [dict(m) for m in messages] + [result]
@@ -111,8 +121,6 @@ def _reply(record: Mapping[str, Any], choice: Mapping[str, Any], parse: Callable
     reply.usage = record.get("usage")
     reply.model = record.get("model")
     reply.cached = cached
-    if finish_reason == "length":
-        logger.warning("the answer from %s was cut off at the token limit (finish_reason 'length')", reply.model)
     if parse is not None and not reply.get("refusal") and reply.get("content") is not None:
         try:
             reply.parsed = parse(reply["content"])

@@ -58,13 +58,18 @@ def find_template(name: str) -> Path:
 
 
 def template_variables(text: str) -> set[str]:
-    """Names the template looks up at its top level (inside sections, names may come from items)."""
+    """The names a template requires: its top-level variables.
+
+    Sections (`{{#name}}...{{/name}}`) are mustache's conditionals, the usual way to write an
+    optional part, so a missing section name is not an error; names inside sections may come
+    from the section's items, so they are not checked either.
+    """
     from chevron.tokenizer import tokenize
 
     names: set[str] = set()
     depth = 0
     for tag, key in tokenize(text):
-        if tag in ("variable", "no escape", "section", "inverted section") and depth == 0 and key != ".":
+        if tag in ("variable", "no escape") and depth == 0 and key != ".":
             names.add(key.split(".")[0])
         if tag in ("section", "inverted section"):
             depth += 1

@@ -433,3 +433,174 @@ def test_rate_limit_error_carries_the_retry_hint(oai: OpenAIClient, server: Fake
         oai.send_message(HI, max_attempts=1)
     last = caught.value.last_error
     assert isinstance(last, RateLimitError) and last.retry_after == 3.0 and last.attempts == 1
+
+
+# -- reasoning models ------------------------------------------------------------------------
+
+
+def test_reasoning_models_get_max_completion_tokens_and_no_sampling(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    force_default_value("temperature", 0.7)
+    force_default_value("reasoning_effort", "low")
+    oai.send_message(HI, model="o3-mini", max_tokens=300, top_p=0.5, presence_penalty=0.1, seed=1)
+    body = chat_requests(server)[0].body
+    assert body == {"messages": HI, "model": "o3-mini", "max_completion_tokens": 300, "reasoning_effort": "low", "seed": 1}
+
+
+def test_a_call_can_set_reasoning_effort_and_retries_send_the_same(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.script(Fault.status(500))
+    oai.send_message(HI, model="gpt-5-mini", reasoning_effort="high", temperature=0)
+    first, second = chat_requests(server)
+    assert first.body == second.body
+    assert first.body["reasoning_effort"] == "high" and "temperature" not in first.body
+
+
+def test_reasoning_deployments_are_named_in_config(azure: AzureClient, server: FakeOpenAIServer) -> None:
+    force_default_value("reasoning_models", "o1,o3,o4,gpt-5,my-thinker")
+    azure.send_message(HI, model="my-thinker-eu", max_tokens=50, temperature=0.2)
+    azure.send_message(HI, model="plain-deploy", max_tokens=50, temperature=0.2)
+    thinker, plain = server.requests
+    assert "temperature" not in thinker.body and thinker.body["max_completion_tokens"] == 50
+    assert plain.body["temperature"] == 0.2 and plain.body["max_tokens"] == 50
+
+
+def test_ordinary_models_keep_their_parameters(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    oai.send_message(HI, model="gpt-4o", max_tokens=30, temperature=0.2)
+    body = chat_requests(server)[0].body
+    assert body["max_tokens"] == 30 and body["temperature"] == 0.2 and "reasoning_effort" not in body
+
+
+# -- finish reasons and content filters --------------------------------------------------------
+
+
+def filtered_completion(finish_reason: str) -> dict[str, Any]:
+    return {
+        "id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o",
+        "choices": [{
+            "index": 0, "finish_reason": finish_reason,
+            "message": {"role": "assistant", "content": None},
+            "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}, "violence": {"filtered": True, "severity": "medium"}},
+        }],
+    }
+
+
+def test_a_filtered_answer_raises_with_its_categories(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+    from openai_utils import ContentFilterError
+
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    server.script(Fault.status(200, body=filtered_completion("content_filter")), Fault.status(200, body=filtered_completion("content_filter")))
+    with pytest.raises(ContentFilterError) as caught:
+        oai.send_message(HI)
+    assert caught.value.categories == ["violence"]
+    assert caught.value.results["violence"]["severity"] == "medium"
+    with pytest.raises(ContentFilterError):
+        oai.send_message(HI)  # a filtered answer is a failure: never cached, asked again
+    assert len(chat_requests(server)) == 2
+    assert oai.send_message(HI) is not None and len(chat_requests(server)) == 3
+
+
+def test_azures_content_filter_400_names_the_categories(azure: AzureClient, server: FakeOpenAIServer) -> None:
+    from openai_utils import ContentFilterError
+
+    body = {"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+        "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+            "hate": {"filtered": True, "severity": "high"}, "self_harm": {"filtered": False, "severity": "safe"},
+            "sexual": {"filtered": False, "severity": "safe"}, "violence": {"filtered": True, "severity": "medium"},
+        }},
+    }}
+    server.script(Fault.status(400, body=body))
+    with pytest.raises(ContentFilterError, match="filtered: hate, violence") as caught:
+        azure.send_message(HI, model="d")
+    assert isinstance(caught.value, InvalidRequestError) and caught.value.status_code == 400
+    assert caught.value.categories == ["hate", "violence"]
+    assert len(server.requests) == 1
+
+
+def test_a_cut_off_answer_is_flagged_and_logged(oai: OpenAIClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        reply = oai.send_message([{"role": "user", "content": "one two three four five"}], max_tokens=2)
+    assert reply.truncated and reply.finish_reason == "length"
+    assert reply["content"] == "echo: one"
+    assert any("cut off" in r.getMessage() for r in caplog.records)
+    complete = oai.send_message(HI)
+    assert complete.finish_reason == "stop" and not complete.truncated
+    assert complete.usage["total_tokens"] > 0 and complete.model == "gpt-4o-mini"
+
+
+# -- tools -------------------------------------------------------------------------------------
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def test_a_tool_conversation_is_sent_and_counted(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    first = oai.send_message([{"role": "user", "content": "__tool__"}], tools=TOOLS, tool_choice="auto")
+    conversation = [
+        {"role": "user", "content": "Weather in Paris?"},
+        dict(first),
+        {"role": "tool", "tool_call_id": first["tool_calls"][0]["id"], "content": '{"temp_c": 21}'},
+    ]
+    final = oai.send_message(conversation, tools=TOOLS)
+    assert final is not None
+    sent = chat_requests(server)[1].body
+    assert sent["messages"][1] == {"role": "assistant", "content": None, "tool_calls": first["tool_calls"]}
+    assert sent["tools"] == TOOLS and chat_requests(server)[0].body["tool_choice"] == "auto"
+    without_tools = oai._count_tokens(conversation, "gpt-4o")
+    with_tools = oai._count_tokens(conversation, "gpt-4o", TOOLS)
+    assert without_tools is not None and with_tools is not None and with_tools > without_tools > 20
+
+
+# -- Azure Entra ID ----------------------------------------------------------------------------
+
+
+def test_azure_uses_an_entra_token_from_the_environment(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+    monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", "entra-token-1")
+    AzureClient().send_message(HI, model="d")
+    headers = server.requests[0].headers
+    assert headers["authorization"] == "Bearer entra-token-1" and "api-key" not in headers
+
+
+def test_azure_signs_in_with_azure_identity_and_refreshes(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """azure-identity cannot reach Entra ID here, so a stand-in module plays its documented API:
+    DefaultAzureCredential() and get_bearer_token_provider(credential, scope) -> callable."""
+    import sys
+    import types
+
+    issued: list[str] = []
+    scopes: list[str] = []
+
+    def get_bearer_token_provider(credential: object, scope: str) -> Any:
+        scopes.append(scope)
+        return lambda: issued.append(f"token-{len(issued) + 1}") or issued[-1]
+
+    identity = types.ModuleType("azure.identity")
+    identity.DefaultAzureCredential = object  # type: ignore[attr-defined]
+    identity.get_bearer_token_provider = get_bearer_token_provider  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "azure", types.ModuleType("azure"))
+    monkeypatch.setitem(sys.modules, "azure.identity", identity)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+    client = AzureClient()
+    with caplog.at_level(logging.DEBUG):
+        client.send_message(HI, model="d")
+        client.send_message([{"role": "user", "content": "again"}], model="d")
+    assert [r.headers["authorization"] for r in server.requests] == ["Bearer token-1", "Bearer token-2"]
+    assert scopes == ["https://cognitiveservices.azure.com/.default"]
+    assert all("token-" not in r.getMessage() for r in caplog.records)
+
+
+def test_azure_without_any_credential_says_every_way_to_fix_it(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+    monkeypatch.setitem(sys.modules, "azure.identity", None)  # not installed
+    with pytest.raises(MissingCredentialsError) as caught:
+        AzureClient().send_message(HI, model="d")
+    message = str(caught.value)
+    for hint in ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN", "openai_utils[azure]"):
+        assert hint in message
+    assert server.requests == []

@@ -12,6 +12,7 @@ the content.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,15 +58,17 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def engine(model_cache: Path) -> Iterator[None]:
     """Skip (visibly) without the engine; stop every server this module started afterwards."""
-    pytest.importorskip("xllamacpp", reason=ENGINE_MISSING)
+    pytest.importorskip("xllamacpp", reason=ENGINE_MISSING, exc_type=ImportError)
     yield
     local.stop_local_servers()
 
 
 @pytest.fixture(scope="module")
-def llm(engine: None) -> LocalClient:
+def llm(engine: None) -> Iterator[LocalClient]:
     """One client for the module, the cache off: every call reaches the server."""
-    return LocalClient(cache_api_calls=False)
+    shared = LocalClient(cache_api_calls=False)
+    yield shared
+    shared.close()
 
 
 # -- chat -------------------------------------------------------------------------------------
@@ -110,6 +114,22 @@ def test_json_schema_response_format_is_followed(llm: LocalClient) -> None:
     assert isinstance(data["is_capital"], bool)
 
 
+def test_concurrent_calls_share_one_server(llm: LocalClient) -> None:
+    server = chat_server()
+    replies: list[Any] = [None] * 3
+
+    def ask(index: int) -> None:
+        replies[index] = llm.send_message([{"role": "user", "content": f"Say {index}."}], temperature=0, max_tokens=6)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert all(isinstance(r, dict) and r["content"] for r in replies), replies
+    assert chat_server() is server
+
+
 def test_the_answer_names_the_local_model(llm: LocalClient) -> None:
     """Without a model argument the request names the local model, not MODEL (gpt-4o-mini)."""
     data = llm._raw_model_call({"model": chat_server().spec.alias, "messages": HELLO, "max_tokens": 2}, 30)
@@ -138,6 +158,20 @@ def test_a_config_change_restarts_only_the_chat_server(llm: LocalClient) -> None
     assert after is not before and not before.running
     assert after.spec.context_size == 512
     assert embedding_server() is embedder and embedder.running
+
+
+def test_async_calls_use_the_same_servers(llm: LocalClient) -> None:
+    async def both() -> tuple[Any, Any]:
+        asynchronous = LocalClient(cache_api_calls=False)
+        reply = await asynchronous.asend_message(HELLO, temperature=0, max_tokens=24)
+        vector = await asynchronous.aget_embedding("The cat sat on the mat.")
+        return reply, vector
+
+    reply, vector = asyncio.run(both())
+    assert reply == llm.send_message(HELLO, temperature=0, max_tokens=24)
+    single = llm.get_embedding("The cat sat on the mat.")
+    assert isinstance(vector, list) and isinstance(single, list)
+    assert cosine(vector, single) > 0.9999
 
 
 # -- embeddings -------------------------------------------------------------------------------
@@ -172,9 +206,15 @@ def test_embedding_input_over_the_context_is_a_clear_invalid_request(llm: LocalC
 # -- the cache in front of the local client ---------------------------------------------------
 
 
-def test_a_cached_call_never_reaches_the_server(engine: None, tmp_path: Path) -> None:
-    cached = LocalClient()
-    cached.set_api_cache(True, str(tmp_path / "c.pickle"))
+@pytest.fixture
+def cached(engine: None, tmp_path: Path) -> Iterator[LocalClient]:
+    with_cache = LocalClient()
+    with_cache.set_api_cache(True, str(tmp_path / "c.pickle"))
+    yield with_cache
+    with_cache.close()
+
+
+def test_a_cached_call_never_reaches_the_server(cached: LocalClient) -> None:
     question = [{"role": "user", "content": "Say one word."}]
     first = cached.send_message(question, temperature=0, max_tokens=8)
     server = chat_server()
