@@ -1,6 +1,6 @@
 # The README's two commands: `make demo` (set up, run an LLM call) and `make test` (set up, run the tests).
-# Everything installs into ./.venv; nothing outside the project folder is touched except the
-# per-user model cache of `python -m openai_utils local setup`.
+# Everything installs into ./.venv; the only thing written outside this folder is the converted
+# embedding model, in the per-user cache (~/.cache/openai_utils/models, or OPENAI_UTILS_CACHE_DIR).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,10 +15,14 @@ endif
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,local,structured]'
+	$(PY) -m openai_utils local setup --quiet
 	touch $@
 
 setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m openai_utils local demo
 
 test: setup
 	$(PY) -m pytest

