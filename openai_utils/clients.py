@@ -33,6 +33,7 @@ from .config import default
 from .exceptions import (
     APIError,
     InvalidRequestError,
+    MalformedResponseError,
     MissingCredentialsError,
     NonTerminalError,
     RetriesExhaustedError,
@@ -510,6 +511,8 @@ class OpenAIClient:
                 chunks = self._raw_stream_call(call.request, call.timeout)
                 assembler = StreamAssembler()
                 first = next((t for t in map(assembler.feed, chunks) if t), None)
+                if first is None and assembler.unfinished():
+                    raise MalformedResponseError(str(assembler.unfinished()))
             except APIError as error:
                 _reraise_refined(self._refine_error(error, call.kind), error)
                 raise
@@ -530,6 +533,10 @@ class OpenAIClient:
 
     def _finish_stream(self, call: _Call, opened: _OpenStream) -> None:
         """A complete stream: check it like a plain answer, count it, then cache it."""
+        unfinished = opened.assembler.unfinished()
+        if unfinished:
+            assembler = opened.assembler
+            raise StreamInterruptedError(assembler.text, assembler.chunks, MalformedResponseError(unfinished))
         record = check_record(opened.assembler.record(), call.parse)
         self._account(call, record, hit=False)
         self._store(call, record)
@@ -617,6 +624,8 @@ class OpenAIClient:
                     first = assembler.feed(chunk)
                     if first:
                         break
+                if first is None and assembler.unfinished():
+                    raise MalformedResponseError(str(assembler.unfinished()))
             except APIError as error:
                 _reraise_refined(self._refine_error(error, call.kind), error)
                 raise
@@ -649,20 +658,22 @@ class AzureClient(OpenAIClient):
     def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
         """Endpoint and credentials: a key, else an Entra ID token, else azure-identity's provider."""
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
-        if not endpoint:
+        base_url = os.environ.get("AZURE_OPENAI_BASE_URL") or None
+        if not endpoint and not base_url:
             raise MissingCredentialsError(
                 "no Azure endpoint: set the environment variable AZURE_OPENAI_ENDPOINT "
-                "(e.g. https://my-resource.openai.azure.com/)",
-                ("AZURE_OPENAI_ENDPOINT",),
+                "(e.g. https://my-resource.openai.azure.com/), or AZURE_OPENAI_BASE_URL for a server "
+                "that serves the Azure paths at another root (a gateway, a mock)",
+                ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_BASE_URL"),
             )
-        version = default["azure_api_version"]
+        where = (endpoint, base_url, default["azure_api_version"])
         key = os.environ.get("AZURE_OPENAI_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
         if key:
-            return (endpoint, version, key, None, None)
+            return (*where, key, None, None)
         ad_token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
         if ad_token:
-            return (endpoint, version, None, ad_token, None)
-        return (endpoint, version, None, None, self._entra_token_provider())
+            return (*where, None, ad_token, None)
+        return (*where, None, None, self._entra_token_provider())
 
     def _entra_token_provider(self) -> Callable[[], Any]:
         """One azure-identity token provider for this client: it refreshes tokens itself, in
@@ -683,11 +694,11 @@ class AzureClient(OpenAIClient):
         return self._token_provider
 
     def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
-        endpoint, api_version, key, ad_token, provider = settings
-        return build_azure_sdk(endpoint, api_version, key, ad_token, provider, asynchronous)
+        endpoint, base_url, api_version, key, ad_token, provider = settings
+        return build_azure_sdk(endpoint, base_url, api_version, key, ad_token, provider, asynchronous)
 
     def _endpoint(self) -> str:
-        return os.environ.get("AZURE_OPENAI_ENDPOINT", "")
+        return os.environ.get("AZURE_OPENAI_BASE_URL") or os.environ.get("AZURE_OPENAI_ENDPOINT", "")
 
 
 def _vectors(record: Mapping[str, Any], text: str | Sequence[str]) -> Any:

@@ -190,6 +190,10 @@ class RetriesExhaustedError(APIError):
         super().__init__(message, status_code=status, request_id=request_id, attempts=attempts)
         self.last_error = last_error
 
+    def __str__(self) -> str:
+        # The message already names the attempts and the last error with its details.
+        return self.message
+
 
 class NonTerminalError(APIError):
     """A failure that may pass: the request is sent again after a backoff wait."""

@@ -362,6 +362,14 @@ class RateGate:
             logger.debug("waited %.2f s for the rate limits of %s", waited, endpoint)
         return waited
 
+    def paused(self, endpoint: str) -> bool:
+        """Whether a pause registered by someone else holds `endpoint` now; never waits.
+
+        For a check after a wait that followed `before_request` (for a concurrency slot, say):
+        a 429 that arrived meanwhile means the request should go back through the gate.
+        """
+        return self.pauses.resume_time(endpoint, _owner()) is not None
+
     def after_error(self, endpoint: str, error: BaseException) -> None:
         """After a failed attempt: a 429 with a wait hint pauses `endpoint` for everyone else.
 

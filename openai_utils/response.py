@@ -96,6 +96,8 @@ def chat_result(
     sent, followed by the reply (or, with n > 1, by the list of replies). `parse` turns the
     content into the structured answer a response_format asked for.
     """
+    if n > 1 and len(record["choices"]) < n:
+        logger.warning("asked for %d choices, the server sent %d", n, len(record["choices"]))
     replies = [_reply(record, choice, parse, cached) for choice in record["choices"]]
     for reply in replies:
         if reply.truncated:

@@ -68,6 +68,17 @@ class StreamAssembler:
         slot["function"]["name"] += function.get("name") or ""
         slot["function"]["arguments"] += function.get("arguments") or ""
 
+    def unfinished(self) -> str | None:
+        """Why what arrived is not a whole answer, or None when it is.
+
+        Every OpenAI-compatible server ends a stream with a finish_reason; a stream without one
+        was cut, or came from a server that answered a stream request with plain JSON (zero
+        chunks). Either way it is not an answer, and must not be returned or cached as one.
+        """
+        if self.finish_reason is None:
+            return "the stream ended without a finish_reason: the connection was cut, or the server does not stream"
+        return None
+
     def record(self) -> dict[str, Any]:
         """The finished answer, in the shape `response.chat_record` gives a non-streamed one."""
         message: dict[str, Any] = {"role": "assistant", "content": self.text if self.parts or not self.tool_calls else None}

@@ -53,7 +53,8 @@ def build_openai_sdk(api_key: str, base_url: str | None, asynchronous: bool = Fa
 
 
 def build_azure_sdk(
-    endpoint: str,
+    endpoint: str | None,
+    base_url: str | None,
     api_version: str,
     api_key: str | None,
     ad_token: str | None,
@@ -63,13 +64,15 @@ def build_azure_sdk(
     """An Azure SDK client; `model` in each request body selects the deployment.
 
     Exactly one of `api_key`, `ad_token` and `token_provider` is given; the SDK asks the provider
-    before each request, so Entra ID tokens are refreshed as they expire.
+    before each request, so Entra ID tokens are refreshed as they expire. `base_url`, when set,
+    replaces `endpoint` + "/openai" as the root of the deployment paths.
     """
     import openai
 
     cls = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
+    where = {"base_url": base_url} if base_url else {"azure_endpoint": endpoint}
     return cls(
-        azure_endpoint=endpoint,
+        **where,
         api_version=api_version,
         api_key=api_key,
         azure_ad_token=ad_token,
@@ -220,10 +223,19 @@ def _content_filter_results(body: Any) -> Any:
 
 
 def _error_message(exc: openai.APIStatusError) -> tuple[str, str | None]:
+    """The server's own words: OpenAI's error.message, or a problem document's title, detail
+    and validation messages (as validating proxies and mock servers send)."""
     body = exc.body
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping) and inner.get("message"):
             code = inner.get("code")
             return str(inner["message"]), str(code) if code is not None else None
+        problems = [
+            f"{'.'.join(str(p) for p in v.get('location', []))}: {v.get('message')}"
+            for v in body.get("validation") or [] if isinstance(v, Mapping)
+        ]
+        parts = [str(body[k]) for k in ("title", "detail") if body.get(k)] + problems
+        if parts:
+            return "; ".join(parts), exc.code
     return str(exc.message), exc.code

@@ -14,6 +14,7 @@ Several servers start concurrently: all are spawned first, then each is waited f
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -27,13 +28,13 @@ from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "INSTALL_SCRIPT",
     "PROJECT",
     "SPECS",
-    "INSTALL_SCRIPT",
     "PrismServer",
-    "prism_binary",
-    "prism_available",
     "ensure_prism",
+    "prism_available",
+    "prism_binary",
     "prism_servers",
 ]
 
@@ -41,6 +42,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
 INSTALL_SCRIPT = PROJECT / ".ci" / "install-prism"
 LOCAL_BIN = PROJECT / ".ci" / "node" / "node_modules" / ".bin" / "prism"
+LOCAL_MARKER = PROJECT / ".ci" / "node" / ".installed"
+"""Written by .ci/install-prism once an install answered `prism --version`."""
 START_TIMEOUT = 60.0
 """Seconds to wait for Prism's first HTTP answer; the core OpenAI spec takes ~4-7 s on 2 cores."""
 INSTALL_TIMEOUT = 300.0
@@ -62,20 +65,25 @@ def prism_available() -> str | None:
     Tests skip with this reason only when Prism is missing and cannot be installed. A missing
     Prism with npm present is not a reason to skip: `ensure_prism` installs it.
     """
-    binary = prism_binary()
-    if os.environ.get("PRISM_BIN"):
-        return None if _runnable(binary) else f"PRISM_BIN={binary} is not an executable file"
-    if _runnable(binary):
-        return None
+    if os.environ.get("PRISM_BIN") or LOCAL_MARKER.is_file():
+        return None  # a wrong PRISM_BIN is an error when Prism starts, not a reason to skip
     if shutil.which("npm") is None:
         return "npm is not available: it is needed to install Stoplight Prism (.ci/install-prism)"
     return None
 
 
+@functools.cache
 def ensure_prism() -> Path:
-    """The Prism binary, installed with `.ci/install-prism` first when it is missing."""
+    """The Prism binary: PRISM_BIN, or the local copy after `.ci/install-prism` made sure of it.
+
+    The script is run once per process even when Prism is installed: it returns at once then,
+    and otherwise it waits for, or does, the install (it holds a lock, so test runs started
+    together do not install into the same folder at once, and it removes a half-finished one).
+    """
     binary = prism_binary()
-    if _runnable(binary):
+    if os.environ.get("PRISM_BIN"):
+        if not _runnable(binary):
+            raise RuntimeError(f"PRISM_BIN={binary} is not an executable file: point it at a prism binary, or unset it")
         return binary
     try:
         done = subprocess.run(
@@ -125,7 +133,7 @@ class PrismServer:
         binary = ensure_prism()
         # Output goes to a file, not a pipe: nobody reads it while Prism runs, and a full pipe
         # would block it. It is shown when Prism fails to start.
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self._started_at = time.monotonic()
         self._process = subprocess.Popen(
             [str(binary), "mock", str(self.spec), "-h", "127.0.0.1", "-p", str(self.port), "-v", "warn"],
@@ -144,6 +152,8 @@ class PrismServer:
                     f"prism mock {self.spec.name} did not answer on {self.base_url} within {timeout:.0f} s:\n{self.output()}"
                 )
             time.sleep(0.1)
+        if self._process.poll() is not None:  # the port was taken by someone else meanwhile
+            raise RuntimeError(f"prism mock {self.spec.name} exited with {self._process.returncode}:\n{self.output()}")
         self.startup_seconds = time.monotonic() - self._started_at
         return self.base_url
 

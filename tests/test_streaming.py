@@ -183,3 +183,33 @@ def test_assembler_keeps_refusals() -> None:
     assembler.feed({"choices": [{"delta": {"refusal": "I can't "}}]})
     assembler.feed({"choices": [{"delta": {"refusal": "help with that."}}]})
     assert assembler.record()["choices"][0]["message"]["refusal"] == "I can't help with that."
+
+
+def test_a_json_answer_to_a_stream_request_is_retried_not_returned_empty(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    plain_json = {
+        "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "not a stream"}, "finish_reason": "stop"}],
+    }
+    server.script(Fault.status(200, body=plain_json))
+    assert process_streaming_response(oai.send_message(LONG, stream=True)) == EXPECTED
+    assert len(server.requests) == 2
+    assert oai.send_message(LONG)["content"] == EXPECTED  # the empty non-answer was never cached
+
+
+def test_a_stream_that_ends_without_a_finish_reason_is_interrupted(oai: OpenAIClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    real = oai._raw_stream_call
+
+    def without_finish(request: Any, timeout: float) -> Any:
+        for chunk in real(request, timeout):
+            if not any(choice.get("finish_reason") for choice in chunk.get("choices") or ()):
+                yield chunk
+
+    monkeypatch.setattr(oai, "_raw_stream_call", without_finish)
+    got: list[str] = []
+    with pytest.raises(StreamInterruptedError, match="without a finish_reason"):
+        for chunk in oai.send_message(LONG, stream=True):
+            got.append(chunk)
+    assert "".join(got) == EXPECTED
+    assert len(open_cache(tmp_path / "c.pickle")) == 0
