@@ -415,13 +415,13 @@ def open_cache(file_name: str | os.PathLike[str], fsync: bool = False) -> Respon
     name = os.fspath(file_name)
     memo = (name, None) if os.path.isabs(name) else (name, os.getcwd())
     cache = _by_name.get(memo)
-    if cache is not None and (cache.fsync or not fsync):
+    if cache is not None and cache.fsync == fsync:
         return cache
     path = Path(name).expanduser().resolve()
     with _open_lock:
         cache = _open_caches.get(path)
         if cache is None:
             cache = _open_caches[path] = ResponseCache(path, fsync=fsync)
-        cache.fsync = cache.fsync or fsync
+        cache.fsync = fsync
         _by_name[memo] = cache
         return cache

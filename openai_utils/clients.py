@@ -138,7 +138,7 @@ class OpenAIClient:
         enabled = self.cache_api_calls if self.cache_api_calls is not None else default["cache_api_calls"]
         if not enabled:
             return None
-        return open_cache(self.cache_file_name or default["cache_file_name"])
+        return open_cache(self.cache_file_name or default["cache_file_name"], fsync=default["cache_fsync"])
 
     def _default_model(self, kind: str) -> str:
         """The model a call uses when it names none."""

@@ -159,6 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."),
     _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),
     _setting("CACHE_FILE_NAME", "openai_api_cache.pickle", "str", "The cache file, relative to the working directory."),
+    _setting("CACHE_FSYNC", False, "bool", "fsync the cache file after each new entry: survives a power cut, at a disk-flush per call."),
     _setting("AZURE_API_VERSION", "2024-10-21", "str", "Azure OpenAI data-plane API version."),
     _setting("BASE_URL", None, "str", "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.", optional=True),
     _setting("LOCAL_CHAT_MODEL", None, "str", "GGUF chat model for api_type local; empty: the packaged SmolLM2-135M-Instruct.", optional=True),

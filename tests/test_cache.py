@@ -416,3 +416,18 @@ def test_stats_export_and_compact_from_the_command_line(tmp_path: Path) -> None:
     assert compacted.returncode == 0 and "4 entries" in compacted.stdout
     missing = cli("stats", str(tmp_path / "nope.pickle"))
     assert missing.returncode == 2 and "no cache file" in missing.stderr
+
+
+def test_cache_fsync_from_config_flushes_each_append(oai: OpenAIClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from openai_utils import force_default_value
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    oai.send_message([{"role": "user", "content": "a"}])
+    assert synced == []
+    force_default_value("cache_fsync", True)
+    oai.send_message([{"role": "user", "content": "b"}])
+    oai.send_message([{"role": "user", "content": "c"}])
+    assert len(synced) == 2
