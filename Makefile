@@ -15,7 +15,7 @@ endif
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,local,structured]'
+	$(PY) -m pip install --quiet -e '.[test,local,structured,progress]'
 	$(PY) -m openai_utils local setup --quiet
 	touch $@
 

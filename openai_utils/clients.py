@@ -40,6 +40,7 @@ from .exceptions import (
     StreamInterruptedError,
 )
 from .limits import call_slots
+from .ratelimit import estimate_tokens, rate_gate
 from .request import adapt_for_reasoning, build_chat_request, build_embedding_request, cache_key, is_reasoning_model
 from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
@@ -383,6 +384,23 @@ class OpenAIClient:
         outcome = await self._arun(call, attempt)
         return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
+    def send_messages(
+        self,
+        conversations: Sequence[Sequence[Mapping[str, Any]]],
+        max_workers: int | None = None,
+        progress: Any = None,
+        **params: Any,
+    ) -> list[Any]:
+        """send_message for each conversation, in a thread pool; results in input order.
+
+        A failed item holds its exception object, an item whose retries ran out holds None (see
+        parallel.py); `progress` shows a tqdm bar (None: when interactive, True, False, or a
+        callable(done, total)). At most MAX_CONCURRENT_MODEL_CALLS requests are in flight.
+        """
+        from .parallel import send_messages
+
+        return send_messages(self, conversations, max_workers, progress, params)
+
     def get_embedding(
         self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
     ) -> Any:
@@ -462,9 +480,37 @@ class OpenAIClient:
 
     # -- sync drivers ------------------------------------------------------------------------
 
+    def _gate_key(self, call: _Call) -> str:
+        """Rate limits and 429 pauses apply per model (Azure: deployment) per server."""
+        return f"{self._endpoint()} {call.request.get('model')}"
+
+    @contextlib.contextmanager
+    def _admitted(self, call: _Call) -> Iterator[None]:
+        """Wait for the rate limits and any 429 pause of this endpoint, then hold a concurrency
+        slot; a rate-limit answer pauses everyone else bound for the same endpoint.
+
+        The gate is passed before the slot is taken, so a paused model never holds slots that
+        other models could use; a pause that began meanwhile sends the request back to the gate.
+        """
+        key = self._gate_key(call)
+        while True:
+            rate_gate.before_request(key, lambda: estimate_tokens(call.request, call.kind))
+            slot = call_slots.hold()
+            slot.__enter__()
+            if not rate_gate.paused(key):
+                break
+            slot.__exit__(None, None, None)
+        try:
+            yield
+        except APIError as error:
+            rate_gate.after_error(key, error)
+            raise
+        finally:
+            slot.__exit__(None, None, None)
+
     def _attempt(self, raw: Callable[[Mapping[str, Any], float], T], call: _Call) -> T:
-        """One attempt inside a concurrency slot, with the server's error reworded if need be."""
-        with call_slots.hold():
+        """One attempt, admitted by the gate, with the server's error reworded if need be."""
+        with self._admitted(call):
             try:
                 return raw(call.request, call.timeout)
             except APIError as error:
@@ -506,7 +552,7 @@ class OpenAIClient:
     def _open_stream(self, call: _Call) -> _OpenStream:
         """Open a stream and read up to its first text, holding a slot until the stream ends."""
         with contextlib.ExitStack() as slot:
-            slot.enter_context(call_slots.hold())
+            slot.enter_context(self._admitted(call))
             try:
                 chunks = self._raw_stream_call(call.request, call.timeout)
                 assembler = StreamAssembler()
@@ -543,8 +589,27 @@ class OpenAIClient:
 
     # -- async drivers: the same steps, awaited ------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _aadmitted(self, call: _Call) -> AsyncIterator[None]:
+        """The async form of `_admitted`."""
+        key = self._gate_key(call)
+        while True:
+            await rate_gate.abefore_request(key, lambda: estimate_tokens(call.request, call.kind))
+            slot = call_slots.ahold()
+            await slot.__aenter__()
+            if not rate_gate.paused(key):
+                break
+            await slot.__aexit__(None, None, None)
+        try:
+            yield
+        except APIError as error:
+            rate_gate.after_error(key, error)
+            raise
+        finally:
+            await slot.__aexit__(None, None, None)
+
     async def _aattempt(self, raw: Callable[[Mapping[str, Any], float], Awaitable[T]], call: _Call) -> T:
-        async with call_slots.ahold():
+        async with self._aadmitted(call):
             try:
                 return await raw(call.request, call.timeout)
             except APIError as error:
@@ -615,7 +680,7 @@ class OpenAIClient:
 
     async def _aopen_stream(self, call: _Call) -> _OpenStream:
         async with contextlib.AsyncExitStack() as slot:
-            await slot.enter_async_context(call_slots.ahold())
+            await slot.enter_async_context(self._aadmitted(call))
             try:
                 chunks = await self._araw_stream_call(call.request, call.timeout)
                 assembler = StreamAssembler()

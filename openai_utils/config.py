@@ -153,6 +153,8 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("EXPONENTIAL_BACKOFF_FACTOR", 2.0, "float", "Each further retry waits this many times longer.", minimum=1),
     _setting("MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0),
     _setting("MAX_CONCURRENT_MODEL_CALLS", 16, "int", "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.", minimum=0),
+    _setting("REQUESTS_PER_MINUTE", 0, "int", "Most requests a minute to one model on one server, over every client and thread of this process; requests wait instead of getting a 429. 0: no limit.", minimum=0),
+    _setting("TOKENS_PER_MINUTE", 0, "int", "Most tokens a minute (prompt counted with tiktoken, plus max_tokens) to one model on one server; requests wait. 0: no limit.", minimum=0),
     _setting("RAISE_ON_FAILURE", False, "bool", "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError."),
     _setting("REASONING_MODELS", "o1,o3,o4,gpt-5", "str", "Comma-separated name prefixes of reasoning models (or Azure deployments): they get max_completion_tokens and no sampling parameters."),
     _setting("REASONING_EFFORT", None, "str", "reasoning_effort sent to reasoning models (minimal, low, medium, high); empty: the server's default.", optional=True),

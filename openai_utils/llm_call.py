@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .registry import client
@@ -45,6 +46,16 @@ class LLMCall:
         self.model_output = await client().asend_message(self.messages, **self.model_params)
         return _content(self.model_output)
 
+    def map(self, list_of_rendering_configs: Sequence[Mapping[str, Any]], max_workers: int | None = None, progress: Any = None) -> list[Any]:
+        """`call` for each dict of variables, in a thread pool; results in input order.
+
+        A failed item holds its exception object, an item whose retries ran out holds None.
+        Afterwards `.messages` and `.model_output` are lists, one entry per item (see parallel.py).
+        """
+        from .parallel import map_llm_call
+
+        return map_llm_call(self, list_of_rendering_configs, max_workers, progress)
+
     def _render(self, variables: dict[str, Any], allow_missing: bool) -> list[dict[str, Any]]:
         messages = [{"role": "system", "content": render_template(self.system_template_name, variables, allow_missing)}]
         if self.user_template_name is not None:
@@ -56,6 +67,9 @@ class LLMCall:
         params = "".join(f", {k}={v!r}" for k, v in self.model_params.items())
         if self.messages is None:
             return f"LLMCall({templates}{params}) [not called yet]"
+        if self.messages and not isinstance(self.messages[0], Mapping):  # after map()
+            missing = sum(output is None for output in self.model_output)
+            return f"LLMCall({templates}{params}) -> mapped over {len(self.messages)} items, {missing} without an answer"
         output = _content(self.model_output)
         shown = repr(output) if output is None or len(str(output)) <= 80 else repr(str(output)[:77] + "...")
         return f"LLMCall({templates}{params}) -> {shown}"

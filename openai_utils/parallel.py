@@ -47,7 +47,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import default
 from .exceptions import InvalidRequestError
@@ -62,7 +62,7 @@ logger = logging.getLogger("openai_utils")
 
 T = TypeVar("T")
 U = TypeVar("U")
-Progress = Union[bool, None, Callable[[int, int], Any]]
+Progress = bool | None | Callable[[int, int], Any]
 
 PROGRESS_MIN_ITEMS = 10
 """Lists of at most this many items get no automatic progress bar: they finish before it helps."""
@@ -295,6 +295,6 @@ def _in_jupyter_kernel() -> bool:
         return False
     try:
         shell = ipython.get_ipython()
-    except Exception:  # a half-initialised IPython
+    except Exception:  # noqa: BLE001  (a half-initialised IPython must not break a map)
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None

@@ -43,11 +43,12 @@ Clocks and sleeps are injectable everywhere, so tests run on a fake clock withou
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, Union
+from typing import Any
 
 from .config import default
 from .exceptions import RateLimitError
@@ -70,7 +71,7 @@ BURST_SECONDS = 1.0
 Clock = Callable[[], float]
 Sleep = Callable[[float], Any]
 AsyncSleep = Callable[[float], Awaitable[Any]]
-Tokens = Union[int, float, None, Callable[[], Union[int, float, None]]]
+Tokens = int | float | None | Callable[[], int | float | None]
 
 
 async def _asyncio_sleep(seconds: float) -> None:
@@ -379,7 +380,7 @@ class RateGate:
         if not isinstance(error, RateLimitError):
             return
         hint = error.retry_after
-        if hint is None or hint != hint or hint <= 0:  # None, NaN or no wait
+        if hint is None or math.isnan(hint) or hint <= 0:
             return
         cap = default.get("max_waiting_time")
         seconds = min(hint, cap) if cap is not None else hint

@@ -6,6 +6,7 @@ once, before the first attempt, so every retry sends exactly the same body.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -71,8 +72,12 @@ REASONING_UNSUPPORTED = ("temperature", "top_p", "frequency_penalty", "presence_
 
 def is_reasoning_model(model: str, prefixes: str) -> bool:
     """Whether `model` starts with one of the comma-separated `prefixes` (REASONING_MODELS)."""
-    name = model.lower().rsplit("/", 1)[-1]
-    return any(name.startswith(p.strip().lower()) for p in prefixes.split(",") if p.strip())
+    return model.lower().rsplit("/", 1)[-1].startswith(_prefix_tuple(prefixes))
+
+
+@functools.lru_cache(maxsize=8)
+def _prefix_tuple(prefixes: str) -> tuple[str, ...]:
+    return tuple(p.strip().lower() for p in prefixes.split(",") if p.strip())
 
 
 def adapt_for_reasoning(params: Mapping[str, Any], reasoning_effort: str | None) -> dict[str, Any]:

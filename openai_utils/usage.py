@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from .config import default
-from .pricing import price_for
+from .pricing import Price, price_for
 
 __all__ = ["UsageStats", "process_usage", "format_stats"]
 
@@ -50,16 +50,23 @@ class UsageStats:
         inputs = int((usage or {}).get("prompt_tokens") or 0)
         outputs = int((usage or {}).get("completion_tokens") or 0)
         total = int((usage or {}).get("total_tokens") or inputs + outputs)
-        price = price_for(model, default.prices())
+        price = _price(model)
         cost = (inputs * price[0] + outputs * price[1]) / 1_000_000 if price else 0.0
-        step = _Tally()
-        if cached:
-            step.cached_calls, step.saved_tokens, step.saved_cost_usd = 1, total, cost
-        else:
-            step.model_calls, step.input_tokens, step.output_tokens, step.total_tokens, step.cost_usd = 1, inputs, outputs, total, cost
-            step.unpriced_calls = 0 if price or not total else 1
         with self._lock:
-            self._by_model.setdefault(model or "unknown", _Tally()).add(step)
+            tally = self._by_model.get(model or "unknown")
+            if tally is None:
+                tally = self._by_model[model or "unknown"] = _Tally()
+            if cached:
+                tally.cached_calls += 1
+                tally.saved_tokens += total
+                tally.saved_cost_usd += cost
+            else:
+                tally.model_calls += 1
+                tally.input_tokens += inputs
+                tally.output_tokens += outputs
+                tally.total_tokens += total
+                tally.cost_usd += cost
+                tally.unpriced_calls += 0 if price or not total else 1
 
     def snapshot(self) -> dict[str, Any]:
         """The totals, plus `by_model` with the same fields per model."""
@@ -74,6 +81,22 @@ class UsageStats:
     def reset(self) -> None:
         with self._lock:
             self._by_model.clear()
+
+
+_prices_seen: dict[str, Price] | None = None
+_price_memo: dict[str | None, Price | None] = {}
+
+
+def _price(model: str | None) -> Price | None:
+    """price_for, remembered per model until the price table is reloaded (it is on every call)."""
+    global _prices_seen
+    table = default.prices()
+    if table is not _prices_seen:
+        _price_memo.clear()
+        _prices_seen = table
+    if model not in _price_memo:
+        _price_memo[model] = price_for(model, table)
+    return _price_memo[model]
 
 
 process_usage = UsageStats()

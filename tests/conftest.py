@@ -10,6 +10,7 @@ import pytest
 
 from openai_utils import OpenAIClient, default, force_api_cache, force_api_type, register_client
 from openai_utils import registry
+from openai_utils.ratelimit import rate_gate
 from tests.fake_server import FakeOpenAIServer
 
 SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
@@ -38,7 +39,9 @@ def clean_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     default.reset()
     force_api_type(None)
     force_api_cache(None)
+    rate_gate.reset()
     yield
+    rate_gate.reset()
     default.reset()
     force_api_type(None)
     force_api_cache(None)
