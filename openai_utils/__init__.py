@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from .clients import AzureClient, OpenAIClient
+from .azure import AzureClient
+from .clients import OpenAIClient
 from .config import default, force_default_value
 from .exceptions import (
     APIConnectionError,

@@ -1,4 +1,4 @@
-"""OpenAIClient and AzureClient: chat and embeddings, sync and async, streamed or not.
+"""OpenAIClient: chat and embeddings, sync and async, streamed or not.
 
 A client is cheap to build (no file, no connection): everything it needs is read from `default`
 and the environment at call time. The SDK clients behind it are built on first use and kept, so
@@ -24,7 +24,14 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,16 +48,29 @@ from .exceptions import (
 )
 from .limits import call_slots
 from .ratelimit import estimate_tokens, rate_gate
-from .request import adapt_for_reasoning, build_chat_request, build_embedding_request, cache_key, is_reasoning_model
+from .request import (
+    adapt_for_reasoning,
+    build_chat_request,
+    build_embedding_request,
+    cache_key,
+    is_reasoning_model,
+)
 from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
 from .streaming import StreamAssembler, areplay, replay
 from .structured import Parser, response_format_for_wire
-from .usage import UsageStats, format_stats, process_usage
 from .tokens import count_tokens
-from .transport import SDKClient, aopen_stream, apost_json, build_azure_sdk, build_openai_sdk, open_stream, post_json
+from .transport import (
+    SDKClient,
+    aopen_stream,
+    apost_json,
+    build_openai_sdk,
+    open_stream,
+    post_json,
+)
+from .usage import UsageStats, format_stats, process_usage
 
-__all__ = ["OpenAIClient", "AzureClient"]
+__all__ = ["OpenAIClient", "CHAT", "EMBEDDING"]
 
 logger = logging.getLogger("openai_utils")
 
@@ -708,62 +728,6 @@ class OpenAIClient:
             except APIError as error:
                 raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
         self._finish_stream(call, opened)
-
-
-class AzureClient(OpenAIClient):
-    """Calls Azure OpenAI: `model` names the deployment; endpoint and key come from the environment."""
-
-    api_type = "azure"
-    key_variables = ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._token_provider: Callable[[], Any] | None = None
-
-    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
-        """Endpoint and credentials: a key, else an Entra ID token, else azure-identity's provider."""
-        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
-        base_url = os.environ.get("AZURE_OPENAI_BASE_URL") or None
-        if not endpoint and not base_url:
-            raise MissingCredentialsError(
-                "no Azure endpoint: set the environment variable AZURE_OPENAI_ENDPOINT "
-                "(e.g. https://my-resource.openai.azure.com/), or AZURE_OPENAI_BASE_URL for a server "
-                "that serves the Azure paths at another root (a gateway, a mock)",
-                ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_BASE_URL"),
-            )
-        where = (endpoint, base_url, default["azure_api_version"])
-        key = os.environ.get("AZURE_OPENAI_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
-        if key:
-            return (*where, key, None, None)
-        ad_token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
-        if ad_token:
-            return (*where, None, ad_token, None)
-        return (*where, None, None, self._entra_token_provider())
-
-    def _entra_token_provider(self) -> Callable[[], Any]:
-        """One azure-identity token provider for this client: it refreshes tokens itself, in
-        memory; nothing is written to disk or logged."""
-        if self._token_provider is None:
-            try:
-                from azure.identity import DefaultAzureCredential, get_bearer_token_provider
-            except ImportError:
-                raise MissingCredentialsError(
-                    "no Azure OpenAI credentials: set AZURE_OPENAI_KEY (or AZURE_OPENAI_API_KEY), or "
-                    "AZURE_OPENAI_AD_TOKEN, or install azure-identity (pip install 'openai_utils[azure]') "
-                    "to sign in with Entra ID",
-                    (*self.key_variables, "AZURE_OPENAI_AD_TOKEN"),
-                ) from None
-            self._token_provider = get_bearer_token_provider(
-                DefaultAzureCredential(), "https://cognitiveservices.azure.com/.default"
-            )
-        return self._token_provider
-
-    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
-        endpoint, base_url, api_version, key, ad_token, provider = settings
-        return build_azure_sdk(endpoint, base_url, api_version, key, ad_token, provider, asynchronous)
-
-    def _endpoint(self) -> str:
-        return os.environ.get("AZURE_OPENAI_BASE_URL") or os.environ.get("AZURE_OPENAI_ENDPOINT", "")
 
 
 def _vectors(record: Mapping[str, Any], text: str | Sequence[str]) -> Any:

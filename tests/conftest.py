@@ -72,3 +72,13 @@ def oai(server: FakeOpenAIServer, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatc
     fresh = OpenAIClient(sleep=sleeps.append, random_value=lambda: 0.5)
     register_client("openai", fresh)
     return fresh
+
+
+@pytest.fixture
+def prompts(tmp_path: Path) -> Path:
+    """A prompts/ folder in the working directory with a greet.system / greet.user pair."""
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    (folder / "greet.system.mustache").write_text("You greet {{{who}}}.")
+    (folder / "greet.user.mustache").write_text("Say hello to {{{who}}} in {{lang}}.")
+    return folder

@@ -10,15 +10,6 @@ from openai_utils import LLMCall, OpenAIClient, TemplateNotFoundError, TemplateV
 from tests.fake_server import FakeOpenAIServer, Fault
 
 
-@pytest.fixture
-def prompts(tmp_path: Path) -> Path:
-    folder = tmp_path / "prompts"
-    folder.mkdir()
-    (folder / "greet.system.mustache").write_text("You greet {{{who}}}.")
-    (folder / "greet.user.mustache").write_text("Say hello to {{{who}}} in {{lang}}.")
-    return folder
-
-
 def test_call_renders_sends_and_returns_the_content(oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
     call = LLMCall("greet.system", "greet.user", temperature=0.2)
     assert call.call(who="Ana", lang="French") == "echo: Say hello to Ana in French."

@@ -261,15 +261,6 @@ def test_answers_finished_before_ctrl_c_are_in_the_cache(oai: OpenAIClient, serv
 # -- LLMCall.map -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def prompts(tmp_path: Path) -> Path:
-    folder = tmp_path / "prompts"
-    folder.mkdir()
-    (folder / "greet.system.mustache").write_text("You greet {{{who}}}.")
-    (folder / "greet.user.mustache").write_text("Say hello to {{{who}}} in {{lang}}.")
-    return folder
-
-
 def test_llm_call_map_returns_contents_in_order_and_keeps_each_items_state(
     oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
 ) -> None:
