@@ -102,7 +102,7 @@ def _decode_records(data: bytes, start: int) -> tuple[list[tuple[str, bytes]], i
     Stops at the first incomplete record (torn: the writer died mid-append). Raises _Corrupt at a
     complete record that does not check out, since that is damage, not an interrupted write.
     """
-    records = []
+    records: list[tuple[str, bytes]] = []
     pos = start
     end = len(data)
     while pos < end:

@@ -163,7 +163,7 @@ class OpenAIClient:
 
     def _default_model(self, kind: str) -> str:
         """The model a call uses when it names none."""
-        return default["model"] if kind == CHAT else default["embedding_model"]
+        return str(default["model"] if kind == CHAT else default["embedding_model"])
 
     def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
         """What the SDK client for `kind` is built from, read from config and environment now."""

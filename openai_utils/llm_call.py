@@ -26,7 +26,7 @@ class LLMCall:
         self.system_template_name = system_template_name
         self.user_template_name = user_template_name
         self.model_params = model_params
-        self.messages: list[dict[str, Any]] | None = None
+        self.messages: list[Any] | None = None
         self.model_output: Any = None
 
     def call(self, allow_missing_variables: bool = False, **rendering_configs: Any) -> Any:

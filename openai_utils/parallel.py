@@ -40,6 +40,7 @@ Ctrl-C
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import sys
@@ -129,7 +130,7 @@ def map_calls(
         futures: list[Future[Any]] = []
         for index in range(total):
             future = executor.submit(run, index)
-            future.add_done_callback(lambda _, index=index: finished.put(index))
+            future.add_done_callback(functools.partial(_announce, finished, index))
             futures.append(future)
         for done in range(1, total + 1):
             index = _next_finished(finished)
@@ -163,6 +164,10 @@ def map_calls(
             description, failures, total, index, type(error).__name__, error,
         )
     return results
+
+
+def _announce(finished: queue.SimpleQueue[int], index: int, _: Future[Any]) -> None:
+    finished.put(index)
 
 
 def _next_finished(finished: queue.SimpleQueue[int]) -> int:
@@ -233,7 +238,7 @@ def map_llm_call(
         return copies[index].call(**configs[index])
 
     results = map_calls(one, range(len(configs)), max_workers, progress, description="LLMCall.map")
-    llm_call.messages = [each.messages for each in copies]  # type: ignore[assignment]
+    llm_call.messages = [each.messages for each in copies]
     llm_call.model_output = [each.model_output for each in copies]
     return results
 
@@ -243,7 +248,7 @@ def map_llm_call(
 
 def _progress_bar(progress: Progress, total: int, description: str) -> Any:
     """A tqdm bar, or None when none should be shown (see the module docstring)."""
-    if progress is False or (callable(progress) and progress is not True):
+    if progress is False or (progress is not True and callable(progress)):
         return None
     if progress is None and not (total > PROGRESS_MIN_ITEMS and _interactive()):
         return None

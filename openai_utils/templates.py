@@ -96,4 +96,4 @@ def render_template(name: str, variables: Mapping[str, Any], allow_missing: bool
                 f"pass {', '.join(f'{m}=...' for m in missing)} or allow_missing_variables=True",
                 missing,
             )
-    return chevron.render(text, dict(variables), partials_path=str(path.parent))
+    return str(chevron.render(text, dict(variables), partials_path=str(path.parent)))
