@@ -145,6 +145,7 @@ class ResponseCache:
         self._inflight: dict[str, threading.Event] = {}
         self._loaded = False
         self.bytes_written = 0
+        """Bytes this object appended, so the cost of a write can be measured (benchmarks/bench_cache.py)."""
 
     # -- reading -------------------------------------------------------------------------
 
