@@ -518,3 +518,16 @@ def test_e2e_rpm_limits_the_arrival_times(oai: OpenAIClient, server: FakeOpenAIS
     times = [r.time for r in server.requests]
     assert respects(times, capacity=10, per_second=10, slack=0.05)
     assert max(times) - min(times) >= 0.9
+
+
+def test_e2e_rpm_60_over_20_requests(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    """The issue's own numbers, in real time (about 19 s): a bucket of one second's worth, so
+    the server sees the first request at once and every later one a second after the previous."""
+    warm_up(oai, server)
+    force_default_value("requests_per_minute", 60)
+    results = client().send_messages([[{"role": "user", "content": f"q{i}"}] for i in range(20)], max_workers=8, progress=False)
+    assert all(isinstance(r, dict) for r in results) and len(results) == 20
+    times = [r.time for r in server.requests]
+    assert len(times) == 20
+    assert respects(times, capacity=1, per_second=1, slack=0.05)
+    assert max(times) - min(times) >= 18.9
