@@ -12,13 +12,18 @@ import math
 import time
 
 import openai
+from timing import (
+    BENCH_KEY,
+    BENCH_MODEL,
+    Row,
+    info_row,
+    loopback,
+    ratio_row,
+)
 
 from openai_utils import OpenAIClient, force_default_value
-from timing import Row, info_row, loopback, ratio_row
 
 TOPIC = "async"
-MODEL = "gpt-4o-mini"
-API_KEY = "sk-bench"
 LATENCY = 0.1
 CONCURRENCY = 16
 GOAL_VS_IDEAL = 1.25
@@ -30,7 +35,7 @@ def run(quick: bool) -> list[Row]:
     requests = 64 if quick else 200
     sequential = 16 if quick else 50
     ideal = math.ceil(requests / CONCURRENCY) * LATENCY
-    with loopback(API_KEY, MODEL, latency=LATENCY) as server:
+    with loopback(BENCH_KEY, BENCH_MODEL, latency=LATENCY) as server:
         force_default_value("max_concurrent_model_calls", CONCURRENCY)
         ours = OpenAIClient(cache_api_calls=False)
         ours.send_message(_messages(-1))  # connect and import once, outside the timings
@@ -66,12 +71,12 @@ async def _ours_async(client: OpenAIClient, requests: int) -> float:
 
 
 async def _raw_async(base_url: str, requests: int) -> float:
-    raw = openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+    raw = openai.AsyncOpenAI(base_url=base_url, api_key=BENCH_KEY, max_retries=0)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(i: int) -> None:
         async with limit:
-            await raw.chat.completions.create(model=MODEL, messages=_messages(i))  # type: ignore[arg-type]
+            await raw.chat.completions.create(model=BENCH_MODEL, messages=_messages(i))  # type: ignore[arg-type]
 
     await one(-3)
     started = time.perf_counter()

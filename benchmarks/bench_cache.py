@@ -25,21 +25,26 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from timing import (
+    BENCH_KEY,
+    BENCH_MESSAGES,
+    BENCH_MODEL,
+    Row,
+    info_row,
+    loopback,
+    median,
+    percentile,
+    ratio_row,
+    time_calls,
+)
 
 import openai_utils.cache as cache_module
 from openai_utils import OpenAIClient
 from openai_utils.cache import HEADER, ResponseCache
-from timing import Row, info_row, loopback, median, percentile, ratio_row, time_calls
 
 __all__ = ["run"]
 
 TOPIC = "cache"
-MODEL = "gpt-4o-mini"
-API_KEY = "sk-bench"
-MESSAGES = [
-    {"role": "system", "content": "You are a terse assistant."},
-    {"role": "user", "content": "Say hello to the benchmark."},
-]
 GOAL_HIT_US = 25.0
 GOAL_ROUND_TRIP_OVER_HIT = 50.0
 GOAL_WRITE_GROWTH = 1.5
@@ -83,17 +88,17 @@ def run(quick: bool) -> list[Row]:
 
 
 def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
-    with loopback(API_KEY, MODEL) as server:
-        raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    with loopback(BENCH_KEY, BENCH_MODEL) as server:
+        raw = openai.OpenAI(base_url=server.base_url, api_key=BENCH_KEY, max_retries=0)
         ours = OpenAIClient(cache_api_calls=True, cache_file_name=str(cache_file))
-        expected = raw.chat.completions.create(model=MODEL, messages=MESSAGES).choices[0].message.content
-        first = ours.send_message(MESSAGES)  # the miss that fills the cache
+        expected = raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES).choices[0].message.content
+        first = ours.send_message(BENCH_MESSAGES)  # the miss that fills the cache
         if not isinstance(first, dict) or first.get("content") != expected or ours.cache_misses != 1:
             raise RuntimeError(f"send_message answered {first!r} (misses {ours.cache_misses}), the raw SDK {expected!r}")
         requests_before = len(server.requests)
 
-        hit = lambda: ours.send_message(MESSAGES)  # noqa: E731
-        trip = lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES)  # noqa: E731
+        hit = lambda: ours.send_message(BENCH_MESSAGES)  # noqa: E731
+        trip = lambda: raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES)  # noqa: E731
         time_calls(hit, plan.hit_warmup)
         time_calls(trip, plan.hit_warmup // 10)
         gc.collect()
@@ -142,7 +147,7 @@ def _value(i: int) -> dict[str, Any]:
     """A chat record as the client stores it, with a ~300-character answer unique to `i`."""
     content = (f"Answer {i}: " + "The quick brown fox jumps over the lazy dog. " * 7)[:300]
     return {
-        "model": MODEL,
+        "model": BENCH_MODEL,
         "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 25 + i % 50, "completion_tokens": 70, "total_tokens": 95 + i % 50},
     }

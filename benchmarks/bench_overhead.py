@@ -19,19 +19,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from timing import (
+    BENCH_KEY,
+    BENCH_MESSAGES,
+    BENCH_MODEL,
+    Row,
+    info_row,
+    loopback,
+    median,
+    percentile,
+    ratio_row,
+    time_calls,
+)
 
 from openai_utils import OpenAIClient
-from timing import Row, info_row, loopback, median, percentile, ratio_row, time_calls
 
 __all__ = ["run"]
 
 TOPIC = "overhead"
-MODEL = "gpt-4o-mini"
-API_KEY = "sk-bench"
-MESSAGES = [
-    {"role": "system", "content": "You are a terse assistant."},
-    {"role": "user", "content": "Say hello to the benchmark."},
-]
 GOAL_RATIO = 1.10
 
 
@@ -52,19 +57,19 @@ QUICK = Plan(warmup=20, calls=100, block=25, stubbed_calls=1000)
 def run(quick: bool) -> list[Row]:
     """Measure raw SDK vs send_message over HTTP, then send_message with the SDK stubbed out."""
     plan = QUICK if quick else FULL
-    with loopback(API_KEY, MODEL) as server:
-        raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    with loopback(BENCH_KEY, BENCH_MODEL) as server:
+        raw = openai.OpenAI(base_url=server.base_url, api_key=BENCH_KEY, max_retries=0)
         ours = OpenAIClient(cache_api_calls=False)
         canned = _check_same_answer(raw, ours)
         raw_us, ours_us = _interleaved(
-            lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES),
-            lambda: ours.send_message(MESSAGES),
+            lambda: raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES),
+            lambda: ours.send_message(BENCH_MESSAGES),
             plan,
         )
         raw.close()
         stubbed = _StubbedClient(canned)
-        time_calls(lambda: stubbed.send_message(MESSAGES), plan.warmup)
-        library_us = time_calls(lambda: stubbed.send_message(MESSAGES), plan.stubbed_calls)
+        time_calls(lambda: stubbed.send_message(BENCH_MESSAGES), plan.warmup)
+        library_us = time_calls(lambda: stubbed.send_message(BENCH_MESSAGES), plan.stubbed_calls)
 
     raw_median, ours_median, library_median = median(raw_us), median(ours_us), median(library_us)
     return [
@@ -84,9 +89,9 @@ def _check_same_answer(raw: openai.OpenAI, ours: OpenAIClient) -> bytes:
 
     Returns the server's raw answer bytes, which the stubbed client replays.
     """
-    response = raw.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+    response = raw.chat.completions.with_raw_response.create(model=BENCH_MODEL, messages=BENCH_MESSAGES)
     expected = response.parse().choices[0].message.content
-    reply = ours.send_message(MESSAGES)
+    reply = ours.send_message(BENCH_MESSAGES)
     if not isinstance(reply, dict) or reply.get("content") != expected:
         raise RuntimeError(f"send_message answered {reply!r}, the raw SDK {expected!r}: not the same call")
     return response.content

@@ -12,14 +12,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from timing import Row, check_row, info_row, loopback, ratio_row
+from timing import (
+    BENCH_KEY,
+    BENCH_MODEL,
+    Row,
+    check_row,
+    info_row,
+    loopback,
+    ratio_row,
+)
 
 from openai_utils import OpenAIClient, force_default_value
 from openai_utils.parallel import send_messages
 
 TOPIC = "parallel"
-MODEL = "gpt-4o-mini"
-API_KEY = "sk-bench"
 LATENCY = 0.1
 CONCURRENCY = 16
 GOAL_VS_IDEAL = 1.2
@@ -32,7 +38,7 @@ def run(quick: bool) -> list[Row]:
     ideal = math.ceil(count / CONCURRENCY) * LATENCY
     conversations = [[{"role": "user", "content": f"item {i}"}] for i in range(count)]
     expected = [{"role": "assistant", "content": f"echo: item {i}"} for i in range(count)]
-    with tempfile.TemporaryDirectory() as folder, loopback(API_KEY, MODEL, latency=LATENCY) as server:
+    with tempfile.TemporaryDirectory() as folder, loopback(BENCH_KEY, BENCH_MODEL, latency=LATENCY) as server:
         force_default_value("max_concurrent_model_calls", CONCURRENCY)
         ours = OpenAIClient(cache_api_calls=True, cache_file_name=str(Path(folder) / "bench.pickle"))
         ours.send_message([{"role": "user", "content": "warm-up"}])  # connect and import once, outside the timings

@@ -13,7 +13,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Row", "median", "percentile", "info_row", "ratio_row", "check_row", "print_table", "time_calls", "loopback"]
+__all__ = ["BENCH_MODEL", "BENCH_KEY", "BENCH_MESSAGES", "Row", "median", "percentile", "info_row", "ratio_row", "check_row", "print_table", "time_calls", "loopback"]
+
+
+BENCH_MODEL = "gpt-4o-mini"
+BENCH_KEY = "sk-bench"
+BENCH_MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Say hello to the benchmark."},
+]
+"""What every loopback benchmark sends, so their per-call numbers compare."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ def time_calls(call: Callable[[], object], count: int) -> list[float]:
 
 
 @contextmanager
-def loopback(api_key: str, model: str, latency: float = 0.0) -> Iterator[object]:
+def loopback(api_key: str = BENCH_KEY, model: str = BENCH_MODEL, latency: float = 0.0) -> Iterator[object]:
     """A running loopback server, with the key and base_url that OpenAIClient reads at call time.
 
     Everything set here is undone on exit (`default.reset()` drops forced values), so the next

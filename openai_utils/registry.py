@@ -23,7 +23,6 @@ __all__ = [
     "force_api_type",
     "force_api_cache",
     "_get_client_for_api_type",
-    "registered_api_types",
     "get_cost_stats",
     "reset_cost_stats",
     "pretty_print_cost_stats",
@@ -48,11 +47,6 @@ def register_client(api_type: str, client: OpenAIClient) -> None:
             client.set_api_cache(*_forced_cache)
         _clients[api_type] = client
 
-
-def registered_api_types() -> list[str]:
-    """The api types that have a client, in registration order."""
-    with _lock:
-        return list(_clients)
 
 
 def _get_client_for_api_type(api_type: str) -> OpenAIClient:
