@@ -33,6 +33,7 @@ from .exceptions import (
     RetriesExhaustedError,
     ServerError,
     StreamInterruptedError,
+    StreamNotFinishedError,
     TemplateError,
     TemplateNotFoundError,
     TemplateVariableError,
@@ -92,5 +93,6 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "StreamInterruptedError",
+    "StreamNotFinishedError",
     "MalformedResponseError",
 ]

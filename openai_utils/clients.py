@@ -57,7 +57,7 @@ from .request import (
 )
 from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
-from .streaming import StreamAssembler, areplay, replay
+from .streaming import AsyncTextStream, StreamAssembler, TextStream, areplay, replay
 from .structured import Parser, response_format_for_wire
 from .tokens import count_tokens
 from .transport import (
@@ -357,7 +357,8 @@ class OpenAIClient:
         parameter that is None there too is not sent at all. Further API parameters (`seed`,
         `tools`, `response_format`, ...) pass through as given. With n > 1 the result is a list
         of messages, one per choice; with echo=True, the conversation plus the reply; with
-        stream=True, an iterator of text chunks (retried until the first chunk arrives).
+        stream=True, a `TextStream` of text chunks (retried until the first chunk arrives) whose
+        `reply`, `finish_reason`, `truncated`, `usage`, ... are known once it is read to its end.
         Returns None when every attempt failed with a retryable error (or raises
         RetriesExhaustedError with RAISE_ON_FAILURE); other errors raise at once.
         """
@@ -390,7 +391,7 @@ class OpenAIClient:
         **extra: Any,
     ) -> Any:
         """The async form of send_message: same parameters, same results; with stream=True an
-        async iterator of text chunks."""
+        `AsyncTextStream` of text chunks."""
         call = self._prepare_chat(
             current_messages, model, temperature, max_tokens, top_p, frequency_penalty, presence_penalty, stop,
             timeout, max_attempts, waiting_time, exponential_backoff_factor, n, echo, stream, extra,
@@ -558,16 +559,16 @@ class OpenAIClient:
             except NonTerminalError as error:
                 self._sleep(attempts.failed(error))
 
-    def _stream(self, call: _Call) -> Iterator[str] | None:
+    def _stream(self, call: _Call) -> TextStream | None:
         cached = self._cached(call)
         if cached is not MISSING:
-            return replay(cached)
+            return TextStream(replay(cached), lambda: cached, call.parse, cached=True)
         try:
             opened = self._retrying(call, lambda: self._open_stream(call))
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
-        return self._stream_rest(call, opened)
+        return TextStream(self._stream_rest(call, opened), lambda: self._finish_stream(call, opened), call.parse)
 
     def _open_stream(self, call: _Call) -> _OpenStream:
         """Open a stream and read up to its first text, holding a slot until the stream ends."""
@@ -595,10 +596,9 @@ class OpenAIClient:
                         yield text
             except APIError as error:
                 raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
-        self._finish_stream(call, opened)
 
-    def _finish_stream(self, call: _Call, opened: _OpenStream) -> None:
-        """A complete stream: check it like a plain answer, count it, then cache it."""
+    def _finish_stream(self, call: _Call, opened: _OpenStream) -> dict[str, Any]:
+        """A complete stream: check it like a plain answer, count it, cache it; its record."""
         unfinished = opened.assembler.unfinished()
         if unfinished:
             assembler = opened.assembler
@@ -606,6 +606,7 @@ class OpenAIClient:
         record = check_record(opened.assembler.record(), call.parse)
         self._account(call, record, hit=False)
         self._store(call, record)
+        return record
 
     # -- async drivers: the same steps, awaited ------------------------------------------
 
@@ -687,16 +688,16 @@ class OpenAIClient:
             del pending[call.key]  # type: ignore[arg-type]
             done.set_result(None)
 
-    async def _astream(self, call: _Call) -> AsyncIterator[str] | None:
+    async def _astream(self, call: _Call) -> AsyncTextStream | None:
         cached = self._cached(call)
         if cached is not MISSING:
-            return areplay(cached)
+            return AsyncTextStream(areplay(cached), lambda: cached, call.parse, cached=True)
         try:
             opened = await self._aretrying(call, lambda: self._aopen_stream(call))
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
-        return self._astream_rest(call, opened)
+        return AsyncTextStream(self._astream_rest(call, opened), lambda: self._finish_stream(call, opened), call.parse)
 
     async def _aopen_stream(self, call: _Call) -> _OpenStream:
         async with contextlib.AsyncExitStack() as slot:
@@ -727,7 +728,6 @@ class OpenAIClient:
                         yield text
             except APIError as error:
                 raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
-        self._finish_stream(call, opened)
 
 
 def _vectors(record: Mapping[str, Any], text: str | Sequence[str]) -> Any:

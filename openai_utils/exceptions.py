@@ -9,6 +9,7 @@
     ├── TemplateError (also ValueError)
     │   ├── TemplateNotFoundError               no template of that name on PROMPTS_PATH
     │   └── TemplateVariableError               the template uses a variable the call did not give
+    ├── StreamNotFinishedError                  a stream's reply was asked for before the stream ended
     └── APIError                                a request failed; carries status, request id, attempts
         ├── InvalidRequestError (also ValueError)   400/404/422, or messages rejected before sending
         │   └── ContentFilterError              the prompt or the answer was filtered; names the categories
@@ -54,6 +55,7 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "StreamInterruptedError",
+    "StreamNotFinishedError",
     "MalformedResponseError",
 ]
 
@@ -229,6 +231,15 @@ class StreamInterruptedError(APIConnectionError):
         )
         self.received = received
         self.chunks = chunks
+
+
+class StreamNotFinishedError(OpenAIUtilsError):
+    """A stream's reply (finish_reason, usage, truncated, ...) was asked for before the stream
+    was read to its end, or after it was closed early or broke.
+
+    The reply is only known once the last chunk has arrived; guessing (say, `truncated` False)
+    would be a silent lie, so asking early is an error that says what to do instead.
+    """
 
 
 class MalformedResponseError(NonTerminalError):

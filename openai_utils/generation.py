@@ -7,10 +7,11 @@ that shape, backed by this library's config, retries, concurrency limit and cach
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .registry import client
+from .streaming import AsyncTextStream
 
 __all__ = ["generate_response"]
 
@@ -22,11 +23,12 @@ async def generate_response(
     temperature: float | None = None,
     stream: bool = True,
     **params: Any,
-) -> str | AsyncIterator[str] | None:
+) -> str | AsyncTextStream | None:
     """The reply's text (stream=False) or an async iterator of its chunks (stream=True).
 
     None when every attempt failed, as with send_message; join a stream with
-    `aprocess_streaming_response`.
+    `aprocess_streaming_response`. A stream read to its end tells how it ended, as a plain
+    reply does: `.finish_reason`, `.truncated`, `.usage`, `.reply`.
     """
     reply = await client().asend_message(messages, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream, **params)
     if stream or reply is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import math
 import os
 import socket
@@ -141,6 +142,19 @@ def test_a_stream_yields_several_chunks_that_join_to_the_plain_answer(llm: Local
     plain = llm.send_message(question, temperature=0, max_tokens=24)
     assert len(chunks) > 3
     assert "".join(chunks) == plain["content"]
+
+
+def test_a_stream_cut_by_max_tokens_says_so_like_a_plain_call(llm: LocalClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="openai_utils")
+    question = [{"role": "user", "content": "Describe the sea in three long sentences."}]
+    stream = llm.send_message(question, temperature=0, max_tokens=5, stream=True)
+    text = "".join(stream)
+    plain = llm.send_message(question, temperature=0, max_tokens=5)
+    assert stream.truncated is True and stream.finish_reason == "length" and plain.truncated
+    assert stream.content == text == plain["content"]
+    assert stream.usage["completion_tokens"] == plain.usage["completion_tokens"] == 5
+    cut = [r.getMessage() for r in caplog.records if r.name == "openai_utils" and r.levelno == logging.WARNING]
+    assert len(cut) == 2 and cut[0] == cut[1] and "cut off at the token limit" in cut[0]
 
 
 def test_concurrent_calls_share_one_server(llm: LocalClient) -> None:

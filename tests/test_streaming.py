@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +14,26 @@ from openai_utils import (
     InvalidRequestError,
     OpenAIClient,
     StreamInterruptedError,
+    StreamNotFinishedError,
     aprocess_streaming_response,
     force_api_cache,
     process_streaming_response,
 )
 from openai_utils.cache import open_cache
-from openai_utils.streaming import StreamAssembler
+from openai_utils.limits import call_slots
+from openai_utils.response import Reply
+from openai_utils.streaming import AsyncTextStream, StreamAssembler, TextStream
 from tests.fake_server import FakeOpenAIServer, Fault
 
 LONG = [{"role": "user", "content": "tell me a story about seven small brave birds"}]
 EXPECTED = "echo: tell me a story about seven small brave birds"
+CUT = "echo: tell me"  # the answer with max_tokens=3: the fake server counts words
+REPLY_ATTRIBUTES = sorted(name for name in dir(Reply) if not name.startswith("_") and not hasattr(dict, name))
+MESSAGE_FIELDS = ("content", "tool_calls", "refusal")
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "openai_utils" and r.levelno == logging.WARNING]
 
 
 def test_chunks_arrive_in_order_and_join_to_the_plain_answer(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
@@ -213,3 +225,152 @@ def test_a_stream_that_ends_without_a_finish_reason_is_interrupted(oai: OpenAICl
             got.append(chunk)
     assert "".join(got) == EXPECTED
     assert len(open_cache(tmp_path / "c.pickle")) == 0
+
+
+# -- what a stream tells once it has been read ---------------------------------------------------
+
+
+def test_reply_attributes_cover_the_reply_class() -> None:
+    """The stream exposes each attribute `Reply` has; a new one there shows up here."""
+    assert REPLY_ATTRIBUTES == ["cached", "finish_reason", "model", "parsed", "truncated", "usage"]
+
+
+def test_a_finished_stream_exposes_what_the_plain_reply_does(oai: OpenAIClient) -> None:
+    stream = oai.send_message(LONG, stream=True)
+    assert isinstance(stream, TextStream)
+    chunks = [chunk for chunk in stream]
+    plain = oai.send_message(LONG)
+    assert "".join(chunks) == EXPECTED and stream.done
+    assert isinstance(stream.reply, Reply) and stream.reply == plain
+    for name in REPLY_ATTRIBUTES:
+        assert getattr(stream, name) == getattr(plain, name), name
+    for field in MESSAGE_FIELDS:
+        assert getattr(stream, field) == plain.get(field), field
+    assert (stream.finish_reason, stream.truncated, stream.cached, stream.model) == ("stop", False, False, "gpt-4o-mini")
+    assert stream.usage["completion_tokens"] == 10
+    assert "finish_reason='stop'" in repr(stream)
+
+
+def test_a_stream_cut_by_max_tokens_is_truncated_and_warns_as_a_plain_call_does(
+    oai: OpenAIClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="openai_utils")
+    stream = oai.send_message(LONG, stream=True, max_tokens=3)
+    assert process_streaming_response(stream) == CUT
+    streamed = warnings(caplog)
+    caplog.clear()
+    plain = oai.send_message(LONG, max_tokens=3)
+    assert stream.truncated is True and stream.finish_reason == "length"
+    assert stream.usage == plain.usage and stream.usage["completion_tokens"] == 3
+    assert stream.reply == plain and plain.truncated
+    assert len(streamed) == 1 and "cut off at the token limit" in streamed[0]
+    assert streamed == warnings(caplog)
+
+
+def test_reading_the_reply_before_the_end_is_a_clear_error(oai: OpenAIClient) -> None:
+    stream = oai.send_message(LONG, stream=True)
+    with pytest.raises(StreamNotFinishedError, match="not been read to its end"):
+        stream.truncated
+    assert next(stream) == "echo: "
+    with pytest.raises(StreamNotFinishedError, match="process_streaming_response"):
+        stream.reply
+    assert not stream.done and "not read to its end" in repr(stream)
+    assert "".join(stream) == EXPECTED[len("echo: "):]
+    assert stream.truncated is False
+    assert list(stream) == []  # exhausted: stays exhausted, finished once
+    assert oai.usage.snapshot()["model_calls"] == 1
+
+
+def test_a_stream_closed_early_has_no_reply_and_frees_its_slot(oai: OpenAIClient, tmp_path: Path) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    with oai.send_message(LONG, stream=True) as stream:
+        assert next(stream) == "echo: "
+        assert call_slots.in_use == 1
+    assert call_slots.in_use == 0
+    assert list(stream) == []
+    with pytest.raises(StreamNotFinishedError, match="closed before its end"):
+        stream.finish_reason
+    assert len(open_cache(tmp_path / "c.pickle")) == 0
+
+
+def test_a_broken_stream_has_no_reply_and_says_why(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.script(Fault.stream_drop(2))
+    stream = oai.send_message(LONG, stream=True)
+    with pytest.raises(StreamInterruptedError):
+        list(stream)
+    with pytest.raises(StreamNotFinishedError, match="ended with StreamInterruptedError"):
+        stream.usage
+    assert "StreamInterruptedError" in repr(stream)
+
+
+def test_a_tool_call_stream_exposes_its_tool_calls(oai: OpenAIClient) -> None:
+    tool = [{"role": "user", "content": "__tool__"}]
+    stream = oai.send_message(tool, stream=True)
+    assert list(stream) == []
+    plain = oai.send_message(tool)
+    assert stream.tool_calls == plain["tool_calls"] and stream.tool_calls[0]["function"]["name"] == "get_weather"
+    assert stream.content is None and stream.finish_reason == "tool_calls"
+
+
+def test_a_stream_with_a_response_format_exposes_the_parsed_answer(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.reply = lambda body: json.dumps({"city": "Paris", "is_capital": True})
+    stream = oai.send_message(LONG, stream=True, response_format={"type": "json_object"})
+    assert len(list(stream)) > 1
+    assert stream.parsed == {"city": "Paris", "is_capital": True}
+    assert stream.refusal is None
+
+
+def test_a_cached_answer_replayed_as_a_stream_exposes_the_same_reply(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    caplog.set_level(logging.WARNING, logger="openai_utils")
+    plain = oai.send_message(LONG, max_tokens=3)
+    replayed = oai.send_message(LONG, stream=True, max_tokens=3)
+    with pytest.raises(StreamNotFinishedError):
+        replayed.cached
+    assert list(replayed) == [CUT]
+    assert replayed.cached is True and replayed.truncated is True and replayed.finish_reason == "length"
+    assert replayed.usage == plain.usage and replayed.reply == plain
+    assert len(server.requests) == 1
+    assert len(warnings(caplog)) == 2 and warnings(caplog)[0] == warnings(caplog)[1]
+
+
+def test_async_streams_expose_the_reply_live_and_replayed(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    caplog.set_level(logging.WARNING, logger="openai_utils")
+
+    async def main() -> tuple[Any, str, Any, list[str]]:
+        live = await oai.asend_message(LONG, stream=True, max_tokens=3)
+        with pytest.raises(StreamNotFinishedError):
+            live.usage
+        text = await aprocess_streaming_response(live)
+        replayed = await oai.asend_message(LONG, stream=True, max_tokens=3)
+        chunks = [chunk async for chunk in replayed]
+        return live, text, replayed, chunks
+
+    live, text, replayed, chunks = asyncio.run(main())
+    assert isinstance(live, AsyncTextStream) and isinstance(replayed, AsyncTextStream)
+    assert text == CUT and chunks == [CUT]
+    assert live.truncated and live.finish_reason == "length" and live.cached is False
+    assert replayed.truncated and replayed.cached is True
+    assert live.usage == replayed.usage and live.usage["completion_tokens"] == 3
+    assert live.reply == replayed.reply
+    assert len(server.requests) == 1
+    assert len(warnings(caplog)) == 2 and "cut off at the token limit" in warnings(caplog)[0]
+
+
+def test_an_async_stream_closed_early_has_no_reply_and_frees_its_slot(oai: OpenAIClient) -> None:
+    async def main() -> Any:
+        async with await oai.asend_message(LONG, stream=True) as stream:
+            assert await stream.__anext__() == "echo: "
+            assert call_slots.in_use == 1
+        assert call_slots.in_use == 0
+        assert [chunk async for chunk in stream] == []
+        return stream
+
+    stream = asyncio.run(main())
+    with pytest.raises(StreamNotFinishedError, match="closed before its end"):
+        stream.reply
