@@ -22,6 +22,7 @@ from .exceptions import (
     CacheError,
     ConfigError,
     ContentFilterError,
+    EncodingUnavailableError,
     InvalidRequestError,
     MalformedResponseError,
     MissingCredentialsError,
@@ -55,6 +56,19 @@ from .streaming import aprocess_streaming_response, process_streaming_response
 logger = logging.getLogger("openai_utils")
 logger.addHandler(logging.NullHandler())
 
+
+def __getattr__(name: str) -> str:
+    """`__version__`, read from the installed package's metadata on first use, so `version` in
+    setup.cfg is the one place it is written and importing stays cheap."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("openai_utils")
+        except PackageNotFoundError:  # imported from a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "default",
     "logger",
@@ -76,6 +90,7 @@ __all__ = [
     "OpenAIUtilsError",
     "ConfigError",
     "MissingCredentialsError",
+    "EncodingUnavailableError",
     "TemplateError",
     "TemplateNotFoundError",
     "TemplateVariableError",

@@ -1,33 +1,117 @@
-"""`python -m openai_utils`: chat, count tokens and inspect caches from a shell."""
+"""`openai-utils` (also `python -m openai_utils`): chat, embed, run prompt templates, count
+tokens, inspect caches and run the local model from a shell.
+
+Every command exits 0 when it did its job, 1 when the call failed (the server refused it, or
+every attempt failed), and 2 when the command line or the setup must be fixed first (a bad
+argument, a missing key, a bad config value, a missing template or tiktoken file). Each error is
+one line on standard error; the answer alone goes to standard output, so it can be piped.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .exceptions import APIError, OpenAIUtilsError
 
+if TYPE_CHECKING:
+    from .config import Setting
+
 __all__ = ["main"]
+
+PROG = "openai-utils"
+
+EXIT_STATUS = (
+    "exit status: 0 done; 1 the call failed (the server refused it, or every attempt failed); "
+    "2 fix the command line or the setup first (bad arguments, missing key, bad config value, "
+    "missing template or tiktoken file)"
+)
+
+
+class _Usage(Exception):
+    """A command line that cannot run as given: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors, and full help for a command given without its action."""
+
+    _has_commands = False
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        self._has_commands = True
+        return super().add_subparsers(**kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        if self._has_commands and message.startswith("the following arguments are required"):
+            self.print_help(sys.stderr)
+            self.exit(2)
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m openai_utils", description=__doc__)
+    parser = _Parser(
+        prog=PROG,
+        description="Chat, embed, run prompt templates, count tokens, inspect caches and run the "
+        "local model from a shell. `python -m openai_utils` is the same command.",
+        epilog=EXIT_STATUS,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    chat = commands.add_parser("chat", help="send one user message and print the reply")
-    chat.add_argument("text", help="the user message")
-    chat.add_argument("--api-type", help="a registered api type (default: API_TYPE in config)")
-    chat.add_argument("--model", help="model, or Azure deployment (default: MODEL in config)")
-    chat.add_argument("--system", help="a system message to send first")
-    chat.add_argument("--temperature", type=float)
-    chat.add_argument("--max-tokens", type=int)
+    chat = commands.add_parser(
+        "chat",
+        help="send one message and print the reply",
+        description="Send one user message (after an optional system message) and print the reply. "
+        "The reply streams when standard output is a terminal.",
+        epilog=EXIT_STATUS,
+    )
+    chat.add_argument("text", nargs="?", metavar="TEXT", help="the message; '-', or nothing when standard input is a pipe, reads it from standard input")
+    chat.add_argument("--system", metavar="TEXT", help="a system message to send first")
+    chat.add_argument(
+        "--stream", action=argparse.BooleanOptionalAction,
+        help="print the reply as it arrives (default: only when standard output is a terminal)",
+    )
+    _add_call_options(chat)
 
-    tokens = commands.add_parser("tokens", help="count tokens of a text offline, with tiktoken")
-    tokens.add_argument("text")
-    tokens.add_argument("--model", default="gpt-4o", help="decides the encoding (default: gpt-4o)")
+    embed = commands.add_parser(
+        "embed",
+        help="print the embedding vector of each text as a JSON line",
+        description="Print one JSON array per text, one per line, in the order given.",
+        epilog=EXIT_STATUS,
+    )
+    embed.add_argument("texts", nargs="*", metavar="TEXT", help="the texts; '-', or none when standard input is a pipe, reads one from standard input")
+    embed.add_argument("--lines", action="store_true", help="read standard input as one text per non-empty line")
+    _add_client_options(embed, "embedding_model")
+
+    call = commands.add_parser(
+        "call",
+        help="render TEMPLATE.system and TEMPLATE.user and print the reply",
+        description="Run an LLMCall: render the templates TEMPLATE.system and (if it exists) "
+        "TEMPLATE.user from the prompts path (PROMPTS_PATH, else ./prompts, then the shipped ones) "
+        "with the variables given, send them, and print the reply.",
+        epilog="variables: KEY=VALUE gives text; KEY=@FILE the text of FILE ('@-': standard input); "
+        "KEY:=JSON a JSON value (a list for a {{#section}}, a number, ...). " + EXIT_STATUS,
+    )
+    call.add_argument("template", metavar="TEMPLATE", help="the template pair's name, e.g. summarize")
+    call.add_argument("variables", nargs="*", metavar="KEY=VALUE", help="a template variable (see below)")
+    _add_call_options(call)
+
+    tokens = commands.add_parser(
+        "tokens",
+        help="count the tokens of a text with tiktoken",
+        description="Count the tokens of a text with tiktoken. tiktoken downloads each encoding "
+        "once and caches it: without network, point TIKTOKEN_CACHE_DIR at a folder holding its "
+        "encoding files.",
+        epilog=EXIT_STATUS,
+    )
+    tokens.add_argument("text", nargs="?", metavar="TEXT", help="the text; '-', or nothing when standard input is a pipe, reads it from standard input")
+    tokens.add_argument("--model", metavar="NAME", default="gpt-4o", type=_setting_value("model"), help="decides the encoding (default: gpt-4o)")
 
     cache = commands.add_parser("cache", help="inspect or maintain a cache file")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
@@ -36,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     export = cache_commands.add_parser("export", help="write every entry as a JSON line")
     export.add_argument("file")
     export.add_argument("out", help="the .jsonl file to write")
+    export.add_argument("--force", action="store_true", help="replace out if it already exists")
     compact = cache_commands.add_parser("compact", help="rewrite the file with one record per entry")
     compact.add_argument("file")
     local = commands.add_parser("local", help="the embedded local model (api_type local)")
@@ -74,29 +159,218 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chat(args: argparse.Namespace) -> int:
-    from .registry import _get_client_for_api_type, client
+def _version() -> str:
+    from . import __version__
 
-    chosen = _get_client_for_api_type(args.api_type) if args.api_type else client()
+    return str(__version__)
+
+
+def _rule(name: str) -> Setting:
+    """The rule of config key `name`, the one place that says what TEMPERATURE, MAX_TOKENS, ...
+    allow; on a command line a value cannot be "empty"."""
+    from .config import SETTINGS
+
+    return dataclasses.replace(next(s for s in SETTINGS if s.name == name), optional=False)
+
+
+def _setting_value(name: str) -> Callable[[str], Any]:
+    """An argparse type that checks a value by the rule of config key `name`."""
+    setting = _rule(name)
+
+    def parse(text: str) -> Any:
+        try:
+            return setting.coerce(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc}, not {text!r}") from None
+
+    return parse
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+
+
+def _add_client_options(command: argparse.ArgumentParser, model_setting: str) -> None:
+    """Which client and model a command calls."""
+    command.add_argument("--api-type", metavar="TYPE", type=_setting_value("api_type"), help="a registered api type: openai, azure, local, ... (default: API_TYPE in config)")
+    key = _rule(model_setting).key
+    command.add_argument("--model", metavar="NAME", type=_setting_value(model_setting), help=f"model, or Azure deployment (default: {key} in config)")
+
+
+def _add_call_options(command: argparse.ArgumentParser) -> None:
+    """The options every chat call takes; each is checked before anything is sent."""
+    _add_client_options(command, "model")
+    for option, name, metavar in (("--temperature", "temperature", "X"), ("--max-tokens", "max_tokens", "N"), ("--top-p", "top_p", "P")):
+        rule = _rule(name)
+        command.add_argument(option, metavar=metavar, type=_setting_value(name), help=f"{rule.allowed()} (default: {rule.key} in config)")
+    command.add_argument("--seed", metavar="N", type=_whole_number, help="ask for a reproducible answer (servers that support it)")
+    command.add_argument("--json", action="store_true", help="print the whole reply as JSON: the message, finish_reason, usage, model, cached")
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of send_message the options gave; None leaves config in charge."""
+    params: dict[str, Any] = {"model": args.model, "temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p}
+    if args.seed is not None:
+        params["seed"] = args.seed
+    return params
+
+
+def _use_api_type(api_type: str | None) -> None:
+    if api_type:
+        from .registry import force_api_type
+
+        force_api_type(api_type)
+
+
+def _read_stdin(given: str | None, what: str) -> str:
+    """`given`, or standard input for '-' or for nothing on a pipe; never an empty text.
+
+    One trailing newline is dropped from standard input: it is the one `echo` and editors add,
+    not part of the message.
+    """
+    if given is None or given == "-":
+        if given is None and (sys.stdin is None or sys.stdin.isatty()):
+            raise _Usage(f"no {what}: give it as an argument, or pipe it on standard input")
+        given = sys.stdin.read()
+        given = given[:-1] if given.endswith("\n") else given
+    if not given.strip():
+        raise _Usage(f"the {what} is empty")
+    return given
+
+
+def _reply_json(reply: Any) -> str:
+    """A reply as JSON: the message fields plus what a Reply keeps beside them."""
+    whole = dict(reply)
+    for field in ("finish_reason", "truncated", "usage", "model", "cached"):
+        whole[field] = getattr(reply, field, None)
+    return json.dumps(whole, indent=2, ensure_ascii=False, default=str)
+
+
+def _print_reply(reply: Any, as_json: bool) -> None:
+    if as_json:
+        print(_reply_json(reply))
+    elif isinstance(reply, dict) and reply.get("content") is not None:
+        print(reply["content"])
+    else:  # no text (tool calls, a refusal): show what there is rather than nothing
+        print(_reply_json(reply))
+
+
+def _chat(args: argparse.Namespace, log: _StderrLog) -> int:
+    from .registry import client
+
+    stream = (sys.stdout.isatty() and not args.json) if args.stream is None else args.stream
+    if stream and args.json:
+        raise _Usage("--json prints the whole reply at the end: it cannot be combined with --stream")
+    text = _read_stdin(args.text, "message")
     messages = [{"role": "system", "content": args.system}] if args.system else []
-    messages.append({"role": "user", "content": args.text})
-    reply = chosen.send_message(messages, model=args.model, temperature=args.temperature, max_tokens=args.max_tokens)
+    messages.append({"role": "user", "content": text})
+    _use_api_type(args.api_type)
+    reply = client().send_message(messages, stream=stream, **_sampling(args))
     if reply is None:
-        print("error: the call failed on every attempt (see the log above)", file=sys.stderr)
-        return 1
-    assert isinstance(reply, dict)
-    print(reply.get("content") or json.dumps(reply, indent=2))
+        return log.failed("the call returned no answer")
+    if stream:
+        _print_stream(reply)
+    else:
+        _print_reply(reply, args.json)
     return 0
 
 
-def _tokens(args: argparse.Namespace) -> int:
-    from .tokens import count_text_tokens, encoding_name_for
+def _print_stream(chunks: Any) -> None:
+    """Print each piece as it arrives; end with one newline even when the stream breaks."""
+    last = ""
+    try:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+            last = chunk or last
+    finally:
+        if last and not last.endswith("\n"):
+            sys.stdout.write("\n")
+            sys.stdout.flush()
 
-    count = count_text_tokens(args.text, args.model)
-    if count is None:
-        print("error: no tiktoken encoding available (see the warning above)", file=sys.stderr)
-        return 1
-    print(f"{count} tokens ({encoding_name_for(args.model)}, model {args.model})")
+
+def _embed(args: argparse.Namespace, log: _StderrLog) -> int:
+    from .registry import client
+
+    if args.lines:
+        if any(text != "-" for text in args.texts):
+            raise _Usage("--lines reads the texts from standard input: give no TEXT (or '-')")
+        texts = [line for line in _read_stdin("-", "input").splitlines() if line.strip()]
+    else:
+        texts = [_read_stdin(text, "text") for text in args.texts or [None]]
+    _use_api_type(args.api_type)
+    vectors = client().get_embedding(texts, model=args.model)
+    if vectors is None:
+        return log.failed("the call returned no vectors")
+    for vector in vectors:
+        print(json.dumps(vector, separators=(",", ":")))
+    return 0
+
+
+def _call(args: argparse.Namespace, log: _StderrLog) -> int:
+    from .exceptions import TemplateNotFoundError
+    from .llm_call import LLMCall
+    from .templates import find_template
+
+    variables = _template_variables(args.variables)
+    try:
+        user: str | None = find_template(f"{args.template}.user").name
+    except TemplateNotFoundError:
+        user = None  # a system template alone is a whole prompt
+    _use_api_type(args.api_type)
+    llm_call = LLMCall(f"{args.template}.system", user, **_sampling(args))
+    llm_call.call(**variables)
+    if llm_call.model_output is None:
+        return log.failed("the call returned no answer")
+    _print_reply(llm_call.model_output, args.json)
+    return 0
+
+
+def _template_variables(items: Sequence[str]) -> dict[str, Any]:
+    """KEY=VALUE (text), KEY=@FILE (the file's text; '@-' standard input) and KEY:=JSON, like httpie."""
+    variables: dict[str, Any] = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key or key == ":":
+            raise _Usage(f"expected KEY=VALUE, KEY=@FILE or KEY:=JSON, not {item!r}")
+        as_json = key.endswith(":")
+        key = key.rstrip(":")
+        if key in variables:
+            raise _Usage(f"the variable {key!r} is given twice")
+        if as_json:
+            try:
+                variables[key] = json.loads(value)
+            except ValueError as exc:
+                raise _Usage(f"{key}:= takes JSON, and {value!r} is not JSON ({exc})") from None
+        elif value.startswith("@"):
+            variables[key] = _read_file(key, value[1:])
+        else:
+            variables[key] = value
+    return variables
+
+
+def _read_file(key: str, path: str) -> str:
+    if path == "-":
+        return _read_stdin("-", f"standard input for {key}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Usage(f"cannot read {path!r} for {key}: {exc}") from None
+
+
+def _tokens(args: argparse.Namespace, log: _StderrLog) -> int:
+    from .tokens import count_text_tokens, encoding_name_for, has_known_encoding, load_encoding
+
+    text = _read_stdin(args.text, "text")
+    name = encoding_name_for(args.model)
+    if not has_known_encoding(args.model):
+        print(f"note: {args.model!r} is not a model whose encoding is known; assumed {name}", file=sys.stderr)
+    load_encoding(args.model)  # a missing encoding file is an EncodingUnavailableError: exit 2
+    print(f"{count_text_tokens(text, args.model)} tokens ({name}, model {args.model})")
     return 0
 
 
@@ -113,6 +387,9 @@ def _cache(args: argparse.Namespace) -> int:
     if args.cache_command == "stats":
         print(json.dumps(cache.stats(), indent=2))
     elif args.cache_command == "export":
+        if os.path.exists(args.out) and not args.force:
+            print(f"error: {args.out} already exists; pass --force to replace it", file=sys.stderr)
+            return 2
         with open(args.out, "w", encoding="utf-8") as out:
             count = cache.export_jsonl(out)
         print(f"wrote {count} entries to {args.out}")
@@ -122,16 +399,62 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StderrLog(logging.Handler):
+    """The library's WARNINGs and ERRORs, one line each on standard error, spelled like the
+    command's own messages; it remembers whether an ERROR was shown, so a failed call that the
+    library already reported is not reported twice."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.errors += 1
+        try:
+            print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # logging must never break the command
+            self.handleError(record)
+
+    def failed(self, what: str) -> int:
+        """Exit status 1, saying `what` unless an ERROR already said why."""
+        if not self.errors:
+            print(f"error: {what}", file=sys.stderr)
+        return 1
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, _StderrLog], int]] = {
+    "chat": _chat,
+    "embed": _embed,
+    "call": _call,
+    "tokens": _tokens,
+    "cache": lambda args, log: _cache(args),
+    "local": lambda args, log: _local(args),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the exit status (0 ok, 1 the call failed, 2 fix your setup)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    args = _parser().parse_args(argv)
-    handlers = {"chat": _chat, "tokens": _tokens, "cache": _cache, "local": _local}
+    """Run one command; return the exit status (0 ok, 1 the call failed, 2 fix the command line or setup)."""
+    log = _StderrLog()
+    root = logging.getLogger()
+    saved_level = root.level
+    root.addHandler(log)
+    root.setLevel(logging.WARNING)
     try:
-        return handlers[args.command](args)
+        args = _parser().parse_args(argv)
+        return _COMMANDS[args.command](args, log)
     except APIError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except (OpenAIUtilsError, ValueError) as exc:
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (_Usage, OpenAIUtilsError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        root.removeHandler(log)
+        root.setLevel(saved_level)

@@ -4,7 +4,8 @@
 
     OpenAIUtilsError
     ├── ConfigError (also ValueError)           a bad config value, key or file
-    │   └── MissingCredentialsError             a secret's environment variable is not set
+    │   ├── MissingCredentialsError             a secret's environment variable is not set
+    │   └── EncodingUnavailableError            tiktoken's encoding file is neither cached nor downloadable
     ├── CacheError                              a cache file in a format this version cannot read
     ├── TemplateError (also ValueError)
     │   ├── TemplateNotFoundError               no template of that name on PROMPTS_PATH
@@ -38,6 +39,7 @@ __all__ = [
     "OpenAIUtilsError",
     "ConfigError",
     "MissingCredentialsError",
+    "EncodingUnavailableError",
     "CacheError",
     "TemplateError",
     "TemplateNotFoundError",
@@ -74,6 +76,20 @@ class MissingCredentialsError(ConfigError):
     def __init__(self, message: str, variables: tuple[str, ...]) -> None:
         super().__init__(message)
         self.variables = variables
+
+
+class EncodingUnavailableError(ConfigError):
+    """tiktoken's encoding file is not in its cache folder and could not be downloaded.
+
+    Raised only where a count is the point (`tokens.load_encoding`, the `tokens` command); the
+    advisory counters return None instead. `encoding` is the encoding's name, `cache_dir` the
+    folder that was checked (None when tiktoken used its own default).
+    """
+
+    def __init__(self, message: str, encoding: str, cache_dir: str | None) -> None:
+        super().__init__(message)
+        self.encoding = encoding
+        self.cache_dir = cache_dir
 
 
 class CacheError(OpenAIUtilsError):

@@ -1,8 +1,12 @@
 """Prompt token estimates for chat and embeddings requests, computed locally with tiktoken.
 
-Counting is advisory (budgeting, truncation, the CLI ``tokens`` command), so it must
-never break a request: if tiktoken or its encoding files are unavailable, the counting
-functions return ``None`` and log one warning per encoding instead of raising.
+Counting is mostly advisory (budgeting, rate limits, debug logs), so it must never break a
+request: if tiktoken's encoding files are unavailable, the counting functions return ``None``
+and log one warning per encoding instead of raising. Where a count is the whole point (the
+``tokens`` command), ``load_encoding`` raises ``EncodingUnavailableError`` saying what is
+missing and how to get it. tiktoken is not offline by itself: it downloads each encoding file
+on first use and caches it, so without network it needs TIKTOKEN_CACHE_DIR pointing at a
+folder that already holds the files.
 
 tiktoken is imported only on first use, so importing this module stays cheap for
 callers that never count tokens.
@@ -18,10 +22,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import EncodingUnavailableError
+
 if TYPE_CHECKING:
     from tiktoken import Encoding
 
-__all__ = ["count_text_tokens", "count_tokens", "encoding_name_for"]
+__all__ = ["count_text_tokens", "count_tokens", "encoding_name_for", "has_known_encoding", "load_encoding"]
 
 _logger = logging.getLogger("openai_utils")
 
@@ -67,8 +73,10 @@ _REPLY_PRIMING_TOKENS = 3
 _TEXT_PART_TYPES = frozenset({"text", "input_text"})
 
 _lock = threading.Lock()
-# None records a failed load, so a missing encoding costs one warning, not one per call.
-_encodings: dict[str, Encoding | None] = {}
+# A failed load is kept as its error, so a missing encoding costs one load attempt and one
+# warning, not one per call.
+_encodings: dict[str, Encoding | EncodingUnavailableError] = {}
+_warned: set[str] = set()
 
 
 def encoding_name_for(model: str) -> str:
@@ -76,8 +84,22 @@ def encoding_name_for(model: str) -> str:
 
     Provider prefixes ("azure/gpt-4o") and fine-tune names ("ft:gpt-4o-mini:org::id",
     legacy "curie:ft-org-...") resolve to their base model, because a fine-tune or a
-    proxied model shares its base model's tokenizer.
+    proxied model shares its base model's tokenizer. A name that matches no known family gets
+    o200k_base (see `has_known_encoding`).
     """
+    return _matched_encoding(model) or _DEFAULT_ENCODING
+
+
+def has_known_encoding(model: str) -> bool:
+    """Whether ``model`` belongs to a family whose encoding is known, rather than assumed.
+
+    False for names like "llama3" or "my-deployment": their count uses o200k_base, which is
+    only an estimate for them, and a caller may want to say so.
+    """
+    return _matched_encoding(model) is not None
+
+
+def _matched_encoding(model: str) -> str | None:
     base = model.strip().lower().rpartition("/")[2]
     if base.startswith("ft:"):
         base = base.split(":")[1]
@@ -86,7 +108,7 @@ def encoding_name_for(model: str) -> str:
     for prefix, encoding_name in _ENCODING_BY_PREFIX:
         if base.startswith(prefix):
             return encoding_name
-    return _DEFAULT_ENCODING
+    return None
 
 
 def count_text_tokens(text: str, model: str) -> int | None:
@@ -155,74 +177,92 @@ def count_tokens(
     return total
 
 
-def _encoding_for(model: str) -> Encoding | None:
-    """Return the model's cached encoding, loading it on first use.
+def load_encoding(model: str) -> Encoding:
+    """Return the tiktoken encoding for ``model``, loading it once per process.
 
-    The lock makes concurrent first callers wait for one load instead of each paying
-    for it (o200k_base takes about half a second to load); the unlocked read keeps later
-    calls, and calls for an already-loaded encoding, off the lock.
+    Raises EncodingUnavailableError, naming the missing file and how to provide it, when the
+    encoding is neither in tiktoken's cache folder nor downloadable; the same error again on
+    later calls, without a second attempt. The lock makes concurrent first callers wait for
+    one load instead of each paying for it (o200k_base takes about half a second to load);
+    the unlocked read keeps later calls off the lock.
     """
     name = encoding_name_for(model)
-    if name in _encodings:
-        return _encodings[name]
-    with _lock:
-        if name not in _encodings:
-            _encodings[name] = _load_encoding(name)
-        return _encodings[name]
+    loaded = _encodings.get(name)
+    if loaded is None:
+        with _lock:
+            if name not in _encodings:
+                try:
+                    _encodings[name] = _load_encoding(name)
+                except EncodingUnavailableError as exc:
+                    _encodings[name] = exc
+            loaded = _encodings[name]
+    if isinstance(loaded, EncodingUnavailableError):
+        raise loaded.with_traceback(None)
+    return loaded
 
 
-def _load_encoding(name: str) -> Encoding | None:
-    """Load one encoding, turning every failure into a single warning and None.
+def _encoding_for(model: str) -> Encoding | None:
+    """The advisory form of `load_encoding`: None and one warning per encoding on failure."""
+    try:
+        return load_encoding(model)
+    except EncodingUnavailableError as exc:
+        with _lock:
+            first = exc.encoding not in _warned
+            _warned.add(exc.encoding)
+        if first:
+            _logger.warning("%s (until then token counts that need it are None)", exc)
+        return None
+
+
+def _load_encoding(name: str) -> Encoding:
+    """Load one encoding, turning every failure into one EncodingUnavailableError.
 
     tiktoken downloads a missing file with ``requests.get`` and no timeout while holding
     its registry lock. With no network at all that fails within a fraction of a second,
     but on a network that silently drops traffic it blocks indefinitely. So when a cache
-    folder is pinned (TIKTOKEN_CACHE_DIR, the documented offline setup) and lacks the
-    file, we fail here without letting tiktoken reach for the network.
+    folder is pinned (TIKTOKEN_CACHE_DIR, the documented way to count without network) and
+    lacks the file, we fail here without letting tiktoken reach for the network.
     """
-    cache_dir = _pinned_cache_dir()
+    variable, cache_dir = _pinned_cache_dir()
     if cache_dir is not None:
         cache_key = hashlib.sha1(_ENCODING_URL.format(name=name).encode()).hexdigest()
         if not os.path.exists(os.path.join(cache_dir, cache_key)):
-            _logger.warning(
-                "tiktoken encoding %s is not in the cache folder %s (expected file %s), so "
-                "token counts for models using it will be None. Set TIKTOKEN_CACHE_DIR to a "
-                "folder holding tiktoken's encoding files, or fill this folder by loading "
-                "the encoding once with network access.",
+            raise EncodingUnavailableError(
+                f"tiktoken's encoding {name} is not in {variable}={cache_dir} (no file {cache_key}): "
+                f"point TIKTOKEN_CACHE_DIR at a folder holding tiktoken's encoding files, or load the "
+                f"encoding once with network access to fill this one",
                 name,
                 cache_dir,
-                cache_key,
             )
-            return None
     try:
         import tiktoken
 
         return tiktoken.get_encoding(name)
-    except Exception as exc:  # Counting is advisory: no tiktoken failure may reach the caller.
-        _logger.warning(
-            "Could not load tiktoken encoding %s (%s: %s), so token counts for models using "
-            "it will be None. Set TIKTOKEN_CACHE_DIR to a folder holding tiktoken's encoding "
-            "files, or allow network access on first use.",
+    except Exception as exc:  # Whatever tiktoken raises (mostly a failed download) means the same.
+        _logger.debug("loading tiktoken encoding %s failed", name, exc_info=True)
+        raise EncodingUnavailableError(
+            f"tiktoken's encoding {name} is not cached and could not be downloaded "
+            f"({type(exc).__name__}): set TIKTOKEN_CACHE_DIR to a folder holding tiktoken's "
+            f"encoding files, or run once with network access so tiktoken caches it",
             name,
-            type(exc).__name__,
-            exc,
-        )
-        return None
+            cache_dir,
+        ) from exc
 
 
-def _pinned_cache_dir() -> str | None:
-    """Return the cache folder the user chose for tiktoken, using tiktoken's own precedence.
+def _pinned_cache_dir() -> tuple[str, str | None]:
+    """Return the variable and cache folder the user chose for tiktoken, with its precedence.
 
-    None means tiktoken will use its temporary default folder or, for an empty value,
-    no cache at all; both legitimately rely on downloading, so nothing is checked then.
+    A None folder means tiktoken will use its temporary default folder or, for an empty
+    value, no cache at all; both legitimately rely on downloading, so nothing is checked then.
     """
     for variable in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
         if variable in os.environ:
-            return os.environ[variable] or None
-    return None
+            return variable, os.environ[variable] or None
+    return "TIKTOKEN_CACHE_DIR", None
 
 
 def _reset_encoding_cache() -> None:
     """Forget loaded and failed encodings, so tests can exercise first-use behaviour."""
     with _lock:
         _encodings.clear()
+        _warned.clear()

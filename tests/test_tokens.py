@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from openai_utils import tokens
-from openai_utils.tokens import count_text_tokens, count_tokens, encoding_name_for
+from openai_utils.exceptions import ConfigError, EncodingUnavailableError
+from openai_utils.tokens import count_text_tokens, count_tokens, encoding_name_for, has_known_encoding, load_encoding
 
 # tiktoken's encoding files, shared beside the project root because this machine has no
 # network; CI always provides them.
@@ -182,6 +183,17 @@ def test_cl100k_models(model: str) -> None:
 )
 def test_p50k_models(model: str) -> None:
     assert encoding_name_for(model) == "p50k_base"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "azure/gpt-4.1-mini", "ft:gpt-4o-mini:acme::abc", "gpt-35-turbo", "code-davinci-002"])
+def test_known_families_are_known(model: str) -> None:
+    assert has_known_encoding(model)
+
+
+@pytest.mark.parametrize("model", ["some-new-model", "llama3", "my-deployment", "mistral/mixtral-8x7b"])
+def test_unknown_names_are_assumed_o200k(model: str) -> None:
+    assert not has_known_encoding(model)
+    assert encoding_name_for(model) == "o200k_base"
 
 
 # --- known values ------------------------------------------------------------------------
@@ -373,19 +385,57 @@ def test_failed_load_is_not_retried(
     assert "cl100k_base" in message and "TIKTOKEN_CACHE_DIR" in message and "network" in message
 
 
+def test_load_encoding_raises_a_config_error_for_a_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, no_network: list[str]
+) -> None:
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    caplog.set_level(logging.WARNING, logger="openai_utils")
+
+    with pytest.raises(EncodingUnavailableError) as first:
+        load_encoding("gpt-4o")
+    with pytest.raises(EncodingUnavailableError) as second:
+        load_encoding("o3-mini")
+
+    assert isinstance(first.value, ConfigError)
+    assert (first.value.encoding, first.value.cache_dir) == ("o200k_base", str(tmp_path))
+    message = str(first.value)
+    assert "\n" not in message and str(tmp_path) in message and "TIKTOKEN_CACHE_DIR" in message
+    assert str(second.value) == message
+    assert no_network == []
+    assert _warnings(caplog) == []  # raising is the report; the advisory counters warn
+    assert count_text_tokens("hello", "gpt-4o") is None
+    assert len(_warnings(caplog)) == 1 and message in _warnings(caplog)[0].getMessage()
+
+
+def test_load_encoding_names_a_failed_download_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, no_network: list[str]
+) -> None:
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+
+    with pytest.raises(EncodingUnavailableError) as raised:
+        load_encoding("gpt-4")
+    with pytest.raises(EncodingUnavailableError):
+        load_encoding("gpt-4")
+
+    message = str(raised.value)
+    assert "\n" not in message and "cl100k_base" in message
+    assert "could not be downloaded (ConnectionError)" in message
+    assert "TIKTOKEN_CACHE_DIR" in message and "network" in message
+    assert "test forbids" not in message  # the cause stays on __cause__, not in the one line
+    assert isinstance(raised.value.__cause__, ConnectionError)
+    assert len(no_network) == 1
+
+
 def test_import_does_not_import_tiktoken() -> None:
-    module_path = Path(tokens.__file__).resolve()
     script = (
-        "import importlib.util, sys\n"
-        "spec = importlib.util.spec_from_file_location("
-        f"'tokens_under_test', {str(module_path)!r})\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(module)\n"
-        "module.encoding_name_for('gpt-4o')\n"
+        "import sys\n"
+        "from openai_utils import tokens\n"
+        "tokens.encoding_name_for('gpt-4o'), tokens.has_known_encoding('llama3')\n"
         "assert 'tiktoken' not in sys.modules, 'tiktoken imported eagerly'\n"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
+        cwd=Path(tokens.__file__).resolve().parents[1],
     )
     assert completed.returncode == 0, completed.stderr
 
