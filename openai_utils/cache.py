@@ -70,6 +70,10 @@ class _ReadOnly(Exception):
     """The file (or its folder, or its lock) cannot be written here; the reason is the message."""
 
 
+class _NoLock(OSError):
+    """The lock file could not be made for another reason (a full disk): read without it, store nothing."""
+
+
 class ResponseCache:
     """One cache file's entries in memory, kept in step with the file.
 
@@ -153,6 +157,8 @@ class ResponseCache:
                 self._become_read_only(str(exc))
             except CacheError as exc:
                 self._become_unusable(str(exc))
+            except _NoLock as exc:
+                self._not_stored(exc)
 
     def get_or_compute(
         self, key: str, compute: Callable[[], T], request: Mapping[str, Any] | None = None
@@ -205,6 +211,8 @@ class ResponseCache:
                             return self._rewrite() if self.path.exists() else 0
                 except _ReadOnly as exc:
                     problem = str(exc)
+                except _NoLock as exc:
+                    problem = exc.strerror
             raise CacheError(f"cache {self.path} cannot be compacted: {problem}")
 
     def stats(self) -> dict[str, Any]:
@@ -326,6 +334,8 @@ class ResponseCache:
                     self._read_file(repair=True)
             except _ReadOnly as exc:
                 self._become_read_only(str(exc))
+                self._read_file(repair=False)
+            except _NoLock:
                 self._read_file(repair=False)
         except _ReadOnly:
             if locked:
@@ -504,7 +514,7 @@ class ResponseCache:
         except OSError as exc:
             if exc.errno in _READ_ONLY_ERRNOS:
                 raise _ReadOnly(f"its lock file {lock} cannot be created ({exc.strerror})") from None
-            raise
+            raise _NoLock(exc.errno, f"its lock file {lock} cannot be created ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -658,6 +658,19 @@ def test_a_damaged_record_costs_only_what_follows_it(tmp_path: Path, caplog: pyt
     assert len(fresh(path)) == 23
 
 
+def test_a_lock_file_that_cannot_be_made_costs_no_answer(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / ("c" * 250 + ".pkl")  # a name the folder takes; "<name>.lock" is too long for it
+    force_api_cache(True, str(path))
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        for _ in range(2):
+            assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
+    assert len(server.requests) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2 and all("not stored" in w and ".lock" in w for w in warnings), warnings
+
+
 @pytest.mark.parametrize("cut", [1, 9, 20, len(HEADER) - 1])
 def test_a_torn_header_is_cut_like_any_torn_write(
     oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, cut: int, caplog: pytest.LogCaptureFixture
