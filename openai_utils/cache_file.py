@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .exceptions import CacheError
 
@@ -110,8 +110,7 @@ def encode_record(key: str, value_bytes: bytes, request: bytes = b"") -> bytes:
     return RECORD.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One whole record: its key, the pickled value, the pickled request (b"" if not kept)."""
 
     key: str
