@@ -728,8 +728,9 @@ class ReadOnly:
         if os.geteuid() != 0:
             return
         nobody = {"user": 65534, "group": 65534, "extra_groups": []}
+        probe = [sys.executable, "-c", "import openai_utils"]
         try:
-            subprocess.run([sys.executable, "-c", "pass"], check=True, capture_output=True, timeout=60, **nobody)
+            subprocess.run(probe, check=True, capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}, **nobody)
             self.run_as = nobody
             return
         except (OSError, subprocess.CalledProcessError):
