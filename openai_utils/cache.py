@@ -1,35 +1,45 @@
 """The response cache: an append-only file of pickle records, shared by threads and processes.
 
-File layout (see docs/cache.md)::
+File layout: see cache_file.py and docs/cache.md. Why this shape: a new entry costs one append
+(the old module re-pickled the whole dict on every call); a crash mid-append leaves at most one
+torn record at the end, which the next load cuts off; values are plain data read back with an
+unpickler that refuses every global, so a crafted file cannot run code. Several processes append
+under an exclusive lock on a side file (`<cache>.lock`) and pick up each other's records before
+answering a miss.
 
-    HEADER                       b"openai_utils-cache v1\\n"
-    record*                      >II (payload length, CRC-32 of payload) + payload
-    payload                      >H key length + key (ASCII) + pickle of the value
-
-Why this shape: a new entry costs one append (the old module re-pickled the whole dict on every
-call); a crash mid-append leaves at most one torn record at the end, which the next load cuts
-off; values are plain data read back with an unpickler that refuses every global, so a crafted
-file cannot run code. Several processes append under an exclusive lock on a side file
-(`<cache>.lock`) and pick up each other's records before answering a miss.
+A cache must never cost an answer that was paid for, nor anything that is not ours: a full disk,
+a read-only place, a damaged file or a path that is not a cache file each log one WARNING and the
+call is answered (from the file when it can be read, else from the server). Nothing reached
+through a symbolic link, and nothing that is not a regular file, is renamed, replaced or cut.
 """
 
 from __future__ import annotations
 
-import io
-import json
+import errno
 import logging
 import os
 import pickle
-import struct
+import stat
+import tempfile
 import threading
 import time
-import zlib
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
+from .cache_file import (
+    HEADER,
+    PICKLE_PROTOCOL,
+    check_plain,
+    classify_header,
+    decode_records,
+    encode_record,
+    looks_like_plain_pickle,
+    not_a_file,
+    open_regular,
+    request_bytes,
+)
 from .exceptions import CacheError
 
 try:
@@ -37,17 +47,18 @@ try:
 except ImportError:  # Windows: threads in one process still share safely; processes do not.
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ResponseCache", "open_cache", "MISSING", "HEADER"]
+__all__ = ["ResponseCache", "open_cache", "cache_for_calls", "MISSING", "HEADER"]
 
 logger = logging.getLogger("openai_utils")
 
-HEADER = b"openai_utils-cache v1\n"
-_HEADER_PREFIX = b"openai_utils-cache v"
-_RECORD = struct.Struct(">II")
-_KEYLEN = struct.Struct(">H")
-_PICKLE_PROTOCOL = 4
+_PICKLE_PROTOCOL = PICKLE_PROTOCOL  # kept for benchmarks/bench_cache.py
+_encode_record = encode_record
 COMPACT_MIN_SUPERSEDED = 64
 """Below this many superseded records a rewrite saves too little to be worth doing."""
+
+_READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_NEW_FILE_MODE = 0o600
+"""The cache holds every prompt and answer: new files are readable by their owner only."""
 
 MISSING: Any = object()
 """Returned by `get` for a key that is not cached (None is a valid cached value)."""
@@ -55,76 +66,12 @@ MISSING: Any = object()
 T = TypeVar("T")
 
 
-class _RefuseGlobals(pickle.Unpickler):
-    """Reads plain data only: any class or function reference in the stream is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: cache values are plain data")
+class _ReadOnly(Exception):
+    """The file (or its folder, or its lock) cannot be written here; the reason is the message."""
 
 
-def _safe_loads(data: bytes) -> Any:
-    return _RefuseGlobals(io.BytesIO(data)).load()
-
-
-_PLAIN_SCALARS = (str, int, float, bool, type(None))
-
-
-def _check_plain(value: Any, where: str = "value") -> None:
-    """Refuse anything but plain data, so no SDK object (or secret-bearing client) is ever pickled."""
-    if isinstance(value, _PLAIN_SCALARS):
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if not isinstance(k, str):
-                raise TypeError(f"cache {where} has a non-string key {k!r}")
-            _check_plain(item, f"{where}[{k!r}]")
-        return
-    raise TypeError(f"cache {where} is a {type(value).__name__}; only plain data (dict, list, str, numbers, None) is cached")
-
-
-def _encode_record(key: str, value_bytes: bytes) -> bytes:
-    key_bytes = key.encode("ascii")
-    payload = _KEYLEN.pack(len(key_bytes)) + key_bytes + value_bytes
-    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-class _Corrupt(Exception):
-    """A record that is complete but unreadable: bad checksum, bad key or a refused pickle."""
-
-
-def _decode_records(data: bytes, start: int) -> tuple[list[tuple[str, bytes]], int, bool]:
-    """Parse records from `start`; return them, where parsing stopped, and whether the rest is torn.
-
-    Stops at the first incomplete record (torn: the writer died mid-append). Raises _Corrupt at a
-    complete record that does not check out, since that is damage, not an interrupted write.
-    """
-    records: list[tuple[str, bytes]] = []
-    pos = start
-    end = len(data)
-    while pos < end:
-        if end - pos < _RECORD.size:
-            return records, pos, True
-        length, crc = _RECORD.unpack_from(data, pos)
-        body_start = pos + _RECORD.size
-        if end - body_start < length:
-            return records, pos, True
-        payload = data[body_start : body_start + length]
-        if zlib.crc32(payload) != crc or length < _KEYLEN.size:
-            raise _Corrupt(f"record at byte {pos} fails its checksum")
-        (key_len,) = _KEYLEN.unpack_from(payload, 0)
-        try:
-            key = payload[_KEYLEN.size : _KEYLEN.size + key_len].decode("ascii")
-            value_bytes = payload[_KEYLEN.size + key_len :]
-            _safe_loads(value_bytes)
-        except (UnicodeDecodeError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-            raise _Corrupt(f"record at byte {pos} is unreadable: {exc}") from None
-        records.append((key, value_bytes))
-        pos = body_start + length
-    return records, pos, False
+class _NoLock(OSError):
+    """The lock file could not be made for another reason (a full disk): read without it, store nothing."""
 
 
 class ResponseCache:
@@ -144,6 +91,12 @@ class ResponseCache:
         self._identity: tuple[int, int] | None = None
         self._inflight: dict[str, threading.Event] = {}
         self._loaded = False
+        self._via_link = False
+        self._read_only: str | None = None
+        """Why new answers cannot be stored here, once that is known; hits are still served."""
+        self._unusable: str | None = None
+        """Why the file cannot be used at all, once that is known; calls go to the server."""
+        self._reported: set[str] = set()
         self.bytes_written = 0
         """Bytes this object appended, so the cost of a write can be measured (benchmarks/bench_cache.py)."""
 
@@ -173,7 +126,7 @@ class ResponseCache:
             return key in self._entries
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        """Every entry, as (key, value), for inspection and export."""
+        """Every entry, as (key, value)."""
         with self._lock:
             self._sync()
             snapshot = list(self._entries.items())
@@ -182,34 +135,34 @@ class ResponseCache:
 
     # -- writing -------------------------------------------------------------------------
 
-    def put(self, key: str, value: Any) -> None:
-        """Store `value` under `key` with one append; a key another process already wrote is kept."""
-        _check_plain(value)
-        value_bytes = pickle.dumps(value, protocol=_PICKLE_PROTOCOL)
-        record = _encode_record(key, value_bytes)
-        with self._lock, self._file_lock():
-            self._sync(locked=True)
-            if key in self._entries:
-                return
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                if os.fstat(fd).st_size == 0:
-                    os.write(fd, HEADER)
-                    self.bytes_written += len(HEADER)
-                    self._offset = len(HEADER)
-                os.write(fd, record)
-                if self.fsync:
-                    os.fsync(fd)
-                self._identity = _identity(os.fstat(fd))
-            finally:
-                os.close(fd)
-            self.bytes_written += len(record)
-            self._offset += len(record)
-            self._entries[key] = value_bytes
-            if self._superseded >= COMPACT_MIN_SUPERSEDED and self._superseded > len(self._entries):
-                self._rewrite()
+    def put(self, key: str, value: Any, request: Mapping[str, Any] | None = None) -> None:
+        """Store `value` under `key` with one append, with the request that produced it beside it.
 
-    def get_or_compute(self, key: str, compute: Callable[[], T]) -> tuple[Any, bool]:
+        A key another process already wrote is kept. When the answer cannot be stored (a full
+        disk, a read-only place) this logs a WARNING and returns: the caller has its answer.
+        """
+        check_plain(value)
+        value_bytes = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        record = encode_record(key, value_bytes, request_bytes(request))
+        with self._lock:
+            if self._read_only is not None or self._unusable is not None:
+                return
+            try:
+                with self._file_lock():
+                    self._sync(locked=True)
+                    if key in self._entries or self._read_only is not None or self._unusable is not None:
+                        return
+                    self._append(key, value_bytes, record)
+            except _ReadOnly as exc:
+                self._become_read_only(str(exc))
+            except CacheError as exc:
+                self._become_unusable(str(exc))
+            except _NoLock as exc:
+                self._not_stored(exc)
+
+    def get_or_compute(
+        self, key: str, compute: Callable[[], T], request: Mapping[str, Any] | None = None
+    ) -> tuple[Any, bool]:
         """Return (value, was_cached); compute and store a missing value exactly once.
 
         Identical requests in flight at once in this process wait for the first one instead of
@@ -232,7 +185,7 @@ class ResponseCache:
                 if key in self._entries:  # finished by another thread between get and claim
                     continue
                 computed = compute()
-                self.put(key, computed)
+                self.put(key, computed, request)
                 return computed, False
             finally:
                 with self._lock:
@@ -241,73 +194,180 @@ class ResponseCache:
                 event.set()
 
     def compact(self) -> int:
-        """Rewrite the file with one record per key, atomically; return the bytes saved."""
-        with self._lock, self._file_lock():
-            self._sync(locked=True)
-            if not self.path.exists():
-                return 0
-            return self._rewrite()
+        """Rewrite the file with one record per key, atomically; return the bytes saved.
 
-    def _rewrite(self) -> int:
-        """Replace the file by one with a record per live key; the caller holds both locks."""
-        before = self.path.stat().st_size
-        tmp = self.path.with_name(f"{self.path.name}.compact-{os.getpid()}.tmp")
-        with open(tmp, "wb") as out:
-            out.write(HEADER)
-            for key, value_bytes in self._entries.items():
-                out.write(_encode_record(key, value_bytes))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
-        stat = self.path.stat()
-        self._offset = stat.st_size
-        self._identity = _identity(stat)
-        self._superseded = 0
-        logger.info("compacted cache %s from %d to %d bytes", self.path, before, stat.st_size)
-        return before - stat.st_size
+        Raises CacheError where the file must not or cannot be rewritten (a link, a read-only
+        place, a file that is not a cache).
+        """
+        with self._lock:
+            self._sync()  # finds a link or a read-only place before any lock file is made
+            problem = self._unusable or self._read_only
+            if problem is None:
+                try:
+                    with self._file_lock():
+                        self._sync(locked=True)
+                        problem = self._unusable or self._read_only
+                        if problem is None:
+                            return self._rewrite() if self.path.exists() else 0
+                except _ReadOnly as exc:
+                    problem = str(exc)
+                except _NoLock as exc:
+                    problem = exc.strerror
+            raise CacheError(f"cache {self.path} cannot be compacted: {problem}")
 
     def stats(self) -> dict[str, Any]:
-        """Entries, file size, superseded records and models, for `python -m openai_utils cache stats`."""
-        models: Counter[str] = Counter()
-        for _, value in self.items():
-            model = value.get("model") if isinstance(value, dict) else None
-            models[str(model)] += 1
-        with self._lock:
-            size = self.path.stat().st_size if self.path.exists() else 0
-            return {
-                "file": str(self.path),
-                "entries": len(self._entries),
-                "bytes": size,
-                "superseded_records": self._superseded,
-                "models": dict(models.most_common()),
-            }
+        """Entries, file size, superseded records and models, as `cache stats` shows them."""
+        from .cache_inspect import Snapshot, read_cache
 
-    def export_jsonl(self, out: IO[str]) -> int:
-        """Write every entry as one JSON line {"key": ..., "value": ...}; return the count."""
-        count = 0
-        for key, value in self.items():
-            out.write(json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n")
-            count += 1
-        return count
+        with self._lock:
+            self._sync()
+        try:
+            return read_cache(self.path).stats()
+        except FileNotFoundError:
+            return Snapshot(self.path, 0).stats()
+
+    def _append(self, key: str, value_bytes: bytes, record: bytes) -> None:
+        """Append one record (after the header, for a new file); undo a write that fails partway."""
+        try:
+            fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, follow_link=False, mode=_NEW_FILE_MODE)
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS:
+                raise _ReadOnly(f"it cannot be written ({exc.strerror})") from None
+            self._not_stored(exc)
+            return
+        try:
+            end = os.fstat(fd).st_size
+            data = record if end else HEADER + record
+            try:
+                _write_all(fd, data)
+                if self.fsync:
+                    os.fsync(fd)
+            except OSError as exc:
+                self._roll_back(fd, end, exc)
+                return
+            self._identity = _identity(os.fstat(fd))
+        finally:
+            os.close(fd)
+        self.bytes_written += len(data)
+        self._offset = end + len(data)
+        self._entries[key] = value_bytes
+        if self._superseded >= COMPACT_MIN_SUPERSEDED and self._superseded > len(self._entries):
+            try:
+                self._rewrite()
+            except OSError as exc:  # the old file is whole and still in place: only space is lost
+                self._report(f"cache {self.path} could not be compacted ({exc.strerror or exc}); it keeps growing")
+
+    def _roll_back(self, fd: int, end: int, error: OSError) -> None:
+        """Cut a failed append back to the last whole record, so the next record starts clean."""
+        try:
+            os.ftruncate(fd, end)
+        except OSError as undo:
+            logger.warning(
+                "cache %s: the answer was not stored (%s), and cutting the partial record failed (%s): "
+                "the next load cuts it off; the call is answered", self.path, error.strerror, undo.strerror,
+            )
+            return
+        self._not_stored(error)
+
+    def _not_stored(self, error: OSError) -> None:
+        logger.warning(
+            "cache %s: the answer was not stored (%s); the file keeps its %d whole entries and the call is answered",
+            self.path, error.strerror or error, len(self._entries),
+        )
+
+    def _rewrite(self) -> int:
+        """Replace the file by one with a record per live key; the caller holds both locks.
+
+        Reads the file again rather than writing from memory, because memory holds values only
+        and each record's request must survive. The new file gets the old one's mode.
+        """
+        fd = open_regular(self.path, os.O_RDONLY, follow_link=False)
+        with os.fdopen(fd, "rb") as handle:
+            before = os.fstat(handle.fileno())
+            data = handle.read()
+        latest = {record.key: record for record in decode_records(data, len(HEADER)).records}
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.compact-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if hasattr(os, "fchmod"):  # POSIX; elsewhere the new file keeps the folder's default
+                    os.fchmod(out.fileno(), stat.S_IMODE(before.st_mode))
+                out.write(HEADER)
+                for record in latest.values():
+                    out.write(encode_record(record.key, record.value, record.request))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        after = os.stat(self.path)
+        self._offset = after.st_size
+        self._identity = _identity(after)
+        self._superseded = 0
+        logger.info("compacted cache %s from %d to %d bytes", self.path, before.st_size, after.st_size)
+        return before.st_size - after.st_size
 
     # -- keeping in step with the file ---------------------------------------------------
 
     def _sync(self, locked: bool = False) -> None:
-        """Read whatever the file gained since we last looked (all of it, the first time)."""
+        """Read whatever the file gained since we last looked (all of it, the first time).
+
+        Trouble with the file is logged once and the cache carries on in a lesser mode (read
+        only, or not at all); only _ReadOnly from a caller holding the lock passes through.
+        """
+        if self._unusable is not None:
+            return
         try:
-            stat = self.path.stat()
+            current = self._current_stat()
+            if current is None:
+                if self._identity is not None:  # deleted under us: start empty, as the file is
+                    self._reset_memory()
+                self._loaded = True
+                return
+            if self._loaded and _identity(current) == self._identity and current.st_size == self._offset:
+                return
+            if locked or self._read_only is not None:
+                self._read_file(repair=self._read_only is None)
+                return
+            try:
+                with self._file_lock():
+                    self._read_file(repair=True)
+            except _ReadOnly as exc:
+                self._become_read_only(str(exc))
+                self._read_file(repair=False)
+            except _NoLock:
+                self._read_file(repair=False)
+        except _ReadOnly:
+            if locked:
+                raise
+        except CacheError as exc:
+            self._become_unusable(str(exc))
+        except OSError as exc:
+            self._become_unusable(f"cache file {self.path} cannot be read ({exc.strerror or exc})")
+
+    def _current_stat(self) -> os.stat_result | None:
+        """The file's stat, or None when absent; a link is followed (and makes the cache read-only)."""
+        try:
+            found = os.lstat(self.path)
         except FileNotFoundError:
-            if self._identity is not None:  # deleted under us: start empty, as the file is
-                self._reset_memory()
-            self._loaded = True
-            return
-        if self._loaded and _identity(stat) == self._identity and stat.st_size == self._offset:
-            return
-        if locked:
-            self._read_file()
-        else:
-            with self._file_lock():
-                self._read_file()
+            return None
+        if stat.S_ISLNK(found.st_mode):
+            target = os.path.realpath(self.path)
+            if not self._via_link:
+                self._via_link = True
+                self._become_read_only(
+                    f"it is a symbolic link to {target}: answers are read through it but never written, so "
+                    f"the file it points to is never changed; set CACHE_FILE_NAME to {target} to add to it"
+                )
+            try:
+                found = os.stat(self.path)
+            except FileNotFoundError:
+                raise CacheError(f"cache file {self.path} is a symbolic link to {target}, which does not exist") from None
+            if not stat.S_ISREG(found.st_mode):
+                raise not_a_file(self.path, found.st_mode, through=f"a symbolic link to {target}, which ")
+        elif not stat.S_ISREG(found.st_mode):
+            raise not_a_file(self.path, found.st_mode)
+        return found
 
     def _reset_memory(self) -> None:
         self._entries.clear()
@@ -315,81 +375,146 @@ class ResponseCache:
         self._offset = 0
         self._identity = None
 
-    def _read_file(self) -> None:
-        try:
-            with open(self.path, "rb") as handle:
-                identity = _identity(os.fstat(handle.fileno()))
-                if identity != self._identity:
-                    self._reset_memory()
-                start = self._offset or 0
-                handle.seek(start)
-                data = handle.read()
-        except FileNotFoundError:
-            self._reset_memory()
-            self._loaded = True
-            return
+    def _read_file(self, repair: bool) -> None:
+        """Absorb the file's new records; with `repair`, cut or set aside what cannot be read."""
+        fd = open_regular(self.path, os.O_RDONLY, follow_link=self._via_link)
+        with os.fdopen(fd, "rb") as handle:
+            found = os.fstat(handle.fileno())
+            if _identity(found) != self._identity or found.st_size < self._offset:
+                self._reset_memory()
+            start = self._offset
+            handle.seek(start)
+            data = handle.read()
         self._loaded = True
+        self._identity = _identity(found)
+        begin = 0
         if start == 0:
-            if not data.startswith(HEADER):
-                self._reject_or_refuse(data)
+            kind, detail = classify_header(data)
+            if kind == "torn":
+                if data and repair:
+                    self._cut(0, f"it ended inside its header (the first write was cut short); cut {len(data)} bytes")
                 return
-            start_in_data = len(HEADER)
-        else:
-            start_in_data = 0
-        try:
-            records, stop, torn = _decode_records(data, start_in_data)
-        except _Corrupt as exc:
-            self._set_aside(str(exc))
-            return
-        self._absorb(records)
-        self._identity = identity
-        self._offset = start + stop
-        if torn:
-            self._cut_torn_tail(start + stop, start + len(data))
-
-    def _absorb(self, records: list[tuple[str, bytes]]) -> None:
-        for key, value_bytes in records:
-            if key in self._entries:
+            if kind == "newer":
+                raise CacheError(
+                    f"cache file {self.path} is format version {detail}, newer than this library reads (v1); it is "
+                    f"left untouched. Upgrade openai_utils or set CACHE_FILE_NAME to another file"
+                )
+            if kind == "foreign":
+                if not repair or self._via_link:
+                    raise CacheError(f"cache file {self.path} is not a cache ({detail}); it is left untouched")
+                self._set_aside(data, detail)
+                return
+            begin = len(HEADER)
+        parsed = decode_records(data, begin)
+        for record in parsed.records:
+            if record.key in self._entries:
                 self._superseded += 1
-            self._entries[key] = value_bytes
-
-    def _reject_or_refuse(self, data: bytes) -> None:
-        if data.startswith(_HEADER_PREFIX):
-            version = data[len(_HEADER_PREFIX) : data.find(b"\n")].decode("ascii", "replace")
-            raise CacheError(
-                f"cache file {self.path} is format version {version}, newer than this library reads "
-                f"(v1); it is left untouched. Upgrade openai_utils or set CACHE_FILE_NAME to another file."
+            self._entries[record.key] = record.value
+        self._offset = start + parsed.stop
+        if parsed.damage is not None:
+            if repair:
+                self._set_aside_tail(data[parsed.stop :], start + parsed.stop, parsed.damage)
+            else:
+                self._report(
+                    f"cache {self.path}: {parsed.damage}; the {len(self._entries)} entries before it are "
+                    f"served, nothing after it is read"
+                )
+        elif parsed.torn and repair:
+            self._cut(
+                self._offset,
+                f"it ended in an incomplete record (a write was interrupted); cut {len(data) - parsed.stop} bytes, "
+                f"kept {len(self._entries)} entries",
             )
-        self._set_aside("it does not start with the cache header" if data else "it is empty")
 
-    def _cut_torn_tail(self, keep: int, size: int) -> None:
-        """Drop an incomplete last record left by a writer that died mid-append."""
-        with open(self.path, "r+b") as handle:
-            handle.truncate(keep)
-        logger.warning(
-            "cache %s ended in an incomplete record (a write was interrupted); cut %d bytes, kept %d entries",
-            self.path, size - keep, len(self._entries),
+    def _cut(self, keep: int, what: str) -> None:
+        """Truncate our own file to its last whole record, as a crashed writer would have left it."""
+        try:
+            fd = open_regular(self.path, os.O_WRONLY, follow_link=False)
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS:
+                raise _ReadOnly(f"it cannot be written ({exc.strerror})") from None
+            raise
+        try:
+            os.ftruncate(fd, keep)
+        finally:
+            os.close(fd)
+        logger.warning("cache %s: %s", self.path, what)
+
+    def _set_aside(self, data: bytes, reason: str) -> None:
+        """Move a file that is not a cache out of the way, never deleting it, and start a fresh one."""
+        aside = _free_name(self.path, "unreadable")
+        try:
+            os.rename(self.path, aside)
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS:
+                raise _ReadOnly(f"it is not a cache ({reason}) and cannot be moved aside ({exc.strerror})") from None
+            raise
+        self._reset_memory()
+        hint = ""
+        if looks_like_plain_pickle(data):
+            hint = (
+                f". It looks like a cache of the module this library replaces; to read its answers run: python -m "
+                f"openai_utils cache import-legacy {aside} --into {self.path} --trust (only if you trust the file: "
+                f"loading a plain pickle runs code)"
+            )
+        logger.warning("cache %s could not be read (%s); it was moved to %s and a new cache started%s", self.path, reason, aside, hint)
+
+    def _set_aside_tail(self, tail: bytes, at: int, damage: str) -> None:
+        """Copy a damaged tail to a file of its own, then cut it: every whole record before it stays."""
+        aside = _free_name(self.path, "damaged")
+        try:
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), _NEW_FILE_MODE)
+            try:
+                _write_all(fd, tail)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if os.path.lexists(aside):
+                os.unlink(aside)
+            raise _ReadOnly(f"{damage}, and it cannot be set aside ({exc.strerror}); nothing is written after it") from None
+        self._cut(
+            at,
+            f"{damage}; kept the {len(self._entries)} entries before it and moved the {len(tail)} bytes from there on to {aside}",
         )
 
-    def _set_aside(self, reason: str) -> None:
-        """Move an unreadable file out of the way, never deleting it, and start a fresh one."""
-        aside = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        os.replace(self.path, aside)
-        self._reset_memory()
-        logger.warning("cache %s could not be read (%s); it was moved to %s and a new cache started", self.path, reason, aside)
+    def _report(self, message: str) -> None:
+        """Log a problem with the file once per cache object, not once per call."""
+        if message not in self._reported:
+            self._reported.add(message)
+            logger.warning("%s", message)
+
+    def _become_read_only(self, reason: str) -> None:
+        if self._read_only is None:
+            self._read_only = reason
+            self._report(f"cache {self.path} is read-only here ({reason}): hits are served, new answers are not stored")
+
+    def _become_unusable(self, reason: str) -> None:
+        if self._unusable is None:
+            self._unusable = reason
+            self._report(f"{reason}; calls are answered without the cache")
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
         """Serialise access to the file across processes (POSIX); a no-op where fcntl is missing.
 
         Always exclusive: reads happen only on misses and first loads, and whoever holds the lock
-        may need to cut a torn tail or set a bad file aside.
+        may need to cut a torn tail or set a bad file aside. Raises _ReadOnly where the lock file
+        cannot be created, since without it nothing may be written.
         """
         if fcntl is None:
             yield
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock = f"{self.path}.lock"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = open_regular(lock, os.O_RDWR | os.O_CREAT, follow_link=False, mode=_NEW_FILE_MODE)
+        except CacheError as exc:
+            raise CacheError(f"the lock file of {self.path}: {exc}") from None
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS:
+                raise _ReadOnly(f"its lock file {lock} cannot be created ({exc.strerror})") from None
+            raise _NoLock(exc.errno, f"its lock file {lock} cannot be created ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -397,28 +522,99 @@ class ResponseCache:
             os.close(fd)
 
 
-def _identity(stat: os.stat_result) -> tuple[int, int]:
-    return (stat.st_dev, stat.st_ino)
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte or raise: a short write (a disk filling up) is not a success."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _free_name(path: Path, what: str) -> Path:
+    """A name beside `path` that nothing has yet, so setting a file aside never overwrites one."""
+    stem = f"{path.name}.{what}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    candidate = path.with_name(stem)
+    number = 1
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = path.with_name(f"{stem}-{number}")
+    return candidate
+
+
+def _identity(found: os.stat_result) -> tuple[int, int]:
+    return (found.st_dev, found.st_ino)
+
+
+def _check_usable(path: Path) -> None:
+    """Raise CacheError for a path no cache may use: not a regular file, a link to anything but a
+    cache, a newer format, an unusable lock. Reads at most the first bytes; changes nothing."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise CacheError(f"cache file {path} cannot be examined ({exc.strerror})") from None
+    if found is not None:
+        through = ""
+        if stat.S_ISLNK(found.st_mode):
+            target = os.path.realpath(path)
+            through = f"a symbolic link to {target}, which "
+            try:
+                found = os.stat(path)
+            except OSError:
+                raise CacheError(
+                    f"cache file {path} is a symbolic link to {target}, which does not exist; a cache is never "
+                    f"created through a link, and the link is left as it is"
+                ) from None
+        if not stat.S_ISREG(found.st_mode):
+            raise not_a_file(path, found.st_mode, through)
+        try:
+            fd = open_regular(path, os.O_RDONLY, follow_link=True)
+        except OSError as exc:
+            raise CacheError(f"cache file {path} cannot be read ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as handle:
+            kind, detail = classify_header(handle.read(64))
+        if kind == "newer":
+            raise CacheError(
+                f"cache file {path} is format version {detail}, newer than this library reads (v1); it is left "
+                f"untouched. Upgrade openai_utils or set CACHE_FILE_NAME to another file"
+            )
+        if kind == "foreign" and through:
+            raise CacheError(f"cache file {path} is {through}is not a cache ({detail}); both are left untouched")
+    lock = Path(f"{path}.lock")
+    try:
+        lock_mode = os.lstat(lock).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(lock_mode):
+        raise CacheError(f"the lock file of cache {path}: {not_a_file(lock, lock_mode)}")
 
 
 _open_caches: dict[Path, ResponseCache] = {}
 _by_name: dict[tuple[str, str | None], ResponseCache] = {}
 _open_lock = threading.Lock()
+_reported_paths: set[str] = set()
 
 
 def open_cache(file_name: str | os.PathLike[str], fsync: bool = False) -> ResponseCache:
     """The one cache object for this file in this process (created on first use, file untouched).
 
-    Every call on the hit path comes through here, and resolving a path costs a stat per folder,
-    so the answer is remembered by the name as given (with the working directory, for a relative
-    name, since the same name means another file after a chdir).
+    Raises CacheError for a path no cache may use (see `_check_usable`). Every call on the hit
+    path comes through here, and resolving a path costs a stat per folder, so the answer is
+    remembered by the name as given (with the working directory, for a relative name, since the
+    same name means another file after a chdir). The folders are resolved, the file itself is
+    not: a link stays a link, so it is never replaced.
     """
     name = os.fspath(file_name)
     memo = (name, None) if os.path.isabs(name) else (name, os.getcwd())
     cache = _by_name.get(memo)
     if cache is not None and cache.fsync == fsync:
         return cache
-    path = Path(name).expanduser().resolve()
+    given = Path(name).expanduser()
+    path = given.parent.resolve() / given.name
+    _check_usable(path)
     with _open_lock:
         cache = _open_caches.get(path)
         if cache is None:
@@ -426,3 +622,18 @@ def open_cache(file_name: str | os.PathLike[str], fsync: bool = False) -> Respon
         cache.fsync = fsync
         _by_name[memo] = cache
         return cache
+
+
+def cache_for_calls(file_name: str, fsync: bool = False) -> ResponseCache | None:
+    """The cache a call uses, or None: /dev/null turns the cache off, and a path no cache may use
+    is logged (one WARNING per path and problem) and the call is answered without the cache."""
+    if file_name == os.devnull:
+        return None
+    try:
+        return open_cache(file_name, fsync=fsync)
+    except CacheError as exc:
+        message = str(exc)
+        if message not in _reported_paths:
+            _reported_paths.add(message)
+            logger.warning("%s; calls are answered without the cache", message)
+        return None

