@@ -18,6 +18,7 @@ NonTerminalError there makes the call retried.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -506,20 +507,33 @@ class OpenAIClient:
         return f"{self._endpoint()} {call.request.get('model')}"
 
     @contextlib.contextmanager
-    def _admitted(self, call: _Call) -> Iterator[None]:
-        """Wait for the rate limits and any 429 pause of this endpoint, then hold a concurrency
-        slot; a rate-limit answer pauses everyone else bound for the same endpoint.
+    def _admitted(self, call: _Call, raw: Callable[..., Any]) -> Iterator[None]:
+        """Admit one attempt of `raw`: wait out any 429 pause of this endpoint and for a place in
+        its rate limits, hold a concurrency slot, build the SDK client, then take the rate-limit
+        token as the very last step; a rate-limit answer pauses everyone else bound there.
 
-        The gate is passed before the slot is taken, so a paused model never holds slots that
-        other models could use; a pause that began meanwhile sends the request back to the gate.
+        Waiting for a pause or a place holds no slot, so a limited model never holds slots
+        that other models could use. The token comes last so that nothing slow (a busy slot,
+        the first SDK build, starting the local server) lies between it and the send: requests
+        whose turn came while they were held up still leave at the rate. A pause that began
+        meanwhile sends the request back to the start.
         """
         key = self._gate_key(call)
+        tokens = functools.cache(lambda: estimate_tokens(call.request, call.kind))
         while True:
-            rate_gate.before_request(key, lambda: estimate_tokens(call.request, call.kind))
+            rate_gate.before_request(key, tokens)
             slot = call_slots.hold()
             slot.__enter__()
-            if not rate_gate.paused(key):
-                break
+            try:
+                if not rate_gate.paused(key):
+                    if _sends_with_our_sdk(self, raw):
+                        self._sdk(call.kind)
+                    rate_gate.before_send(key, tokens)
+                    if not rate_gate.paused(key):
+                        break
+            except BaseException:
+                slot.__exit__(None, None, None)
+                raise
             slot.__exit__(None, None, None)
         try:
             yield
@@ -531,7 +545,7 @@ class OpenAIClient:
 
     def _attempt(self, raw: Callable[[Mapping[str, Any], float], T], call: _Call) -> T:
         """One attempt, admitted by the gate, with the server's error reworded if need be."""
-        with self._admitted(call):
+        with self._admitted(call, raw):
             try:
                 return raw(call.request, call.timeout)
             except APIError as error:
@@ -573,7 +587,7 @@ class OpenAIClient:
     def _open_stream(self, call: _Call) -> _OpenStream:
         """Open a stream and read up to its first text, holding a slot until the stream ends."""
         with contextlib.ExitStack() as slot:
-            slot.enter_context(self._admitted(call))
+            slot.enter_context(self._admitted(call, self._raw_stream_call))
             try:
                 chunks = self._raw_stream_call(call.request, call.timeout)
                 assembler = StreamAssembler()
@@ -611,15 +625,24 @@ class OpenAIClient:
     # -- async drivers: the same steps, awaited ------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _aadmitted(self, call: _Call) -> AsyncIterator[None]:
+    async def _aadmitted(self, call: _Call, raw: Callable[..., Any]) -> AsyncIterator[None]:
         """The async form of `_admitted`."""
         key = self._gate_key(call)
+        tokens = functools.cache(lambda: estimate_tokens(call.request, call.kind))
         while True:
-            await rate_gate.abefore_request(key, lambda: estimate_tokens(call.request, call.kind))
+            await rate_gate.abefore_request(key, tokens)
             slot = call_slots.ahold()
             await slot.__aenter__()
-            if not rate_gate.paused(key):
-                break
+            try:
+                if not rate_gate.paused(key):
+                    if _sends_with_our_sdk(self, raw):
+                        await self._async_sdk(call.kind)
+                    await rate_gate.abefore_send(key, tokens)
+                    if not rate_gate.paused(key):
+                        break
+            except BaseException:
+                await slot.__aexit__(None, None, None)
+                raise
             await slot.__aexit__(None, None, None)
         try:
             yield
@@ -630,7 +653,7 @@ class OpenAIClient:
             await slot.__aexit__(None, None, None)
 
     async def _aattempt(self, raw: Callable[[Mapping[str, Any], float], Awaitable[T]], call: _Call) -> T:
-        async with self._aadmitted(call):
+        async with self._aadmitted(call, raw):
             try:
                 return await raw(call.request, call.timeout)
             except APIError as error:
@@ -701,7 +724,7 @@ class OpenAIClient:
 
     async def _aopen_stream(self, call: _Call) -> _OpenStream:
         async with contextlib.AsyncExitStack() as slot:
-            await slot.enter_async_context(self._aadmitted(call))
+            await slot.enter_async_context(self._aadmitted(call, self._araw_stream_call))
             try:
                 chunks = await self._araw_stream_call(call.request, call.timeout)
                 assembler = StreamAssembler()
@@ -743,6 +766,19 @@ def _reraise_refined(refined: APIError, original: APIError) -> None:
 def _overrides(client: OpenAIClient, name: str) -> bool:
     """Whether a custom client replaced a sync raw call (so the async path must use it too)."""
     return getattr(type(client), name) is not getattr(OpenAIClient, name)
+
+
+def _sends_with_our_sdk(client: OpenAIClient, raw: Callable[..., Any]) -> bool:
+    """Whether `raw` is one of our raw calls, which send through `_sdk` / `_async_sdk`.
+
+    Only then can admission build the SDK client before taking the rate-limit token; a custom
+    raw call (or an async one running a custom sync twin) builds what it needs itself.
+    """
+    name = getattr(raw, "__name__", "")
+    ours = getattr(OpenAIClient, name, None)
+    if ours is None or getattr(raw, "__func__", None) is not ours:
+        return False
+    return not _overrides(client, name.replace("_araw_", "_raw_"))
 
 
 async def _in_thread(function: Callable[..., T], *args: Any) -> T:

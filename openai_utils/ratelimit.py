@@ -10,8 +10,10 @@ Three pieces, each usable alone and all shared by threads and asyncio tasks:
   request to that endpoint waits until the same moment instead of hammering the server and
   collecting 429s of its own.
 * `RateGate`: both of the above per endpoint, configured from REQUESTS_PER_MINUTE and
-  TOKENS_PER_MINUTE (0: off), and the two hooks a client calls around each HTTP attempt:
-  `before_request` / `abefore_request` and `after_error`.
+  TOKENS_PER_MINUTE (0: off), and the hooks a client calls around each HTTP attempt:
+  `before_request` / `abefore_request` before it waits for a concurrency slot,
+  `before_send` / `abefore_send` as the last step before the request is sent, and
+  `after_error`.
 
 Design choices, documented here because callers can observe them:
 
@@ -20,6 +22,16 @@ Burst
     default: one second's worth, not one minute's. OpenAI enforces per-minute limits over much
     shorter windows, so a full minute's burst sent at once would be refused. Over any window of
     `w` seconds a bucket lets through at most `capacity + rate_per_second * w`.
+
+Where the limit is measured
+    At the moment a request leaves, not the moment it asks. A token taken early and used late
+    (after waiting for a concurrency slot, or while the first request builds the SDK client or
+    starts the local server) would let the requests whose time came meanwhile leave together,
+    well above the rate. So each request passes two buckets of the same rate and size:
+    `before_request` gives it a place in line (the wait that keeps it from taking a slot it
+    cannot use yet), and `before_send`, called once the slot is held and the client is built,
+    takes the token that counts. When nothing delays a request between the two, the second
+    wait is zero or next to it; when something did, it is what keeps the rate.
 
 Requests larger than the bucket
     A TPM bucket of one second's worth is often smaller than one big prompt. Such a request is
@@ -55,6 +67,8 @@ from .exceptions import RateLimitError
 
 __all__ = [
     "BURST_SECONDS",
+    "PLACE",
+    "SEND",
     "TokenBucket",
     "EndpointPause",
     "RateGate",
@@ -67,6 +81,11 @@ logger = logging.getLogger("openai_utils")
 
 BURST_SECONDS = 1.0
 """A bucket holds this many seconds' worth of its rate (at least one request or token)."""
+
+PLACE = "place"
+"""The stage of `before_request`: a place in line, taken before a concurrency slot."""
+SEND = "send"
+"""The stage of `before_send`: the token that counts, taken right before the request leaves."""
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Any]
@@ -187,6 +206,13 @@ class EndpointPause:
         self._until: dict[str, float] = {}
         self._owners: dict[str, Any] = {}
 
+    def set_clock(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None) -> None:
+        """Measure pauses on another clock from now on; every pause is forgotten (see `RateGate.set_clock`)."""
+        with self._lock:
+            self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep or _asyncio_sleep
+            self._until.clear()
+            self._owners.clear()
+
     def pause_until(self, endpoint: str, when: float, owner: Any = None) -> None:
         """Hold `endpoint` until clock time `when`; an earlier time than the one held is ignored.
 
@@ -271,7 +297,8 @@ class RateGate:
 
     `limits(endpoint) -> (rpm, tpm)` is read at each request (default: REQUESTS_PER_MINUTE and
     TOKENS_PER_MINUTE from config, the same for every endpoint), so a changed setting applies
-    to the next request; a bucket whose rate changed is replaced by a full one.
+    to the next request; a bucket whose rate changed is replaced by a full one. Each endpoint
+    has one bucket per kind ("requests", "tokens") and stage (`PLACE`, `SEND`).
     """
 
     def __init__(
@@ -291,13 +318,25 @@ class RateGate:
         self._burst_seconds = burst_seconds
         self.pauses = pauses if pauses is not None else EndpointPause(clock, sleep, async_sleep)
         self._lock = threading.Lock()
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
 
-    def bucket(self, endpoint: str, kind: str, rate_per_minute: float) -> TokenBucket | None:
-        """The `kind` ("requests" or "tokens") bucket of `endpoint` at this rate; None when the rate is 0."""
+    def set_clock(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None) -> None:
+        """Run this gate and its pauses on another clock from now on, starting afresh.
+
+        The one switch that puts the process-wide gate on a simulated clock (tests that must
+        not depend on how fast the machine is); `set_clock()` goes back to real time. Every
+        bucket and pause is forgotten: they were measured on the old clock.
+        """
+        with self._lock:
+            self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep or _asyncio_sleep
+            self._buckets.clear()
+        self.pauses.set_clock(clock, sleep, async_sleep)
+
+    def bucket(self, endpoint: str, kind: str, rate_per_minute: float, stage: str = PLACE) -> TokenBucket | None:
+        """The `kind` ("requests" or "tokens") bucket of `endpoint` for `stage` at this rate; None when the rate is 0."""
         if not rate_per_minute or rate_per_minute <= 0:
             return None
-        key = (endpoint, kind)
+        key = (endpoint, kind, stage)
         with self._lock:
             found = self._buckets.get(key)
             if found is None or found.rate_per_minute != float(rate_per_minute):
@@ -306,14 +345,14 @@ class RateGate:
                 )
             return found
 
-    def _reserve(self, endpoint: str, estimated_tokens: Tokens) -> float:
-        """Take this request's place in the endpoint's buckets; the seconds to wait for it."""
+    def _reserve(self, endpoint: str, estimated_tokens: Tokens, stage: str = PLACE) -> float:
+        """Take this request's turn in the endpoint's `stage` buckets; the seconds to wait for it."""
         rpm, tpm = self._limits(endpoint)
         wait = 0.0
-        requests = self.bucket(endpoint, "requests", rpm)
+        requests = self.bucket(endpoint, "requests", rpm, stage)
         if requests is not None:
             wait = requests.reserve(1)
-        tokens = self.bucket(endpoint, "tokens", tpm)
+        tokens = self.bucket(endpoint, "tokens", tpm, stage)
         if tokens is not None:
             amount = estimated_tokens() if callable(estimated_tokens) else estimated_tokens
             if amount:
@@ -340,10 +379,12 @@ class RateGate:
                 return
 
     def before_request(self, endpoint: str, estimated_tokens: Tokens = None) -> float:
-        """Block until a request to `endpoint` may be sent; return the seconds waited.
+        """Block while `endpoint` is paused, then until this request's place in line comes up;
+        return the seconds waited. `before_send` must follow, right before the request leaves.
 
         `estimated_tokens` may be a number or a function computing it, called only when a TPM
-        limit is set (counting tokens costs time).
+        limit is set (counting tokens costs time); pass the same function to `before_send`,
+        memoized, to count once.
         """
         waited = 0.0
         for seconds in self._waits(endpoint, estimated_tokens):
@@ -362,6 +403,27 @@ class RateGate:
         if waited > 0:
             logger.debug("waited %.2f s for the rate limits of %s", waited, endpoint)
         return waited
+
+    def before_send(self, endpoint: str, estimated_tokens: Tokens = None) -> float:
+        """Block until this request's rate-limit token is due; return the seconds waited.
+
+        The last step before the request is sent: after the concurrency slot is held and the
+        SDK client is built, so that what goes out over any window of `w` seconds stays within
+        `capacity + rate * w` however long requests were held up on their way here.
+        """
+        wait = self._reserve(endpoint, estimated_tokens, SEND)
+        if wait > 0:
+            self._sleep(wait)
+            logger.debug("waited %.2f s to send to %s within its rate limits", wait, endpoint)
+        return wait
+
+    async def abefore_send(self, endpoint: str, estimated_tokens: Tokens = None) -> float:
+        """The async form of `before_send`: awaits, never blocking the event loop."""
+        wait = self._reserve(endpoint, estimated_tokens, SEND)
+        if wait > 0:
+            await self._async_sleep(wait)
+            logger.debug("waited %.2f s to send to %s within its rate limits", wait, endpoint)
+        return wait
 
     def paused(self, endpoint: str) -> bool:
         """Whether a pause registered by someone else holds `endpoint` now; never waits.

@@ -18,6 +18,10 @@ Semantics worth knowing when writing tests against it:
   partial data before the error).  A non-stream request that gets a
   ``stream_drop`` fault is answered normally.
 * ``Fault.reset()`` closes with SO_LINGER 0, i.e. a real TCP RST.
+* ``Fault.hold(event)`` answers normally once the test sets ``event`` (or the
+  server stops): a slow request whose end the test chooses, with no clock involved.
+* ``clock`` stamps each arrival (``RecordedRequest.time``): ``time.monotonic`` unless
+  a test gives the server the simulated clock its client runs on.
 * Every response (except ``reset``) carries ``x-request-id: req_<n>`` where
   ``n`` is the 1-based arrival number of the request; chat ids are
   ``chatcmpl-<n>`` with the same ``n``.
@@ -109,6 +113,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     after_chunks: int = 0
+    release: threading.Event | None = field(default=None, hash=False, compare=False)
 
     @staticmethod
     def status(code: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Fault:
@@ -139,6 +144,11 @@ class Fault:
     def delay(seconds: float) -> Fault:
         """Answer correctly but late, e.g. to order concurrent requests or test cache hits."""
         return Fault("delay", seconds=seconds)
+
+    @staticmethod
+    def hold(release: threading.Event) -> Fault:
+        """Answer correctly once the test sets `release`: a slow request that ends when the test says."""
+        return Fault("hold", release=release)
 
 
 def _content_text(content: Any) -> str:
@@ -325,6 +335,8 @@ class FakeOpenAIServer:
     def __init__(self, latency: float = 0.0, reply: Callable[[dict], str] | None = None) -> None:
         self.latency = latency
         self.reply: Callable[[dict], str] = reply or default_reply
+        self.clock: Callable[[], float] = time.monotonic
+        """Stamps each arrival (`RecordedRequest.time`); a test may give the clock its client runs on."""
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -405,6 +417,19 @@ class FakeOpenAIServer:
         with self._lock:
             self._always = fault
 
+    def wait_in_flight(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until at least `count` requests are being answered at once; False after `timeout`.
+
+        With `Fault.hold` this makes "they were all in flight together" a fact rather than a
+        race against the machine's speed; the timeout only catches a hang.
+        """
+        deadline = time.monotonic() + timeout
+        while self.in_flight < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
     def requests_to(self, suffix: str) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.path.endswith(suffix)]
@@ -440,7 +465,7 @@ class FakeOpenAIServer:
     # ---- request handling ----
 
     def _handle(self, h: _Handler) -> None:
-        arrived = time.monotonic()
+        arrived = self.clock()
         raw = h.read_body()
         split = urlsplit(h.path)
         path = split.path
@@ -487,6 +512,10 @@ class FakeOpenAIServer:
                 return
             if fault.kind in ("hang", "delay"):
                 self._sleep(fault.seconds)
+                fault = None
+            elif fault.kind == "hold":
+                while fault.release is not None and not fault.release.wait(0.05) and not self._stopping.is_set():
+                    pass
                 fault = None
             elif fault.kind == "status":
                 extra = dict(fault.headers)

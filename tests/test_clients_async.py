@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,21 @@ def test_async_retries_use_the_same_policy(server: FakeOpenAIServer, monkeypatch
 
 
 def test_100_concurrent_calls_never_exceed_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeOpenAIServer(latency=0.05) as slow:
+    with FakeOpenAIServer() as slow:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         force_default_value("base_url", slow.base_url)
         force_default_value("max_concurrent_model_calls", 10)
         client = OpenAIClient()
+        release = threading.Event()
+        slow.fail_always(Fault.hold(release))  # every answer waits until 10 requests are there
 
         async def main() -> list[Any]:
-            return await asyncio.gather(*(client.asend_message([{"role": "user", "content": f"q{i}"}]) for i in range(100)))
+            calls = asyncio.gather(*(client.asend_message([{"role": "user", "content": f"q{i}"}]) for i in range(100)))
+            try:
+                assert await asyncio.to_thread(slow.wait_in_flight, 10)
+            finally:
+                release.set()
+            return await calls
 
         results = asyncio.run(main())
         assert [r["content"] for r in results] == [f"echo: q{i}" for i in range(100)]

@@ -163,6 +163,21 @@ def test_delay_answers_normally(srv: FakeOpenAIServer, client: openai.OpenAI) ->
     assert client.chat.completions.create(model="m", messages=USER).choices[0].message.content == EXPECTED
 
 
+def test_hold_answers_once_released_and_arrivals_follow_the_servers_clock(srv: FakeOpenAIServer, client: openai.OpenAI) -> None:
+    release = threading.Event()
+    srv.script(Fault.hold(release))
+    srv.clock = lambda: 42.0
+    answers: list[str | None] = []
+    caller = threading.Thread(target=lambda: answers.append(client.chat.completions.create(model="m", messages=USER).choices[0].message.content))
+    caller.start()
+    assert srv.wait_in_flight(1)
+    assert answers == []  # held: nothing came back yet
+    release.set()
+    caller.join(30)
+    assert answers == [EXPECTED]
+    assert [r.time for r in srv.requests] == [42.0]
+
+
 def test_malformed_json(srv: FakeOpenAIServer, client: openai.OpenAI) -> None:
     # openai 3.x does not wrap this: the body is declared application/json, the
     # SDK calls response.json(), and the raw json.JSONDecodeError (a ValueError,
@@ -307,14 +322,14 @@ def test_fail_always_and_reset(srv: FakeOpenAIServer, client: openai.OpenAI) -> 
 
 
 def test_max_in_flight_counts_concurrency() -> None:
-    with FakeOpenAIServer(latency=0.2) as server:
+    with FakeOpenAIServer() as server:
         c = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
         results: list[str | None] = []
         lock = threading.Lock()
 
         def call(i: int, gate: threading.Semaphore | None, barrier: threading.Barrier | None) -> None:
             if barrier is not None:
-                barrier.wait(timeout=5)
+                barrier.wait(timeout=30)
             if gate is not None:
                 gate.acquire()
             try:
@@ -325,18 +340,26 @@ def test_max_in_flight_counts_concurrency() -> None:
             with lock:
                 results.append(r.choices[0].message.content)
 
-        def run(workers: int, gate: threading.Semaphore | None, barrier: threading.Barrier | None) -> None:
+        def run(workers: int, gate: threading.Semaphore | None, barrier: threading.Barrier | None, in_flight: int) -> None:
+            """Every answer waits until `in_flight` requests are at the server together."""
+            release = threading.Event()
+            server.fail_always(Fault.hold(release))
             threads = [threading.Thread(target=call, args=(i, gate, barrier)) for i in range(workers)]
             for t in threads:
                 t.start()
-            for t in threads:
-                t.join(timeout=10)
+            try:
+                assert server.wait_in_flight(in_flight)
+            finally:
+                release.set()
+                for t in threads:
+                    t.join(timeout=30)
+            server.fail_always(None)
 
-        # Unbounded: 20 threads released together all overlap inside the 0.2 s latency.
-        run(20, None, threading.Barrier(20))
+        # Unbounded: 20 threads released together are all in flight at once.
+        run(20, None, threading.Barrier(20), in_flight=20)
         assert server.max_in_flight == 20
         # The handler decrements after its answer is sent, so the clients may finish first.
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while server.in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.in_flight == 0
@@ -345,6 +368,6 @@ def test_max_in_flight_counts_concurrency() -> None:
         # Bounded by a semaphore of 5: the server sees exactly that bound.
         server.reset()
         results.clear()
-        run(20, threading.Semaphore(5), None)
+        run(20, threading.Semaphore(5), None, in_flight=5)
         assert server.max_in_flight == 5
         assert len(server.requests) == 20 and len(results) == 20

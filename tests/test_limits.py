@@ -31,19 +31,22 @@ class Gauge:
 def test_threads_and_tasks_together_never_exceed_the_limit() -> None:
     force_default_value("max_concurrent_model_calls", 3)
     slots, gauge = CallSlots(), Gauge()
+    deadline = time.monotonic() + 30  # only catches a hang: holders leave once 3 were in at once
 
     def thread_work() -> None:
         for _ in range(5):
             with slots.hold():
                 gauge.enter()
-                time.sleep(0.005)
+                while gauge.most < 3 and time.monotonic() < deadline:
+                    time.sleep(0.001)
                 gauge.leave()
 
     async def task_work() -> None:
         for _ in range(5):
             async with slots.ahold():
                 gauge.enter()
-                await asyncio.sleep(0.005)
+                while gauge.most < 3 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.001)
                 gauge.leave()
 
     async def tasks() -> None:
@@ -80,7 +83,7 @@ def test_a_raised_limit_lets_a_waiting_thread_in() -> None:
         waiter.start()
         assert not entered.wait(0.2)
         force_default_value("max_concurrent_model_calls", 2)
-        assert entered.wait(5)
+        assert entered.wait(30)
     waiter.join()
 
 

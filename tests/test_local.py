@@ -24,7 +24,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,14 +181,14 @@ def test_the_answer_names_the_local_model(llm: LocalClient) -> None:
 
 
 def test_prompt_over_the_context_is_a_clear_invalid_request(llm: LocalClient) -> None:
-    started = time.perf_counter()
+    sent = chat_server().requests
     with pytest.raises(InvalidRequestError) as caught:
         llm.send_message([{"role": "user", "content": "word " * 5000}], max_tokens=4)
     error = caught.value
     assert "context" in str(error) and "LOCAL_CONTEXT_SIZE" in str(error)
     assert error.status_code == 400
     assert error.code == "context_length_exceeded"
-    assert time.perf_counter() - started < 5, "an over-long prompt must not be retried"
+    assert chat_server().requests == sent + 1, "an over-long prompt must not be retried"
 
 
 def test_a_config_change_restarts_only_the_chat_server(llm: LocalClient) -> None:
@@ -240,11 +239,11 @@ def test_a_batch_equals_the_single_calls_in_order(llm: LocalClient) -> None:
 
 
 def test_embedding_input_over_the_context_is_a_clear_invalid_request(llm: LocalClient) -> None:
-    started = time.perf_counter()
+    sent = embedding_server().requests
     with pytest.raises(InvalidRequestError, match="context of 512 tokens") as caught:
         llm.get_embedding("word " * 600)
     assert caught.value.code == "context_length_exceeded"
-    assert time.perf_counter() - started < 5, "an over-long input must not be retried"
+    assert embedding_server().requests == sent + 1, "an over-long input must not be retried"
 
 
 # -- the cache in front of the local client ---------------------------------------------------
@@ -348,13 +347,10 @@ def test_the_server_stops_when_the_process_exits(engine: None, model_cache: Path
         """
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    started = time.perf_counter()
-    done = subprocess.run(
+    done = subprocess.run(  # the timeout catches an exit that hangs on the server
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
-    elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
-    assert elapsed < 30
     port = int(done.stdout.split()[-1])
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0

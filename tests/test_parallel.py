@@ -25,7 +25,7 @@ from openai_utils.parallel import (
     map_llm_call,
     send_messages,
 )
-from tests.fake_server import FakeOpenAIServer, _last_user_text, default_reply
+from tests.fake_server import FakeOpenAIServer, Fault, _last_user_text, default_reply
 
 
 def conversation(i: int) -> list[dict[str, str]]:
@@ -40,7 +40,7 @@ def workers_alive() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME_PREFIX)]
 
 
-def wait_for_workers_to_exit(seconds: float = 5.0) -> list[threading.Thread]:
+def wait_for_workers_to_exit(seconds: float = 30.0) -> list[threading.Thread]:
     deadline = time.monotonic() + seconds
     while workers_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -50,10 +50,24 @@ def wait_for_workers_to_exit(seconds: float = 5.0) -> list[threading.Thread]:
 # -- order, the concurrency limit, failures --------------------------------------------------
 
 
+def send_messages_while_held(oai: OpenAIClient, server: FakeOpenAIServer, items: int, max_workers: int, in_flight: int) -> list[Any]:
+    """send_messages with every answer held at the server until `in_flight` requests are there."""
+    release = threading.Event()
+    server.fail_always(Fault.hold(release))
+    results: list[Any] = []
+    runner = threading.Thread(target=lambda: results.extend(send_messages(oai, [conversation(i) for i in range(items)], max_workers)))
+    runner.start()
+    try:
+        assert server.wait_in_flight(in_flight)
+    finally:
+        release.set()
+        runner.join(30)
+    return results
+
+
 def test_200_conversations_come_back_in_order_with_16_in_flight(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
     force_default_value("max_concurrent_model_calls", 16)
-    server.latency = 0.1
-    results = send_messages(oai, [conversation(i) for i in range(200)], max_workers=16)
+    results = send_messages_while_held(oai, server, items=200, max_workers=16, in_flight=16)
     assert results == [echo(i) for i in range(200)]
     assert len(server.requests) == 200
     assert server.max_in_flight == 16
@@ -62,8 +76,7 @@ def test_200_conversations_come_back_in_order_with_16_in_flight(oai: OpenAIClien
 
 def test_more_workers_than_slots_still_respect_the_limit(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
     force_default_value("max_concurrent_model_calls", 4)
-    server.latency = 0.02
-    results = send_messages(oai, [conversation(i) for i in range(40)], max_workers=12)
+    results = send_messages_while_held(oai, server, items=40, max_workers=12, in_flight=4)
     assert results == [echo(i) for i in range(40)]
     assert server.max_in_flight == 4
 
@@ -143,11 +156,16 @@ def test_a_generator_of_items_is_accepted() -> None:
 # -- how many threads --------------------------------------------------------------------------
 
 
-def record_threads(names: set[str], lock: threading.Lock) -> Any:
+def record_threads(names: set[str], lock: threading.Lock, expected: int) -> Any:
+    """Items that note their thread, the first ones waiting until `expected` threads have one."""
+    all_in = threading.Event()
+
     def function(item: int) -> int:
         with lock:
             names.add(threading.current_thread().name)
-        time.sleep(0.01)
+            if len(names) >= expected:
+                all_in.set()
+        all_in.wait(30)
         return item
 
     return function
@@ -157,7 +175,7 @@ def record_threads(names: set[str], lock: threading.Lock) -> Any:
 def test_default_workers_follow_the_concurrency_limit(limit: int, items: int, expected: int) -> None:
     force_default_value("max_concurrent_model_calls", limit)
     names: set[str] = set()
-    assert map_calls(record_threads(names, threading.Lock()), range(items)) == list(range(items))
+    assert map_calls(record_threads(names, threading.Lock(), expected), range(items)) == list(range(items))
     assert len(names) == expected
     assert all(name.startswith(THREAD_NAME_PREFIX) for name in names)
 
@@ -183,35 +201,53 @@ def test_base_exceptions_from_an_item_stop_the_map() -> None:
 
 
 class Tracker:
-    """Which items started and finished, from the worker threads."""
+    """Which items started and finished, from the worker threads.
 
-    def __init__(self) -> None:
+    An item started once `hold_after` items have finished waits until `interrupted` is set
+    (after the map re-raised), so how many start does not depend on how fast the calling
+    thread reacts; `stuck` lists any that waited in vain, which a map that did not re-raise
+    at once would cause.
+    """
+
+    def __init__(self, hold_after: int) -> None:
         self.lock = threading.Lock()
         self.started: list[int] = []
         self.finished: list[int] = []
+        self.hold_after = hold_after
+        self.interrupted = threading.Event()
+        self.stuck: list[int] = []
+
+    def start(self, i: int) -> None:
+        with self.lock:
+            self.started.append(i)
+            late = len(self.finished) >= self.hold_after
+        if late and not self.interrupted.wait(30):
+            self.stuck.append(i)
+
+    def finish(self, i: int) -> int:
+        with self.lock:
+            self.finished.append(i)
+            return len(self.finished)
 
 
 def test_ctrl_c_cancels_pending_items_and_leaves_no_thread(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    server.latency = 0.2  # long enough for the main thread to react before the next round starts
-    tracker = Tracker()
+    server.latency = 0.2  # requests are in flight when Ctrl-C comes
+    tracker = Tracker(hold_after=6)
     main = threading.main_thread().ident
     assert threading.current_thread() is threading.main_thread()
 
     def function(i: int) -> Any:
-        with tracker.lock:
-            tracker.started.append(i)
+        tracker.start(i)
         reply = oai.send_message(conversation(i))
-        with tracker.lock:
-            tracker.finished.append(i)
-            if len(tracker.finished) == 6:
-                signal.pthread_kill(main, signal.SIGINT)  # what Ctrl-C does to the main thread
+        if tracker.finish(i) == 6:
+            signal.pthread_kill(main, signal.SIGINT)  # what Ctrl-C does to the main thread
         return reply
 
-    started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         map_calls(function, range(100), max_workers=4)
-    assert time.monotonic() - started < 3  # it did not run the other 94 items
+    tracker.interrupted.set()
     assert wait_for_workers_to_exit() == []  # in-flight requests finished, threads gone
+    assert tracker.stuck == []  # it re-raised without waiting for the items in flight
     assert 6 <= len(tracker.started) <= 6 + 2 * 4  # those running, and at most one more each
     assert sorted(tracker.started) == sorted(tracker.finished)  # nothing was cut mid-request
     assert len(server.requests) == len(tracker.started) < 100
@@ -219,13 +255,14 @@ def test_ctrl_c_cancels_pending_items_and_leaves_no_thread(oai: OpenAIClient, se
 
 def test_a_keyboard_interrupt_from_the_progress_callback_stops_cleanly(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
     server.latency = 0.2
-    tracker = Tracker()
+    tracker = Tracker(hold_after=5)
     seen: list[tuple[int, int]] = []
 
     def function(i: int) -> Any:
-        with tracker.lock:
-            tracker.started.append(i)
-        return oai.send_message(conversation(i))
+        tracker.start(i)
+        reply = oai.send_message(conversation(i))
+        tracker.finish(i)
+        return reply
 
     def progress(done: int, total: int) -> None:
         seen.append((done, total))
@@ -234,8 +271,10 @@ def test_a_keyboard_interrupt_from_the_progress_callback_stops_cleanly(oai: Open
 
     with pytest.raises(KeyboardInterrupt):
         map_calls(function, range(60), max_workers=3, progress=progress)
+    tracker.interrupted.set()
     assert seen == [(n, 60) for n in range(1, 6)]
     assert wait_for_workers_to_exit() == []
+    assert tracker.stuck == []
     assert 5 <= len(tracker.started) <= 5 + 2 * 3
     assert len(server.requests) == len(tracker.started)
 
@@ -243,14 +282,26 @@ def test_a_keyboard_interrupt_from_the_progress_callback_stops_cleanly(oai: Open
 def test_answers_finished_before_ctrl_c_are_in_the_cache(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
     force_api_cache(True, str(tmp_path / "cache.pickle"))
     server.latency = 0.02
+    tracker = Tracker(hold_after=10)
+
+    class Tracked(OpenAIClient):
+        def send_message(self, *args: Any, **kwargs: Any) -> Any:
+            tracker.start(0)
+            reply = super().send_message(*args, **kwargs)
+            tracker.finish(0)
+            return reply
+
+    tracked = Tracked(oai.cache_api_calls, oai.cache_file_name, sleep=lambda seconds: None)
 
     def progress(done: int, total: int) -> None:
         if done == 10:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        send_messages(oai, [conversation(i) for i in range(40)], max_workers=4, progress=progress)
+        send_messages(tracked, [conversation(i) for i in range(40)], max_workers=4, progress=progress)
+    tracker.interrupted.set()
     assert wait_for_workers_to_exit() == []
+    assert tracker.stuck == []
     sent_before = len(server.requests)
     assert 10 <= sent_before < 40
     results = send_messages(oai, [conversation(i) for i in range(40)], max_workers=4)

@@ -1,7 +1,10 @@
 """Client-side rate limits: token buckets, coordinated backoff after a 429, and the gate combining them.
 
-The buckets and pauses run on a fake clock, so nothing here depends on how fast the machine is;
-the tests against the loopback server check the arrival times the server recorded.
+Nothing here depends on how fast or busy the machine is. The buckets and pauses run on a fake
+clock; the tests against the loopback server run the real client, the process-wide gate and the
+server's arrival stamps on one simulated clock that moves only when every call is asleep on it,
+and check the arrival times the server recorded. One test uses the real clock, and asserts only
+a lower bound that a slow machine can only exceed.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +25,7 @@ from openai_utils import (
     default,
     force_default_value,
 )
-from openai_utils.ratelimit import EndpointPause, RateGate, TokenBucket, estimate_tokens
+from openai_utils.ratelimit import EndpointPause, RateGate, TokenBucket, estimate_tokens, rate_gate
 from tests.fake_server import FakeOpenAIServer, Fault
 
 
@@ -165,13 +169,29 @@ def test_aacquire_shares_the_arithmetic_and_awaits() -> None:
 
 
 def test_aacquire_uses_asyncio_sleep_by_default() -> None:
-    bucket = TokenBucket(60 * 50)  # 50 a second: the second call waits 20 ms
+    """It awaits (another task runs meanwhile) and really waits: at least what it said, since a
+    busy machine can only make a sleep longer."""
+    bucket = TokenBucket(60 * 20, clock=lambda: 0.0)  # frozen: the 21st token is exactly 50 ms away
+    order: list[str] = []
 
-    async def main() -> float:
-        await bucket.aacquire(50)
-        return await bucket.aacquire(1)
+    async def other() -> None:
+        await asyncio.sleep(0)
+        order.append("the other task")
 
-    assert asyncio.run(main()) == pytest.approx(0.02, abs=0.005)
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        await bucket.aacquire(20)
+        started = loop.time()
+        task = asyncio.create_task(other())
+        waited = await bucket.aacquire(1)
+        order.append("acquired")
+        await task
+        return waited, loop.time() - started
+
+    waited, elapsed = asyncio.run(main())
+    assert waited == 0.05
+    assert order == ["the other task", "acquired"]
+    assert elapsed >= 0.05 - 0.001  # the event loop may fire a timer up to its clock resolution early
 
 
 # -- EndpointPause ---------------------------------------------------------------------------
@@ -378,6 +398,53 @@ def test_a_pause_during_the_bucket_wait_is_waited_out_and_a_new_place_taken() ->
     assert bucket is not None and bucket.level == 0  # a second place was taken after the pause
 
 
+@pytest.mark.parametrize(("rpm", "tpm", "amount"), [(240, 0, None), (0, 2400, 10)], ids=["rpm", "tpm"])
+def test_the_token_that_counts_is_taken_when_the_request_leaves(rpm: float, tpm: float, amount: int | None) -> None:
+    """Eight requests take their places at once, then are all held up for a second (a busy slot,
+    the first SDK build): when they reach the send, they leave at the rate, not together."""
+    now = [0.0]
+    gate = RateGate(lambda: now[0], lambda seconds: None, limits=lambda endpoint: (rpm, tpm))
+    spaced = [0.0] * 4 + [0.25, 0.5, 0.75, 1.0]  # 4 a second (or 40 tokens of 10), a second's worth at once
+    assert [gate.before_request("a", amount) for _ in range(8)] == pytest.approx(spaced)
+    now[0] = 1.0
+    sends = [gate.before_send("a", amount) for _ in range(8)]
+    assert sends == pytest.approx(spaced)
+    assert respects([1.0 + wait for wait in sends], capacity=4, per_second=4)
+
+
+def test_a_request_not_held_up_waits_only_for_its_place() -> None:
+    clock = FakeClock()
+    gate = gate_with(clock, rpm=60)
+    for _ in range(5):
+        gate.before_request("a")
+        assert gate.before_send("a") == 0
+    assert clock.sleeps == [1.0] * 4
+
+
+def test_abefore_send_awaits_its_turn() -> None:
+    clock = FakeClock()
+    gate = gate_with(clock, rpm=60)
+
+    async def main() -> list[float]:
+        return [await gate.abefore_send("a") for _ in range(3)]
+
+    assert asyncio.run(main()) == [0, 1, 1] and clock.now == 2
+
+
+def test_set_clock_moves_the_gate_and_its_pauses_to_another_clock() -> None:
+    gate = RateGate(limits=lambda endpoint: (60, 0))
+    gate.before_send("a")  # on the real clock: the bucket is empty now
+    gate.pauses.pause_for("a", 100.0, owner="someone else")
+    clock = FakeClock()
+    gate.set_clock(clock, clock.sleep, clock.asleep)
+    assert not gate.paused("a")  # measured on the old clock: forgotten
+    assert [gate.before_send("a") for _ in range(3)] == [0, 1, 1] and clock.now == 2
+    gate.pauses.pause_for("a", 5.0, owner="someone else")
+    assert gate.pauses.remaining("a") == 5.0
+    gate.set_clock()
+    assert gate.before_send("a") == 0 and not gate.paused("a")  # real time again, afresh
+
+
 def test_reset_forgets_buckets_and_pauses() -> None:
     clock = FakeClock()
     gate = gate_with(clock, rpm=60)
@@ -425,109 +492,303 @@ def test_estimate_falls_back_to_characters_without_an_encoding(monkeypatch: pyte
     assert estimate_tokens({"model": "m", "messages": [{"role": "user", "content": "x" * 400}]}) >= 100
 
 
-# -- against the loopback server, through a thin loop ----------------------------------------
+# -- at the loopback server, on a simulated clock --------------------------------------------
+
+HANG = 30.0
+"""Seconds of real time after which a test stops waiting: only a hang gets there."""
 
 
-def thin_loop(oai: OpenAIClient, gate: RateGate, key: str, prompts: list[str]) -> None:
-    """What the client will do around each attempt, minus everything else."""
-    for prompt in prompts:
-        request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
-        while True:
-            gate.before_request(key)
-            try:
-                oai._raw_model_call(request, 10.0)
-                break
-            except RateLimitError as error:
-                gate.after_error(key, error)
-                time.sleep(error.retry_after or 0)
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
-def warm_up(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    """Build the SDK client and open a connection before measuring.
+class VirtualClock:
+    """Simulated time shared by threads, event loops and the server, which machine load cannot bend.
 
-    A request delayed after passing the gate (the first one builds the SDK client, and may even
-    import openai) leaves the bucket to refill meanwhile, so the requests behind it can arrive
-    bunched with it: true of any gate placed before the send, and not what these tests measure.
+    Time stands still until the test moves it, and the test moves it only once every call in
+    progress is asleep here: whatever the machine does meanwhile (start threads, build SDK
+    clients, send requests, answer them) happens at one instant, however long it really takes.
+    A sleeper wakes when the time reaches its wake-up time; `advance` jumps to the earliest.
     """
-    oai.send_message([{"role": "user", "content": "warm-up"}])
-    server.reset()
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._cond = threading.Condition()
+        self._wakes: list[float] = []
+        self._tasks: list[tuple[float, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def parked(self) -> int:
+        """Sleepers whose time has not come."""
+        with self._cond:
+            return len(self._wakes)
+
+    def sleep(self, seconds: float) -> None:
+        with self._cond:
+            wake = self.now + seconds
+            if wake <= self.now:
+                return
+            self._wakes.append(wake)
+            if not self._cond.wait_for(lambda: self.now >= wake, timeout=HANG):
+                raise AssertionError(f"asleep until {wake} for {HANG} s of real time: the clock never got there")
+
+    async def asleep(self, seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            wake = self.now + seconds
+            if wake <= self.now:
+                return
+            self._wakes.append(wake)
+            self._tasks.append((wake, asyncio.get_running_loop(), woken))
+        await asyncio.wait_for(woken, HANG)
+
+    def advance(self, to: float | None = None) -> None:
+        """Move to `to`, or to the earliest wake-up time, and wake everyone due by then."""
+        with self._cond:
+            self.now = min(self._wakes) if to is None else to
+            self._wakes = [wake for wake in self._wakes if wake > self.now]
+            due = [(loop, woken) for wake, loop, woken in self._tasks if wake <= self.now]
+            self._tasks = [task for task in self._tasks if task[0] > self.now]
+            self._cond.notify_all()
+        for loop, woken in due:
+            loop.call_soon_threadsafe(_wake, woken)
 
 
-def run_threads(count: int, target: Any) -> None:
-    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
-    for thread in threads:
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (in real time, bounded only to catch a hang) until `condition` holds."""
+    deadline = time.monotonic() + HANG
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {HANG} s")
+        time.sleep(0.001)
+
+
+class SimulatedClient(OpenAIClient):
+    """The openai client with its retry waits on the virtual clock, counting calls as they end.
+
+    With `build_seconds`, building its SDK client (sync or async) takes that long for every
+    request that needs it before it is built: what importing openai costs a cold process.
+    """
+
+    def __init__(self, clock: VirtualClock, build_seconds: float = 0.0) -> None:
+        super().__init__(sleep=clock.sleep, async_sleep=clock.asleep, random_value=lambda: 0.5)
+        self.clock = clock
+        self.build_seconds = build_seconds
+        self.ready_at: float | None = None
+        self.finished = 0
+        self._count_lock = threading.Lock()
+
+    def _building(self) -> float:
+        """Seconds until the SDK client is built; the first request to ask starts the build."""
+        with self._count_lock:
+            if self.ready_at is None:
+                self.ready_at = self.clock() + self.build_seconds
+            return self.ready_at - self.clock()
+
+    def _sdk(self, kind: str = "chat") -> Any:
+        self.clock.sleep(self._building())
+        return super()._sdk(kind)
+
+    async def _async_sdk(self, kind: str = "chat") -> Any:
+        await self.clock.asleep(self._building())
+        return await super()._async_sdk(kind)
+
+    def _finish(self) -> None:
+        with self._count_lock:
+            self.finished += 1
+
+    def send_message(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().send_message(*args, **kwargs)
+        finally:
+            self._finish()
+
+    async def asend_message(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().asend_message(*args, **kwargs)
+        finally:
+            self._finish()
+
+
+def run_out(clock: VirtualClock, client: SimulatedClient, calls: int, at_once: int) -> None:
+    """Move the clock from wake-up to wake-up until `client` has ended `calls` calls.
+
+    The clock moves only when every call that can be in progress (`at_once` of them, or all
+    that are left) is asleep on it: nothing is on its way anywhere.
+    """
+    deadline = time.monotonic() + HANG
+    while (finished := client.finished) < calls:
+        if clock.parked() == min(at_once, calls - finished):
+            clock.advance()
+            deadline = time.monotonic() + HANG
+        elif time.monotonic() > deadline:
+            raise AssertionError(f"{finished} of {calls} calls ended, {clock.parked()} asleep, for {HANG} s")
+        else:
+            time.sleep(0.001)
+
+
+class Workers:
+    """Calls started together, each in its own thread or each a task of one event loop."""
+
+    def __init__(self, asynchronous: bool) -> None:
+        self.errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        self._loop = asyncio.new_event_loop() if asynchronous else None
+        if self._loop is not None:
+            self._spawn(self._loop.run_forever)
+
+    def _spawn(self, target: Callable[..., Any], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+        self._threads.append(thread)
+
+    def start(self, client: SimulatedClient, prompts: list[str]) -> None:
+        """One call per prompt, all at once; each must be answered with its own echo."""
+        for prompt in prompts:
+            if self._loop is None:
+                self._spawn(self._call, client, prompt)
+            else:
+                asyncio.run_coroutine_threadsafe(self._acall(client, prompt), self._loop)
+
+    def _check(self, prompt: str, reply: Any) -> None:
+        if reply != {"role": "assistant", "content": f"echo: {prompt}"}:
+            self.errors.append(AssertionError(f"{prompt!r} was answered {reply!r}"))
+
+    def _call(self, client: SimulatedClient, prompt: str) -> None:
+        try:
+            self._check(prompt, client.send_message([{"role": "user", "content": prompt}]))
+        except BaseException as error:  # a worker's failure must fail the test, not vanish
+            self.errors.append(error)
+
+    async def _acall(self, client: SimulatedClient, prompt: str) -> None:
+        try:
+            self._check(prompt, await client.asend_message([{"role": "user", "content": prompt}]))
+        except BaseException as error:
+            self.errors.append(error)
+
+    def close(self) -> None:
+        """Close the loop's SDK clients and the loop; raise the first failure of any call."""
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._loop.shutdown_asyncgens(), self._loop).result(HANG)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        for thread in self._threads:
+            thread.join(HANG)
+        if self._loop is not None:
+            self._loop.close()
+        if self.errors:
+            raise self.errors[0]
 
 
-def test_after_a_429_no_other_request_reaches_the_endpoint_during_the_pause(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    warm_up(oai, server)
-    latency = 0.05
-    server.latency = latency
-    server.script(Fault.status(429, headers={"Retry-After": "1"}))
-    gate = RateGate()
-    run_threads(8, lambda n: thin_loop(oai, gate, "loopback", [f"t{n} r{k}" for k in range(5)]))
-    times = [r.time for r in server.requests]
-    assert len(times) == 8 * 5 + 1
-    limited = times[0]  # the first arrival got the scripted 429
-    # Requests already on their way when the 429 came back may still arrive; after that, nothing
-    # until the pause (1 s from the moment the client read the 429) is over.
-    quiet_from, quiet_to = limited + latency + 0.1, limited + latency + 0.95
-    assert [t - limited for t in times if quiet_from < t < quiet_to] == []
-    assert sum(t >= limited + 1 for t in times) >= 8  # the work went on after the pause
-
-
-def test_rpm_limits_the_arrival_times_at_the_server(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    warm_up(oai, server)
-    gate = RateGate(limits=lambda endpoint: (600, 0))  # 10 a second, burst of 10
-    run_threads(4, lambda n: thin_loop(oai, gate, "loopback", [f"t{n} r{k}" for k in range(5)]))
-    times = [r.time for r in server.requests]
-    assert len(times) == 20
-    assert respects(times, capacity=10, per_second=10, slack=0.05)
-    assert max(times) - min(times) >= 0.9  # 10 had to wait, 0.1 s apart
-
-
-# -- end to end, once the client calls the gate (see the wiring notes) -----------------------
-
-
-def test_e2e_a_429_pauses_the_other_threads(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from openai_utils import register_client
-
+@pytest.fixture
+def virtual(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[VirtualClock]:
+    """The process-wide gate and the server's arrival stamps on one virtual clock."""
+    clock = VirtualClock()
+    rate_gate.set_clock(clock, clock.sleep, clock.asleep)
+    server.clock = clock
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     force_default_value("base_url", server.base_url)
-    real = OpenAIClient(sleep=time.sleep, random_value=lambda: 0.5)  # real waits
-    register_client("openai", real)
-    warm_up(real, server)
-    latency = 0.05
-    server.latency = latency
-    server.script(Fault.status(429, headers={"Retry-After": "1"}))
-    results = client().send_messages([[{"role": "user", "content": f"q{i}"}] for i in range(40)], max_workers=8)
-    assert results == [{"role": "assistant", "content": f"echo: q{i}"} for i in range(40)]
-    times = [r.time for r in server.requests]
-    assert len(times) == 41
-    limited = times[0]
-    assert [t - limited for t in times if limited + latency + 0.1 < t < limited + latency + 0.95] == []
+    yield clock
+    rate_gate.set_clock()
 
 
-def test_e2e_rpm_limits_the_arrival_times(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    warm_up(oai, server)
-    force_default_value("requests_per_minute", 600)
-    results = client().send_messages([[{"role": "user", "content": f"q{i}"}] for i in range(20)], max_workers=8)
-    assert len(results) == 20 and all(isinstance(r, dict) for r in results)
-    times = [r.time for r in server.requests]
-    assert respects(times, capacity=10, per_second=10, slack=0.05)
-    assert max(times) - min(times) >= 0.9
+def arrivals(server: FakeOpenAIServer) -> list[float]:
+    return sorted(round(r.time, 9) for r in server.requests)
 
 
-def test_e2e_rpm_60_over_20_requests(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    """The issue's own numbers, in real time (about 19 s): a bucket of one second's worth, so
-    the server sees the first request at once and every later one a second after the previous."""
-    warm_up(oai, server)
+BOTH = pytest.mark.parametrize("asynchronous", [False, True], ids=["threads", "asyncio"])
+
+
+@BOTH
+def test_a_cold_process_sends_no_burst_above_the_rate(virtual: VirtualClock, server: FakeOpenAIServer, asynchronous: bool) -> None:
+    """16 calls at once in a fresh process, whose first requests spend a second building the
+    SDK client: at 240 a minute the server sees 4 at once (a second's worth), then one every
+    0.25 s, not the 8 whose turn had come while the client was being built."""
+    force_default_value("requests_per_minute", 240)
+    client = SimulatedClient(virtual, build_seconds=1.0)
+    workers = Workers(asynchronous)
+    try:
+        workers.start(client, [f"q{i}" for i in range(16)])
+        run_out(virtual, client, calls=16, at_once=16)
+    finally:
+        workers.close()
+    times = arrivals(server)
+    assert respects(times, capacity=4, per_second=4)
+    assert times == [1.0] * 4 + [1.0 + 0.25 * k for k in range(1, 13)]
+
+
+@BOTH
+def test_requests_held_up_by_busy_slots_leave_at_the_rate(virtual: VirtualClock, server: FakeOpenAIServer, asynchronous: bool) -> None:
+    """Both concurrency slots are held by slow requests while 6 more wait: when the slow ones
+    end, 2 s later, the 6 leave at 240 a minute (4 at once, then every 0.25 s), not together."""
+    force_default_value("requests_per_minute", 240)
+    force_default_value("max_concurrent_model_calls", 2)
+    release = threading.Event()
+    server.script(Fault.hold(release), Fault.hold(release))
+    client = SimulatedClient(virtual)
+    workers = Workers(asynchronous)
+    try:
+        workers.start(client, ["slow 1", "slow 2"])
+        assert server.wait_in_flight(2)
+        workers.start(client, [f"q{i}" for i in range(6)])
+        wait_until(lambda: virtual.parked() == 4, "four requests waiting for their place in line")
+        virtual.advance(to=2.0)
+        release.set()
+        run_out(virtual, client, calls=8, at_once=8)
+    finally:
+        release.set()
+        workers.close()
+    times = arrivals(server)
+    assert respects(times, capacity=4, per_second=4)
+    assert times == [0.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.25, 2.5]
+
+
+def test_rpm_60_spaces_20_requests_from_send_messages_a_second_apart(virtual: VirtualClock, server: FakeOpenAIServer) -> None:
+    """A bucket of one second's worth: the first request at once, every later one a second after."""
     force_default_value("requests_per_minute", 60)
-    results = client().send_messages([[{"role": "user", "content": f"q{i}"}] for i in range(20)], max_workers=8, progress=False)
-    assert all(isinstance(r, dict) for r in results) and len(results) == 20
-    times = [r.time for r in server.requests]
+    client = SimulatedClient(virtual)
+    conversations = [[{"role": "user", "content": f"q{i}"}] for i in range(20)]
+    results: list[Any] = []
+    runner = threading.Thread(target=lambda: results.extend(client.send_messages(conversations, max_workers=8, progress=False)))
+    runner.start()
+    try:
+        run_out(virtual, client, calls=20, at_once=8)
+    finally:
+        runner.join(HANG)
+    assert results == [{"role": "assistant", "content": f"echo: q{i}"} for i in range(20)]
+    assert arrivals(server) == [float(i) for i in range(20)]
+
+
+@BOTH
+def test_after_a_429_nothing_else_reaches_the_server_until_the_pause_ends(
+    virtual: VirtualClock, server: FakeOpenAIServer, asynchronous: bool
+) -> None:
+    """A 429 saying "Retry-After: 1" holds every other call to that model for that second."""
+    server.script(Fault.status(429, headers={"Retry-After": "1"}))
+    client = SimulatedClient(virtual)
+    workers = Workers(asynchronous)
+    try:
+        workers.start(client, ["first"])
+        wait_until(lambda: virtual.parked() == 1, "the first call waiting to retry after its 429")
+        workers.start(client, [f"q{i}" for i in range(7)])
+        run_out(virtual, client, calls=8, at_once=8)
+    finally:
+        workers.close()
+    times = arrivals(server)
+    assert len(times) == 9
+    assert times[:2] == [0.0, 1.0] and min(times[1:]) >= 1.0  # the 429 alone, then the pause
+
+
+def test_on_the_real_clock_requests_over_the_burst_wait_at_least_their_turn(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    """The real clock and sleeps, end to end: at 600 a minute (10 at once, then one every 0.1 s)
+    the 20th request cannot arrive before 1 s has passed. Only a lower bound, which a slow
+    machine can only exceed."""
+    force_default_value("requests_per_minute", 600)
+    started = time.monotonic()
+    results = oai.send_messages([[{"role": "user", "content": f"q{i}"}] for i in range(20)], max_workers=8, progress=False)
+    assert results == [{"role": "assistant", "content": f"echo: q{i}"} for i in range(20)]
+    times = arrivals(server)
     assert len(times) == 20
-    assert respects(times, capacity=1, per_second=1, slack=0.05)
-    assert max(times) - min(times) >= 18.9
+    assert times[-1] - started >= 1.0 - 1e-6
