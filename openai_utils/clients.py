@@ -54,6 +54,7 @@ from .request import (
     build_embedding_request,
     cache_key,
     is_reasoning_model,
+    validate_arguments,
 )
 from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
@@ -261,6 +262,12 @@ class OpenAIClient:
         stream: bool,
         extra: Mapping[str, Any],
     ) -> _Call:
+        validate_arguments({
+            "model": model, "temperature": temperature, "max_tokens": max_tokens, "top_p": top_p,
+            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty, "timeout": timeout,
+            "max_attempts": max_attempts, "waiting_time": waiting_time,
+            "exponential_backoff_factor": exponential_backoff_factor, "n": n, "echo": echo, "stream": stream,
+        })
         if stream and (n != 1 or echo):
             raise InvalidRequestError("stream=True returns one answer's text: it cannot be combined with n > 1 or echo")
         params: dict[str, Any] = {
@@ -291,6 +298,7 @@ class OpenAIClient:
         return call
 
     def _prepare_embedding(self, text: str | Sequence[str], model: str | None, timeout: float | None, max_attempts: int | None) -> _Call:
+        validate_arguments({"model": model, "timeout": timeout, "max_attempts": max_attempts})
         request = build_embedding_request(text, model or self._default_model(EMBEDDING))
         return self._prepare(EMBEDDING, request, timeout, self._policy(max_attempts, None, None))
 
