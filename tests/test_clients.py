@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from openai_utils import (
     force_default_value,
     register_client,
 )
-from tests.fake_server import FakeOpenAIServer, Fault
+from tests.fake_server import FakeOpenAIServer, Fault, embedding_vector
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -329,6 +330,50 @@ def test_get_embedding_retries_and_caches(oai: OpenAIClient, server: FakeOpenAIS
     first = oai.get_embedding("x")
     assert oai.get_embedding("x") == first
     assert len(server.requests_to("/embeddings")) == 2  # one failure, one success, then a hit
+
+
+MANY_TEXTS = [f"text number {i}" for i in range(5000)]
+
+
+def embedding_inputs(server: FakeOpenAIServer) -> list[Any]:
+    return [r.body["input"] for r in server.requests_to("/embeddings")]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_long_list_of_texts_goes_out_in_parts_the_spec_allows(
+    oai: OpenAIClient, server: FakeOpenAIServer, asynchronous: bool
+) -> None:
+    import asyncio
+
+    vectors = asyncio.run(oai.aget_embedding(MANY_TEXTS)) if asynchronous else oai.get_embedding(MANY_TEXTS)
+    assert vectors == [embedding_vector(t) for t in MANY_TEXTS]
+    sent = embedding_inputs(server)
+    assert len(sent) == math.ceil(5000 / 2048)
+    assert all(len(part) <= 2048 for part in sent)
+    assert [t for part in sent for t in part] == MANY_TEXTS
+
+
+def test_each_part_of_a_long_list_is_retried_on_its_own(oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+    server.script(Fault.delay(0), Fault.status(503), path="/embeddings")  # the second part fails once
+    assert oai.get_embedding(MANY_TEXTS) == [embedding_vector(t) for t in MANY_TEXTS]
+    sent = embedding_inputs(server)
+    assert [len(part) for part in sent] == [2048, 2048, 2048, 904]
+    assert sent[1] == sent[2] == MANY_TEXTS[2048:4096]
+    assert sleeps == [1.0]
+
+
+def test_parts_are_cached_one_by_one_so_a_failed_long_call_resumes(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any
+) -> None:
+    force_api_cache(True, str(tmp_path / "e.pickle"))
+    server.script(Fault.delay(0), Fault.delay(0), *[Fault.status(503)] * 5, path="/embeddings")
+    assert oai.get_embedding(MANY_TEXTS) is None  # the third part ran out of attempts
+    assert len(embedding_inputs(server)) == 2 + 5
+    server.reset()
+    assert oai.get_embedding(MANY_TEXTS) == [embedding_vector(t) for t in MANY_TEXTS]
+    assert embedding_inputs(server) == [MANY_TEXTS[4096:]]  # the first two parts came from the cache
+    assert oai.get_embedding(MANY_TEXTS[:2048]) == [embedding_vector(t) for t in MANY_TEXTS[:2048]]
+    assert len(embedding_inputs(server)) == 1  # a list of up to 2048 is one part, with the same key
 
 
 # -- the cache in send_message ---------------------------------------------------------------
