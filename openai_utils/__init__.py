@@ -35,6 +35,7 @@ from .exceptions import (
     StreamInterruptedError,
     TemplateError,
     TemplateNotFoundError,
+    TemplateSyntaxError,
     TemplateVariableError,
 )
 from .generation import generate_response
@@ -78,6 +79,7 @@ __all__ = [
     "TemplateError",
     "TemplateNotFoundError",
     "TemplateVariableError",
+    "TemplateSyntaxError",
     "CacheError",
     "APIError",
     "InvalidRequestError",

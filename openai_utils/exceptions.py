@@ -7,8 +7,9 @@
     │   └── MissingCredentialsError             a secret's environment variable is not set
     ├── CacheError                              a cache file in a format this version cannot read
     ├── TemplateError (also ValueError)
-    │   ├── TemplateNotFoundError               no template of that name on PROMPTS_PATH
-    │   └── TemplateVariableError               the template uses a variable the call did not give
+    │   ├── TemplateNotFoundError               no template (or partial) of that name
+    │   ├── TemplateVariableError               the template uses a variable the call did not give
+    │   └── TemplateSyntaxError                 not valid mustache, or not UTF-8; names file and line
     └── APIError                                a request failed; carries status, request id, attempts
         ├── InvalidRequestError (also ValueError)   400/404/422, or messages rejected before sending
         │   └── ContentFilterError              the prompt or the answer was filtered; names the categories
@@ -41,6 +42,7 @@ __all__ = [
     "TemplateError",
     "TemplateNotFoundError",
     "TemplateVariableError",
+    "TemplateSyntaxError",
     "APIError",
     "InvalidRequestError",
     "ContentFilterError",
@@ -100,6 +102,20 @@ class TemplateVariableError(TemplateError, KeyError):
     def __str__(self) -> str:
         # KeyError's own __str__ would print the message as a quoted repr.
         return str(self.args[0])
+
+
+class TemplateSyntaxError(TemplateError):
+    """A template file that cannot be read as mustache: an unclosed or unmatched tag, an empty
+    tag, a partial that includes itself without end, or bytes that are not UTF-8.
+
+    `path` is the file (the partial's, when the fault is in a partial) and `line` the line, or
+    None when it cannot be told.
+    """
+
+    def __init__(self, message: str, path: str | None, line: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
 
 
 class APIError(OpenAIUtilsError):
