@@ -108,6 +108,15 @@ class Setting:
         return str(value)
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A repr for an error message, cut to `limit`; one that cannot be made must not hide the error."""
+    try:
+        text = repr(value)
+    except Exception:  # an int past Python's digit limit, an object whose __repr__ fails
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -223,13 +232,13 @@ class Defaults(Mapping[str, Any]):
 
     def force(self, name: str, value: Any) -> None:
         """Override one key for this process, checked like a file value would be."""
-        setting = _BY_NAME.get(name)
+        setting = _BY_NAME.get(name) if isinstance(name, str) else None
         if setting is None:
             raise ConfigError(_unknown(name))
         try:
             self._forced[setting.name] = setting.coerce(value)
         except ValueError as exc:
-            raise ConfigError(f"force_default_value({name!r}, {value!r}): {exc}") from None
+            raise ConfigError(f"force_default_value({name!r}, {short_repr(value)}): {exc}") from None
 
     def reload(self) -> None:
         """Read the config files again on next use; forced values stay."""

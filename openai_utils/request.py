@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
-from .config import SETTINGS
+from .config import SETTINGS, short_repr
 from .exceptions import InvalidRequestError
 
 __all__ = [
@@ -75,6 +75,9 @@ ARGUMENT_SETTINGS = {
 """Call arguments that override a setting of the same name: one rule for a file, a forced value
 and an argument, so a value refused in config.ini is not let in through a call."""
 
+NOT_NONE = frozenset({"n", "stream", "echo"})
+"""Arguments with a fixed default rather than a configured one: None is no value for them."""
+
 MAX_CHOICES = 128
 """The most choices (`n`) one chat completion may ask for, per the API's published spec."""
 
@@ -87,11 +90,11 @@ def validate_arguments(arguments: Mapping[str, Any]) -> None:
     "the configured default" and is always accepted.
     """
     for name, value in arguments.items():
-        if value is None:
+        if value is None and name not in NOT_NONE:
             continue
         problem = _argument_problem(name, value)
         if problem is not None:
-            raise InvalidRequestError(f"{name}={_shown(value)} is not valid: expected {problem}")
+            raise InvalidRequestError(f"{name}={short_repr(value)} is not valid: expected {problem}")
 
 
 def _argument_problem(name: str, value: Any) -> str | None:
@@ -151,7 +154,7 @@ def _unsendable(value: Any, where: str, depth: int) -> str | None:
         try:
             json.dumps(value, allow_nan=False)
         except ValueError:
-            return f"{where} is {_shown(value)}: JSON has no NaN, infinity or integers that long; give a finite number"
+            return f"{where} is {short_repr(value)}: JSON has no NaN, infinity or integers that long; give a finite number"
         return None
     if depth >= SENDABLE_DEPTH:
         return None
@@ -175,13 +178,6 @@ def _unsendable(value: Any, where: str, depth: int) -> str | None:
     )
 
 
-def _shown(value: Any) -> str:
-    """A short repr for an error message; one that cannot be made must not hide the real error."""
-    try:
-        text = repr(value)
-    except Exception:  # an int past Python's digit limit, a user object whose repr fails
-        return f"a {type(value).__name__}"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def build_chat_request(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,7 +265,7 @@ def _embedding_texts(text: Any) -> list[str]:
     for index, item in enumerate(texts):
         if not isinstance(item, str) or not item:
             raise InvalidRequestError(
-                f"get_embedding: text[{index}] is {_shown(item)} ({type(item).__name__}): every item must be a "
+                f"get_embedding: text[{index}] is {short_repr(item)} ({type(item).__name__}): every item must be a "
                 f"non-empty str; the API rejects anything else"
             )
     return texts

@@ -55,10 +55,16 @@ class RetryPolicy:
         is computed only when it is a float.
         """
         waiting_time, factor, steps = float(self.waiting_time), float(self.backoff_factor), retry - 1
-        if waiting_time <= 0.0 or factor <= 1.0 or steps <= 0:
+        if waiting_time <= 0.0:
+            return 0.0  # even 0 * factor ** steps would compute the power first
+        if factor <= 1.0 or steps <= 0:
             return waiting_time * factor ** max(steps, 0)  # does not grow: cannot overflow
-        if math.log(waiting_time) + steps * math.log(factor) > LOG_LARGEST_WAIT:
+        log_growth = steps * math.log(factor)
+        log_nominal = math.log(waiting_time) + log_growth
+        if log_nominal > LOG_LARGEST_WAIT:
             return math.inf
+        if log_growth > LOG_LARGEST_WAIT:  # a tiny WAITING_TIME: the power alone would overflow
+            return math.exp(log_nominal)
         return waiting_time * factor**steps
 
     def start(self, random_value: Callable[[], float] = random.random) -> Attempts:

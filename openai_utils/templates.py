@@ -51,7 +51,7 @@ def find_template(name: str) -> Path:
     folders = search_path()
     for folder in folders:
         candidate = folder / file_name
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     searched = [str(f) for f in folders]
     raise TemplateNotFoundError(
@@ -59,6 +59,14 @@ def find_template(name: str) -> Path:
         f"Put it in one of these folders or add its folder to PROMPTS_PATH",
         searched,
     )
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, counting a name the OS refuses (too long, say) as absent instead of raising."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def template_variables(text: str) -> set[str]:
@@ -176,7 +184,7 @@ def _load_partials(top: _Parsed) -> dict[str, _Parsed]:
             if kind != "partial" or key in partials:
                 continue
             path = folder / (key + TEMPLATE_SUFFIX)
-            if not path.is_file():
+            if not _is_file(path):
                 line = _line_of(including.text, re.compile(r"\{\{\s*>\s*" + re.escape(key) + r"\s*\}\}"))
                 raise TemplateNotFoundError(
                     f"template {str(including.path)!r}{_at(line)} includes the partial {key!r}, but there is "

@@ -669,6 +669,7 @@ BAD_CALLS: list[tuple[str, str, tuple[Any, ...], dict[str, Any], tuple[str, ...]
     ("waiting_time-huge", "send_message", (HI,), {"waiting_time": 1e300}, ("waiting_time=1e+300", "from 0 to 86400")),
     ("factor-huge", "send_message", (HI,), {"exponential_backoff_factor": 1e300}, ("exponential_backoff_factor=1e+300", "from 1 to 100")),
     ("n-zero", "send_message", (HI,), {"n": 0}, ("n=0", "from 1 to 128")),
+    ("n-none", "send_message", (HI,), {"n": None}, ("n=None", "from 1 to 128")),
     ("stream-str", "send_message", (HI,), {"stream": "yes"}, ("stream='yes'", "True or False")),
     ("extra-nan", "send_message", (HI,), {"seed": float("nan")}, ("seed", "finite")),
     ("stop-set", "send_message", (HI,), {"stop": {"a"}}, ("stop", "set")),

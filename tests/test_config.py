@@ -513,3 +513,10 @@ def test_both_ends_of_every_range_are_accepted(setting: Setting) -> None:
     for bound in (setting.minimum, setting.maximum):
         force_default_value(setting.name, bound)
         assert default[setting.name] == bound
+
+
+def test_forcing_a_value_whose_repr_fails_is_still_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="a int"):
+        force_default_value("temperature", 10**5000)  # repr() refuses ints past 4300 digits
+    with pytest.raises(ConfigError):
+        force_default_value(["model"], "x")  # type: ignore[arg-type]

@@ -81,7 +81,7 @@ def test_nan_hint_is_not_returned_as_wait() -> None:
 
 @pytest.mark.parametrize(
     ("waiting_time", "factor", "cap"),
-    [(1e300, 1e300, 1e300), (86_400.0, 100.0, 86_400.0), (1.0, 2.0, 60.0), (1e-300, 100.0, 5.0)],
+    [(1e300, 1e300, 1e300), (86_400.0, 100.0, 86_400.0), (1.0, 2.0, 60.0), (1e-300, 100.0, 5.0), (0.0, 31.0, 0.0), (1.65e-300, 31.0, 60.0)],
 )
 def test_long_runs_of_retries_never_overflow(waiting_time: float, factor: float, cap: float) -> None:
     # factor ** (retry - 1) leaves the float range after a few hundred retries (2 ** 1024); the
@@ -91,7 +91,7 @@ def test_long_runs_of_retries_never_overflow(waiting_time: float, factor: float,
         for random_value in (0.0, 0.5, 1.0):
             wait = p.wait_before_retry(retry, None, random_value)
             assert math.isfinite(wait) and 0.0 <= wait <= cap
-    assert p.wait_before_retry(1199, None, 0.0) == cap
+    assert p.wait_before_retry(1199, None, 0.0) == (cap if waiting_time else 0.0)
 
 
 def test_attempts_at_the_top_of_every_range_count_to_the_end() -> None:

@@ -378,3 +378,11 @@ def test_variables_that_are_not_a_mapping_are_a_template_error(folders: tuple[Pa
 def test_template_variables_of_broken_text_is_a_syntax_error() -> None:
     with pytest.raises(TemplateSyntaxError, match="unclosed tag"):
         template_variables("{{x")
+
+
+def test_a_name_the_os_refuses_is_not_found(folders: tuple[Path, Path]) -> None:
+    with pytest.raises(TemplateNotFoundError):
+        render_template("x" * 300, {})
+    write(folders[0], "main", "{{> " + "y" * 300 + "}}")
+    with pytest.raises(TemplateNotFoundError):
+        render_template("main", {})
