@@ -37,6 +37,7 @@ from .exceptions import (
     StreamNotFinishedError,
     TemplateError,
     TemplateNotFoundError,
+    TemplateSyntaxError,
     TemplateVariableError,
 )
 from .generation import generate_response
@@ -94,6 +95,7 @@ __all__ = [
     "TemplateError",
     "TemplateNotFoundError",
     "TemplateVariableError",
+    "TemplateSyntaxError",
     "CacheError",
     "APIError",
     "InvalidRequestError",

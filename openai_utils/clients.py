@@ -52,9 +52,10 @@ from .ratelimit import estimate_tokens, rate_gate
 from .request import (
     adapt_for_reasoning,
     build_chat_request,
-    build_embedding_request,
+    build_embedding_requests,
     cache_key,
     is_reasoning_model,
+    validate_arguments,
 )
 from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
@@ -262,6 +263,12 @@ class OpenAIClient:
         stream: bool,
         extra: Mapping[str, Any],
     ) -> _Call:
+        validate_arguments({
+            "model": model, "temperature": temperature, "max_tokens": max_tokens, "top_p": top_p,
+            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty, "timeout": timeout,
+            "max_attempts": max_attempts, "waiting_time": waiting_time,
+            "exponential_backoff_factor": exponential_backoff_factor, "n": n, "echo": echo, "stream": stream,
+        })
         if stream and (n != 1 or echo):
             raise InvalidRequestError("stream=True returns one answer's text: it cannot be combined with n > 1 or echo")
         params: dict[str, Any] = {
@@ -291,9 +298,15 @@ class OpenAIClient:
         call.parse = parse
         return call
 
-    def _prepare_embedding(self, text: str | Sequence[str], model: str | None, timeout: float | None, max_attempts: int | None) -> _Call:
-        request = build_embedding_request(text, model or self._default_model(EMBEDDING))
-        return self._prepare(EMBEDDING, request, timeout, self._policy(max_attempts, None, None))
+    def _prepare_embedding(
+        self, text: str | Sequence[str], model: str | None, timeout: float | None, max_attempts: int | None
+    ) -> list[_Call]:
+        """One call per request the input needs: a list longer than the API takes goes in parts,
+        each retried and cached on its own, so a failed long call resumes where it stopped."""
+        validate_arguments({"model": model, "timeout": timeout, "max_attempts": max_attempts})
+        requests = build_embedding_requests(text, model or self._default_model(EMBEDDING))
+        policy = self._policy(max_attempts, None, None)
+        return [self._prepare(EMBEDDING, request, timeout, policy) for request in requests]
 
     def _prepare(self, kind: str, request: dict[str, Any], timeout: float | None, policy: RetryPolicy) -> _Call:
         cache = self._cache()
@@ -428,25 +441,34 @@ class OpenAIClient:
     ) -> Any:
         """One vector for a string, or a list of vectors (in order) for a list of strings.
 
-        Same retries, cache and failure contract as send_message.
+        Same retries, cache and failure contract as send_message. A list longer than one request
+        may carry (2,048 texts) goes out in parts, each retried and cached on its own.
         """
-        call = self._prepare_embedding(text, model, timeout, max_attempts)
-        count = 1 if isinstance(text, str) else len(call.request["input"])
-        outcome = self._run(call, lambda: embedding_record(self._attempt(self._raw_embedding_call, call), count))
-        return None if outcome is None else _vectors(outcome[0], text)
+        vectors: list[Any] = []
+        for call in self._prepare_embedding(text, model, timeout, max_attempts):
+            outcome = self._run(call, functools.partial(self._embedding_attempt, call))
+            if outcome is None:
+                return None
+            vectors.extend(outcome[0]["vectors"])
+        return vectors[0] if isinstance(text, str) else vectors
 
     async def aget_embedding(
         self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
     ) -> Any:
         """The async form of get_embedding."""
-        call = self._prepare_embedding(text, model, timeout, max_attempts)
-        count = 1 if isinstance(text, str) else len(call.request["input"])
+        vectors: list[Any] = []
+        for call in self._prepare_embedding(text, model, timeout, max_attempts):
+            outcome = await self._arun(call, functools.partial(self._aembedding_attempt, call))
+            if outcome is None:
+                return None
+            vectors.extend(outcome[0]["vectors"])
+        return vectors[0] if isinstance(text, str) else vectors
 
-        async def attempt() -> dict[str, Any]:
-            return embedding_record(await self._aattempt(self._araw_embedding_call, call), count)
+    def _embedding_attempt(self, call: _Call) -> dict[str, Any]:
+        return embedding_record(self._attempt(self._raw_embedding_call, call), _input_count(call))
 
-        outcome = await self._arun(call, attempt)
-        return None if outcome is None else _vectors(outcome[0], text)
+    async def _aembedding_attempt(self, call: _Call) -> dict[str, Any]:
+        return embedding_record(await self._aattempt(self._araw_embedding_call, call), _input_count(call))
 
     # -- usage and cost ------------------------------------------------------------------
 
@@ -753,9 +775,10 @@ class OpenAIClient:
                 raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
 
 
-def _vectors(record: Mapping[str, Any], text: str | Sequence[str]) -> Any:
-    vectors = record["vectors"]
-    return vectors[0] if isinstance(text, str) else vectors
+def _input_count(call: _Call) -> int:
+    """How many vectors an embeddings request asks for: one for a string, one per text of a list."""
+    texts = call.request["input"]
+    return 1 if isinstance(texts, str) else len(texts)
 
 
 def _reraise_refined(refined: APIError, original: APIError) -> None:

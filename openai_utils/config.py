@@ -17,7 +17,7 @@ import math
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ logger = logging.getLogger("openai_utils")
 CONFIG_SECTION = "OpenAI"
 PRICES_SECTION = "Prices"
 CONFIG_ENV_VAR = "OPENAI_UTILS_CONFIG"
+KNOWN_SECTIONS = (CONFIG_SECTION, PRICES_SECTION)
+"""The sections openai_utils reads, in their canonical spelling; any case is accepted."""
 
 
 @dataclass(frozen=True)
@@ -58,19 +60,22 @@ class Setting:
 
     def allowed(self) -> str:
         """Describe the accepted values, for error messages and the docs."""
+        return self.rule() + (", or empty to leave it unset" if self.optional else "")
+
+    def rule(self) -> str:
+        """The accepted values other than "unset": also the rule for a call argument of this name."""
         if self.kind == "bool":
-            text = "true or false"
-        elif self.kind == "str":
-            text = "a non-empty text"
-        else:
-            noun = "a whole number" if self.kind == "int" else "a number"
-            if self.minimum is not None and self.maximum is not None:
-                text = f"{noun} from {_num(self.minimum)} to {_num(self.maximum)}"
-            elif self.minimum is not None:
-                text = f"{noun} of at least {_num(self.minimum)}"
-            else:
-                text = noun
-        return text + (", or empty to leave it unset" if self.optional else "")
+            return "true or false"
+        if self.kind == "str":
+            return "a non-empty text"
+        noun = "a whole number" if self.kind == "int" else "a number"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{noun} from {_num(self.minimum)} to {_num(self.maximum)}"
+        if self.minimum is not None:
+            return f"{noun} of at least {_num(self.minimum)}"
+        if self.maximum is not None:
+            return f"{noun} of at most {_num(self.maximum)}"
+        return noun
 
     def coerce(self, value: Any) -> Any:
         """Turn text from a file, or a value from code, into this setting's type, or raise.
@@ -101,6 +106,15 @@ class Setting:
         if isinstance(value, bool):
             return "True" if value else "False"
         return str(value)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A repr for an error message, cut to `limit`; one that cannot be made must not hide the error."""
+    try:
+        text = repr(value)
+    except Exception:  # an int past Python's digit limit, an object whose __repr__ fails
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _num(x: float) -> str:
@@ -142,19 +156,19 @@ def _setting(key: str, default: Any, kind: str, doc: str, name: str | None = Non
 SETTINGS: tuple[Setting, ...] = (
     _setting("API_TYPE", "openai", "str", "Which registered client `client()` returns: openai, azure, or a type added with register_client."),
     _setting("MODEL", "gpt-4o-mini", "str", "Model for send_message; for Azure, the deployment name."),
-    _setting("MAX_TOKENS", None, "int", "Upper bound on generated tokens per call.", optional=True, minimum=1),
+    _setting("MAX_TOKENS", None, "int", "Upper bound on generated tokens per call.", optional=True, minimum=1, maximum=1_000_000),
     _setting("TEMPERATURE", None, "float", "Sampling temperature.", optional=True, minimum=0, maximum=2),
     _setting("TOP_P", None, "float", "Nucleus sampling mass.", optional=True, minimum=0, maximum=1),
     _setting("FREQ_PENALTY", None, "float", "Frequency penalty.", name="frequency_penalty", optional=True, minimum=-2, maximum=2),
     _setting("PRESENCE_PENALTY", None, "float", "Presence penalty.", optional=True, minimum=-2, maximum=2),
-    _setting("TIMEOUT", 60.0, "float", "Seconds to wait for one HTTP attempt.", minimum=0.001),
-    _setting("MAX_ATTEMPTS", 5, "int", "HTTP attempts per call in total, the first included.", minimum=1),
-    _setting("WAITING_TIME", 1.0, "float", "Seconds to wait before the first retry.", minimum=0),
-    _setting("EXPONENTIAL_BACKOFF_FACTOR", 2.0, "float", "Each further retry waits this many times longer.", minimum=1),
-    _setting("MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0),
-    _setting("MAX_CONCURRENT_MODEL_CALLS", 16, "int", "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.", minimum=0),
-    _setting("REQUESTS_PER_MINUTE", 0, "int", "Most requests a minute to one model on one server, over every client and thread of this process; requests wait instead of getting a 429. 0: no limit.", minimum=0),
-    _setting("TOKENS_PER_MINUTE", 0, "int", "Most tokens a minute (prompt counted with tiktoken, plus max_tokens) to one model on one server; requests wait. 0: no limit.", minimum=0),
+    _setting("TIMEOUT", 60.0, "float", "Seconds to wait for one HTTP attempt.", minimum=0.001, maximum=86_400),
+    _setting("MAX_ATTEMPTS", 5, "int", "HTTP attempts per call in total, the first included.", minimum=1, maximum=1000),
+    _setting("WAITING_TIME", 1.0, "float", "Seconds to wait before the first retry.", minimum=0, maximum=86_400),
+    _setting("EXPONENTIAL_BACKOFF_FACTOR", 2.0, "float", "Each further retry waits this many times longer.", minimum=1, maximum=100),
+    _setting("MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0, maximum=86_400),
+    _setting("MAX_CONCURRENT_MODEL_CALLS", 16, "int", "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.", minimum=0, maximum=1000),
+    _setting("REQUESTS_PER_MINUTE", 0, "int", "Most requests a minute to one model on one server, over every client and thread of this process; requests wait instead of getting a 429. 0: no limit.", minimum=0, maximum=1_000_000),
+    _setting("TOKENS_PER_MINUTE", 0, "int", "Most tokens a minute (prompt counted with tiktoken, plus max_tokens) to one model on one server; requests wait. 0: no limit.", minimum=0, maximum=10_000_000_000),
     _setting("RAISE_ON_FAILURE", False, "bool", "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError."),
     _setting("REASONING_MODELS", "o1,o3,o4,gpt-5", "str", "Comma-separated name prefixes of reasoning models (or Azure deployments): they get max_completion_tokens and no sampling parameters."),
     _setting("REASONING_EFFORT", None, "str", "reasoning_effort sent to reasoning models (minimal, low, medium, high); empty: the server's default.", optional=True),
@@ -166,9 +180,9 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("BASE_URL", None, "str", "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.", optional=True),
     _setting("LOCAL_CHAT_MODEL", None, "str", "GGUF chat model for api_type local; empty: the packaged SmolLM2-135M-Instruct.", optional=True),
     _setting("LOCAL_EMBEDDING_MODEL", None, "str", "GGUF embedding model for api_type local; empty: all-MiniLM-L6-v2, converted once into the user cache folder.", optional=True),
-    _setting("LOCAL_THREADS", 1, "int", "CPU threads for the local server; 1 keeps a 2-core machine responsive.", minimum=1),
-    _setting("LOCAL_CONTEXT_SIZE", 4096, "int", "Context tokens of the local chat server, split across its slots.", minimum=256),
-    _setting("LOCAL_SLOTS", 1, "int", "Requests the local chat server runs at once.", minimum=1),
+    _setting("LOCAL_THREADS", 1, "int", "CPU threads for the local server; 1 keeps a 2-core machine responsive.", minimum=1, maximum=1024),
+    _setting("LOCAL_CONTEXT_SIZE", 4096, "int", "Context tokens of the local chat server, split across its slots.", minimum=256, maximum=1_048_576),
+    _setting("LOCAL_SLOTS", 1, "int", "Requests the local chat server runs at once.", minimum=1, maximum=256),
     _setting("PROMPTS_PATH", None, "str", "Folders searched for templates, separated by the OS path separator; empty: ./prompts, then the packaged templates.", optional=True),
 )
 
@@ -218,13 +232,13 @@ class Defaults(Mapping[str, Any]):
 
     def force(self, name: str, value: Any) -> None:
         """Override one key for this process, checked like a file value would be."""
-        setting = _BY_NAME.get(name)
+        setting = _BY_NAME.get(name) if isinstance(name, str) else None
         if setting is None:
             raise ConfigError(_unknown(name))
         try:
             self._forced[setting.name] = setting.coerce(value)
         except ValueError as exc:
-            raise ConfigError(f"force_default_value({name!r}, {value!r}): {exc}") from None
+            raise ConfigError(f"force_default_value({name!r}, {short_repr(value)}): {exc}") from None
 
     def reload(self) -> None:
         """Read the config files again on next use; forced values stay."""
@@ -293,11 +307,42 @@ def _parse(path: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # model names keep their case
     try:
-        with open(path, encoding="utf-8") as handle:
+        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark
+        with open(path, encoding="utf-8-sig") as handle:
             parser.read_file(handle)
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    _canonical_sections(path, parser)
     return parser
+
+
+def _canonical_sections(path: Path, parser: configparser.ConfigParser) -> None:
+    """Give each known section its canonical name ([openai] becomes [OpenAI]); warn about the rest.
+
+    configparser matches section names exactly, so a section spelled in another case used to be
+    skipped without a word, and BASE_URL with it: prompts and the real key then went to
+    api.openai.com. One section spelled two ways in one file is an error rather than a merge:
+    which of two values for the same key was meant cannot be guessed.
+    """
+    canonical = {name.lower(): name for name in KNOWN_SECTIONS}
+    spellings: dict[str, list[str]] = {}
+    for section in parser.sections():
+        known = canonical.get(section.strip().lower())
+        if known is None:
+            _warn_unknown(path, f"section [{section}] is not one openai_utils reads", section, KNOWN_SECTIONS, "[{}]")
+        else:
+            spellings.setdefault(known, []).append(section)
+    for known, names in spellings.items():
+        if len(names) > 1:
+            raise ConfigError(
+                f"{path}: {' and '.join(f'[{n}]' for n in names)} are one section spelled {len(names)} ways; "
+                f"put all of its keys under a single [{known}]"
+            )
+        if names[0] != known:
+            parser.add_section(known)
+            for key, value in parser.items(names[0], raw=True):
+                parser.set(known, key, value)
+            parser.remove_section(names[0])
 
 
 def _read_prices(path: Path, parser: configparser.ConfigParser) -> dict[str, Price]:
@@ -322,11 +367,17 @@ def _read_settings(path: Path, parser: configparser.ConfigParser) -> list[tuple[
     if not parser.has_section(CONFIG_SECTION):
         return []
     found = []
+    spelled: dict[str, str] = {}
     for raw_key, raw_value in parser.items(CONFIG_SECTION):
         setting = _BY_KEY.get(raw_key.lower())
         if setting is None:
             _warn_unknown_key(path, raw_key)
             continue
+        if setting.key in spelled:
+            raise ConfigError(
+                f"{path}: [{CONFIG_SECTION}] sets {setting.key} twice, as {spelled[setting.key]} and {raw_key}; keep one"
+            )
+        spelled[setting.key] = raw_key
         try:
             found.append((setting, setting.coerce(raw_value)))
         except ValueError as exc:
@@ -337,10 +388,16 @@ def _read_settings(path: Path, parser: configparser.ConfigParser) -> list[tuple[
 
 
 def _warn_unknown_key(path: Path, raw_key: str) -> None:
-    keys = [s.key for s in SETTINGS]
-    close = difflib.get_close_matches(raw_key.upper(), keys, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    logger.warning("%s: [%s] %s is not a known key and is ignored%s", path, CONFIG_SECTION, raw_key.upper(), hint)
+    what = f"[{CONFIG_SECTION}] {raw_key.upper()} is not a known key"
+    _warn_unknown(path, what, raw_key, [s.key for s in SETTINGS], "{}")
+
+
+def _warn_unknown(path: Path, what: str, name: str, known: Sequence[str], shown: str) -> None:
+    """One WARNING for a name that is ignored, suggesting the closest known one (case-blind)."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.strip().lower(), list(by_lower), n=1)
+    hint = f" (did you mean {shown.format(by_lower[close[0]])}?)" if close else ""
+    logger.warning("%s: %s and is ignored%s", path, what, hint)
 
 
 def _load_dotenv() -> None:

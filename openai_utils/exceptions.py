@@ -8,8 +8,9 @@
     │   └── EncodingUnavailableError            tiktoken's encoding file is neither cached nor downloadable
     ├── CacheError                              a cache path this version cannot use (newer format, not a file)
     ├── TemplateError (also ValueError)
-    │   ├── TemplateNotFoundError               no template of that name on PROMPTS_PATH
-    │   └── TemplateVariableError               the template uses a variable the call did not give
+    │   ├── TemplateNotFoundError               no template (or partial) of that name
+    │   ├── TemplateVariableError               the template uses a variable the call did not give
+    │   └── TemplateSyntaxError                 not valid mustache, or not UTF-8; names file and line
     ├── StreamNotFinishedError                  a stream's reply was asked for before the stream ended
     └── APIError                                a request failed; carries status, request id, attempts
         ├── InvalidRequestError (also ValueError)   400/404/422, or messages rejected before sending
@@ -44,6 +45,7 @@ __all__ = [
     "TemplateError",
     "TemplateNotFoundError",
     "TemplateVariableError",
+    "TemplateSyntaxError",
     "APIError",
     "InvalidRequestError",
     "ContentFilterError",
@@ -119,6 +121,20 @@ class TemplateVariableError(TemplateError, KeyError):
     def __str__(self) -> str:
         # KeyError's own __str__ would print the message as a quoted repr.
         return str(self.args[0])
+
+
+class TemplateSyntaxError(TemplateError):
+    """A template file that cannot be read as mustache: an unclosed or unmatched tag, an empty
+    tag, a partial that includes itself without end, or bytes that are not UTF-8.
+
+    `path` is the file (the partial's, when the fault is in a partial) and `line` the line, or
+    None when it cannot be told.
+    """
+
+    def __init__(self, message: str, path: str | None, line: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
 
 
 class APIError(OpenAIUtilsError):

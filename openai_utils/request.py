@@ -10,15 +10,21 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
+from .config import SETTINGS, short_repr
 from .exceptions import InvalidRequestError
 
 __all__ = [
     "validate_messages",
+    "validate_arguments",
+    "check_sendable",
     "build_chat_request",
     "build_embedding_request",
+    "build_embedding_requests",
+    "EMBEDDING_INPUTS_PER_REQUEST",
     "cache_key",
     "is_reasoning_model",
     "adapt_for_reasoning",
@@ -50,6 +56,128 @@ def validate_messages(messages: Any) -> None:
             )
         if "content" not in message and not message.get("tool_calls"):
             raise InvalidRequestError(f"messages[{index}] (role {role!r}) has no 'content'")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list, tuple)):
+            raise InvalidRequestError(
+                f"messages[{index}]['content'] is a {type(content).__name__}: give text, a list of content "
+                f"parts like [{{'type': 'text', 'text': '...'}}], or None"
+            )
+
+
+ARGUMENT_SETTINGS = {
+    s.name: s
+    for s in SETTINGS
+    if s.name in (
+        "temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty",
+        "timeout", "max_attempts", "waiting_time", "exponential_backoff_factor",
+    )
+}
+"""Call arguments that override a setting of the same name: one rule for a file, a forced value
+and an argument, so a value refused in config.ini is not let in through a call."""
+
+NOT_NONE = frozenset({"n", "stream", "echo"})
+"""Arguments with a fixed default rather than a configured one: None is no value for them."""
+
+MAX_CHOICES = 128
+"""The most choices (`n`) one chat completion may ask for, per the API's published spec."""
+
+
+def validate_arguments(arguments: Mapping[str, Any]) -> None:
+    """Reject a call argument the request could not carry, naming it and what is allowed.
+
+    Runs before anything else, so a bad value never reaches the SDK (which would fail with a bare
+    ValueError or TypeError halfway through sending) and never costs a request. None means
+    "the configured default" and is always accepted.
+    """
+    for name, value in arguments.items():
+        if value is None and name not in NOT_NONE:
+            continue
+        problem = _argument_problem(name, value)
+        if problem is not None:
+            raise InvalidRequestError(f"{name}={short_repr(value)} is not valid: expected {problem}")
+
+
+def _argument_problem(name: str, value: Any) -> str | None:
+    if name == "model":
+        return None if isinstance(value, str) else "the model's name as a str, e.g. 'gpt-4o-mini'"
+    if name in ("stream", "echo"):
+        return None if isinstance(value, bool) else "True or False"
+    if name == "n":
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return None if whole and 1 <= value <= MAX_CHOICES else f"a whole number from 1 to {MAX_CHOICES}"
+    setting = ARGUMENT_SETTINGS[name]
+    kinds: tuple[type, ...] = (int,) if setting.kind == "int" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return setting.rule()
+    try:
+        setting.coerce(value)
+    except ValueError:
+        return setting.rule()
+    return None
+
+
+def check_sendable(request: Mapping[str, Any], names: Mapping[str, str] | None = None) -> None:
+    """Reject a body that cannot go out as JSON: a set, NaN, a lone surrogate, an odd object.
+
+    The error names the place (`messages[0]['content']`), calling a body field by the argument
+    it came from (`names`, e.g. input -> text). One C-speed encode checks the usual, valid body;
+    the walk that finds the culprit runs only when that fails.
+    """
+    try:
+        json.dumps(request, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        return
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        failure: Exception = exc
+    for field, value in request.items():
+        problem = _unsendable(value, (names or {}).get(field, field), 0)
+        if problem is not None:
+            raise InvalidRequestError(problem)
+    raise InvalidRequestError(f"the request cannot be sent as JSON: {failure}")
+
+
+SENDABLE_DEPTH = 100
+"""How deep the culprit is looked for; deeper, the error names the request as a whole."""
+
+
+def _unsendable(value: Any, where: str, depth: int) -> str | None:
+    """What makes `value` unsendable, at `where`, or None when it is fine (or too deep to tell)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"{where} has a lone surrogate {value[exc.start]!r} at index {exc.start}, which is not text: "
+                f"give valid Unicode (clean it with s.encode('utf-8', 'replace').decode('utf-8'))"
+            )
+        return None
+    if value is None or isinstance(value, (bool, int, float)):
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            return f"{where} is {short_repr(value)}: JSON has no NaN, infinity or integers that long; give a finite number"
+        return None
+    if depth >= SENDABLE_DEPTH:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key is not None and not isinstance(key, (str, int, float, bool)):
+                return f"{where} has a key of type {type(key).__name__}: JSON object keys are text"
+            problem = _unsendable(key, f"{where} (a key)", depth + 1) or _unsendable(item, f"{where}[{key!r}]", depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = _unsendable(item, f"{where}[{index}]", depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    return (
+        f"{where} is a {type(value).__name__}, which cannot be sent as JSON: "
+        f"use text, numbers, True/False, None, lists and dicts"
+    )
+
+
 
 
 def build_chat_request(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,6 +191,7 @@ def build_chat_request(messages: Sequence[Mapping[str, Any]], params: Mapping[st
     for name, value in params.items():
         if value is not None:
             request[name] = value
+    check_sendable(request)
     return request
 
 
@@ -95,16 +224,51 @@ def adapt_for_reasoning(params: Mapping[str, Any], reasoning_effort: str | None)
     return adapted
 
 
+EMBEDDING_INPUTS_PER_REQUEST = 2048
+"""The most texts one embeddings request may carry (the `input` array's maxItems in the published
+OpenAI and Azure specs); a longer list goes out as several requests."""
+
+
 def build_embedding_request(text: str | Sequence[str], model: str) -> dict[str, Any]:
-    """The body of an embeddings call, for one text or a list of them."""
+    """The body of an embeddings call, for one text or a list of them (of any length)."""
     if isinstance(text, str):
         if not text:
             raise InvalidRequestError("get_embedding: text is empty; the API rejects empty input")
-        return {"model": model, "input": text}
+        request: dict[str, Any] = {"model": model, "input": text}
+    else:
+        request = {"model": model, "input": _embedding_texts(text)}
+    check_sendable(request, {"input": "text"})
+    return request
+
+
+def build_embedding_requests(
+    text: str | Sequence[str], model: str, per_request: int = EMBEDDING_INPUTS_PER_REQUEST
+) -> list[dict[str, Any]]:
+    """The bodies of an embeddings call: one, or for a long list one per `per_request` texts, in
+    order. The whole input is checked first, so a bad text anywhere fails before any request."""
+    whole = build_embedding_request(text, model)
+    texts = whole["input"]
+    if isinstance(texts, str) or len(texts) <= per_request:
+        return [whole]
+    return [{**whole, "input": texts[start : start + per_request]} for start in range(0, len(texts), per_request)]
+
+
+def _embedding_texts(text: Any) -> list[str]:
+    """A list of texts from any iterable of them; a set is refused, since the vectors come back in order."""
+    if text is None or isinstance(text, (bytes, bytearray, Mapping, Set)) or not isinstance(text, Iterable):
+        raise InvalidRequestError(
+            f"get_embedding: text is a {type(text).__name__}: give a str or a list of str (vectors come back in its order)"
+        )
     texts = list(text)
-    if not texts or not all(isinstance(t, str) and t for t in texts):
-        raise InvalidRequestError("get_embedding: give a non-empty string or a non-empty list of non-empty strings")
-    return {"model": model, "input": texts}
+    if not texts:
+        raise InvalidRequestError("get_embedding: text is an empty list; give at least one non-empty string")
+    for index, item in enumerate(texts):
+        if not isinstance(item, str) or not item:
+            raise InvalidRequestError(
+                f"get_embedding: text[{index}] is {short_repr(item)} ({type(item).__name__}): every item must be a "
+                f"non-empty str; the API rejects anything else"
+            )
+    return texts
 
 
 def cache_key(api_type: str, endpoint: str, kind: str, request: Mapping[str, Any]) -> str:

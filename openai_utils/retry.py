@@ -23,6 +23,9 @@ logger = logging.getLogger("openai_utils")
 JITTER = 0.1
 """Waits vary by up to ±10%, so clients that failed together do not retry in lockstep."""
 
+LOG_LARGEST_WAIT = math.log(1e300)
+"""Above e ** this, a nominal wait counts as infinite: still a float after jitter, then capped."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -41,8 +44,28 @@ class RetryPolicy:
         """
         if hint is not None and not math.isnan(hint):
             return min(max(hint, 0.0), self.max_waiting_time)
-        nominal = self.waiting_time * self.backoff_factor ** (retry - 1)
+        nominal = self._nominal_wait(retry)
         return min(nominal * (1 + JITTER * (2 * random_value - 1)), self.max_waiting_time)
+
+    def _nominal_wait(self, retry: int) -> float:
+        """WAITING_TIME * FACTOR ** (retry - 1), or infinity where that leaves the float range.
+
+        The power overflows (OverflowError) after a few hundred retries at factor 2, long after
+        any cap has taken over; so its size is judged in log space first, and the exact product
+        is computed only when it is a float.
+        """
+        waiting_time, factor, steps = float(self.waiting_time), float(self.backoff_factor), retry - 1
+        if waiting_time <= 0.0:
+            return 0.0  # even 0 * factor ** steps would compute the power first
+        if factor <= 1.0 or steps <= 0:
+            return waiting_time * factor ** max(steps, 0)  # does not grow: cannot overflow
+        log_growth = steps * math.log(factor)
+        log_nominal = math.log(waiting_time) + log_growth
+        if log_nominal > LOG_LARGEST_WAIT:
+            return math.inf
+        if log_growth > LOG_LARGEST_WAIT:  # a tiny WAITING_TIME: the power alone would overflow
+            return math.exp(log_nominal)
+        return waiting_time * factor**steps
 
     def start(self, random_value: Callable[[], float] = random.random) -> Attempts:
         """Begin counting the attempts of one call."""

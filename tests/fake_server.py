@@ -46,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 __all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest"]
 
 EMBEDDING_DIMENSIONS = 8
+MAX_EMBEDDING_INPUTS = 2048  # the input array's maxItems in the published specs; more is a 400
 TOOL_TRIGGER = "__tool__"
 TOOL_CALL_ID = "call_1"
 TOOL_NAME = "get_weather"
@@ -584,6 +585,8 @@ class FakeOpenAIServer:
             texts = [x if isinstance(x, str) else repr(x) for x in raw_input]
         else:
             return 400, error_body(400, "'input' must be a non-empty string or array", code=None)
+        if isinstance(raw_input, list) and len(raw_input) > MAX_EMBEDDING_INPUTS:
+            return 400, error_body(400, f"'input' must have at most {MAX_EMBEDDING_INPUTS} items", code=None)
         dimensions = body.get("dimensions")
         dims = dimensions if isinstance(dimensions, int) and dimensions > 0 else EMBEDDING_DIMENSIONS
         as_base64 = body.get("encoding_format") == "base64"

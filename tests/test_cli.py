@@ -247,7 +247,7 @@ def test_chat_sends_the_system_message_and_sampling_options(cli: Any, oai: OpenA
     [
         ("--temperature", "3", "from 0 to 2"),
         ("--temperature", "warm", "from 0 to 2"),
-        ("--max-tokens", "0", "at least 1"),
+        ("--max-tokens", "0", "from 1 to 1000000"),
         ("--max-tokens", "1.5", "whole number"),
         ("--top-p", "1.5", "from 0 to 1"),
         ("--seed", "x", "whole number"),

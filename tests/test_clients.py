@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from openai_utils import (
     force_default_value,
     register_client,
 )
-from tests.fake_server import FakeOpenAIServer, Fault
+from tests.fake_server import FakeOpenAIServer, Fault, embedding_vector
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -331,6 +332,50 @@ def test_get_embedding_retries_and_caches(oai: OpenAIClient, server: FakeOpenAIS
     assert len(server.requests_to("/embeddings")) == 2  # one failure, one success, then a hit
 
 
+MANY_TEXTS = [f"text number {i}" for i in range(5000)]
+
+
+def embedding_inputs(server: FakeOpenAIServer) -> list[Any]:
+    return [r.body["input"] for r in server.requests_to("/embeddings")]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_long_list_of_texts_goes_out_in_parts_the_spec_allows(
+    oai: OpenAIClient, server: FakeOpenAIServer, asynchronous: bool
+) -> None:
+    import asyncio
+
+    vectors = asyncio.run(oai.aget_embedding(MANY_TEXTS)) if asynchronous else oai.get_embedding(MANY_TEXTS)
+    assert vectors == [embedding_vector(t) for t in MANY_TEXTS]
+    sent = embedding_inputs(server)
+    assert len(sent) == math.ceil(5000 / 2048)
+    assert all(len(part) <= 2048 for part in sent)
+    assert [t for part in sent for t in part] == MANY_TEXTS
+
+
+def test_each_part_of_a_long_list_is_retried_on_its_own(oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+    server.script(Fault.delay(0), Fault.status(503), path="/embeddings")  # the second part fails once
+    assert oai.get_embedding(MANY_TEXTS) == [embedding_vector(t) for t in MANY_TEXTS]
+    sent = embedding_inputs(server)
+    assert [len(part) for part in sent] == [2048, 2048, 2048, 904]
+    assert sent[1] == sent[2] == MANY_TEXTS[2048:4096]
+    assert sleeps == [1.0]
+
+
+def test_parts_are_cached_one_by_one_so_a_failed_long_call_resumes(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any
+) -> None:
+    force_api_cache(True, str(tmp_path / "e.pickle"))
+    server.script(Fault.delay(0), Fault.delay(0), *[Fault.status(503)] * 5, path="/embeddings")
+    assert oai.get_embedding(MANY_TEXTS) is None  # the third part ran out of attempts
+    assert len(embedding_inputs(server)) == 2 + 5
+    server.reset()
+    assert oai.get_embedding(MANY_TEXTS) == [embedding_vector(t) for t in MANY_TEXTS]
+    assert embedding_inputs(server) == [MANY_TEXTS[4096:]]  # the first two parts came from the cache
+    assert oai.get_embedding(MANY_TEXTS[:2048]) == [embedding_vector(t) for t in MANY_TEXTS[:2048]]
+    assert len(embedding_inputs(server)) == 1  # a list of up to 2048 is one part, with the same key
+
+
 # -- the cache in send_message ---------------------------------------------------------------
 
 
@@ -604,3 +649,62 @@ def test_azure_without_any_credential_says_every_way_to_fix_it(server: FakeOpenA
     for hint in ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN", "openai_utils[azure]"):
         assert hint in message
     assert server.requests == []
+
+
+# -- bad arguments are refused before any request ----------------------------------------------
+
+BAD_CALLS: list[tuple[str, str, tuple[Any, ...], dict[str, Any], tuple[str, ...]]] = [
+    ("surrogate", "send_message", ([{"role": "user", "content": "a\ud800b"}],), {}, ("messages[0]['content']", "surrogate")),
+    ("set-content", "send_message", ([{"role": "user", "content": {"a", "b"}}],), {}, ("messages[0]['content']", "set", "list of content parts")),
+    ("nested-set", "send_message", ([{"role": "user", "content": [{"type": "text", "text": {"a"}}]}],), {}, ("messages[0]['content'][0]['text']", "set")),
+    ("temperature-nan", "send_message", (HI,), {"temperature": float("nan")}, ("temperature=nan", "from 0 to 2")),
+    ("temperature-str", "send_message", (HI,), {"temperature": "0.5"}, ("temperature='0.5'", "a number from 0 to 2")),
+    ("top_p-big", "send_message", (HI,), {"top_p": 2}, ("top_p=2", "from 0 to 1")),
+    ("max_tokens-float", "send_message", (HI,), {"max_tokens": 2.5}, ("max_tokens=2.5", "a whole number")),
+    ("model-int", "send_message", (HI,), {"model": 123}, ("model=123", "str")),
+    ("timeout-negative", "send_message", (HI,), {"timeout": -1}, ("timeout=-1", "from 0.001 to 86400")),
+    ("timeout-inf", "send_message", (HI,), {"timeout": float("inf")}, ("timeout=inf", "from 0.001 to 86400")),
+    ("max_attempts-zero", "send_message", (HI,), {"max_attempts": 0}, ("max_attempts=0", "from 1 to 1000")),
+    ("max_attempts-huge", "send_message", (HI,), {"max_attempts": 1200}, ("max_attempts=1200", "from 1 to 1000")),
+    ("waiting_time-huge", "send_message", (HI,), {"waiting_time": 1e300}, ("waiting_time=1e+300", "from 0 to 86400")),
+    ("factor-huge", "send_message", (HI,), {"exponential_backoff_factor": 1e300}, ("exponential_backoff_factor=1e+300", "from 1 to 100")),
+    ("n-zero", "send_message", (HI,), {"n": 0}, ("n=0", "from 1 to 128")),
+    ("n-none", "send_message", (HI,), {"n": None}, ("n=None", "from 1 to 128")),
+    ("stream-str", "send_message", (HI,), {"stream": "yes"}, ("stream='yes'", "True or False")),
+    ("extra-nan", "send_message", (HI,), {"seed": float("nan")}, ("seed", "finite")),
+    ("stop-set", "send_message", (HI,), {"stop": {"a"}}, ("stop", "set")),
+    ("embedding-none", "get_embedding", (None,), {}, ("text", "NoneType", "a str or a list of str")),
+    ("embedding-set", "get_embedding", ({"a", "b"},), {}, ("text", "set")),
+    ("embedding-item", "get_embedding", (["ok", 3],), {}, ("text[1]", "int")),
+    ("embedding-surrogate", "get_embedding", (["ok", "b\udc80"],), {}, ("text[1]", "surrogate")),
+    ("embedding-model", "get_embedding", ("x",), {"model": 5}, ("model=5",)),
+    ("embedding-timeout", "get_embedding", ("x",), {"timeout": 0}, ("timeout=0", "from 0.001")),
+]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(("method", "args", "kwargs", "fragments"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+def test_a_bad_argument_is_an_invalid_request_error_before_any_request(
+    oai: OpenAIClient, server: FakeOpenAIServer, asynchronous: bool,
+    method: str, args: tuple[Any, ...], kwargs: dict[str, Any], fragments: tuple[str, ...],
+) -> None:
+    import asyncio
+
+    with pytest.raises(InvalidRequestError) as info:
+        if asynchronous:
+            asyncio.run(getattr(oai, "a" + method)(*args, **kwargs))
+        else:
+            getattr(oai, method)(*args, **kwargs)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert server.requests == []
+
+
+def test_good_arguments_at_the_ends_of_their_ranges_are_sent(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    assert oai.send_message(
+        HI, temperature=2, top_p=0, max_tokens=1, frequency_penalty=-2, presence_penalty=2, timeout=86_400,
+        max_attempts=1000, waiting_time=0, exponential_backoff_factor=100, n=1, stream=False,
+    ) is not None
+    assert oai.get_embedding("x", timeout=0.5, max_attempts=1) is not None
+    assert len(server.requests) == 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openai_utils import ConfigError, force_default_value
-from openai_utils.config import CONFIG_ENV_VAR, SETTINGS, Defaults, default
+from openai_utils.config import CONFIG_ENV_VAR, SETTINGS, Defaults, Setting, default
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,10 +197,10 @@ def test_dotenv_fills_missing_variables_without_overriding(
     ("key", "value", "name", "allowed"),
     [
         ("TOP_P", "abc", "top_p", "a number from 0 to 1"),
-        ("MAX_ATTEMPTS", "0", "max_attempts", "a whole number of at least 1"),
+        ("MAX_ATTEMPTS", "0", "max_attempts", "a whole number from 1 to 1000"),
         ("TEMPERATURE", "5", "temperature", "a number from 0 to 2"),
         ("CACHE_API_CALLS", "maybe", "cache_api_calls", "true or false"),
-        ("MAX_ATTEMPTS", "2.5", "max_attempts", "a whole number of at least 1"),
+        ("MAX_ATTEMPTS", "2.5", "max_attempts", "a whole number from 1 to 1000"),
     ],
 )
 def test_bad_value_is_config_error_naming_file_key_value_and_rule(
@@ -319,7 +319,7 @@ def test_force_unknown_key_is_value_error_listing_valid_keys() -> None:
     ("name", "value", "allowed"),
     [
         ("temperature", 5, "from 0 to 2"),
-        ("max_attempts", 0, "at least 1"),
+        ("max_attempts", 0, "from 1 to 1000"),
         ("cache_api_calls", "maybe", "true or false"),
         ("max_attempts", True, "whole number"),
         ("model", "", "non-empty"),
@@ -393,3 +393,130 @@ def test_import_does_not_load_heavy_dependencies(tmp_path: Path) -> None:
     result = _run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+# --- section names, BOM, ranges ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelled", ["openai", "OPENAI", "Openai", " OpenAI "])
+def test_openai_section_in_any_case_is_read(tmp_path: Path, spelled: str) -> None:
+    # configparser matches section names exactly: [openai] used to be skipped without a word, and
+    # with it BASE_URL, so prompts and the real key went to api.openai.com instead
+    write_ini(tmp_path / "config.ini", "BASE_URL = http://127.0.0.1:9/v1\nMAX_ATTEMPTS = 2", section=spelled)
+    assert default["base_url"] == "http://127.0.0.1:9/v1"
+    assert default["max_attempts"] == 2
+    assert default.source("base_url") == str(Path.cwd() / "config.ini")
+
+
+def test_prices_section_in_any_case_is_read(tmp_path: Path) -> None:
+    (tmp_path / "config.ini").write_text("[prices]\nmy-model = 1.5, 3\n", encoding="utf-8")
+    assert default.prices()["my-model"] == (1.5, 3.0)
+
+
+def test_one_section_spelled_two_ways_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.ini"
+    path.write_text("[OpenAI]\nMODEL = a\n\n[openai]\nBASE_URL = http://127.0.0.1:9/v1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        default["model"]
+    message = str(info.value)
+    assert str(path) in message
+    assert "[OpenAI]" in message and "[openai]" in message
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "openai_utils" and r.levelno == logging.WARNING]
+
+
+def test_misspelled_section_warns_with_suggestion(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_ini(tmp_path / "config.ini", "MODEL = not-used", section="OpenIA")
+    (tmp_path / "config.ini").write_text(path.read_text() + "[Price]\nx = 1, 2\n", encoding="utf-8")
+    caplog.set_level(logging.WARNING, logger="openai_utils")
+    assert default["model"] == "gpt-4o-mini"
+    warnings = _warnings(caplog)
+    assert len(warnings) == 2
+    assert all(str(path) in w for w in warnings)
+    assert "[OpenIA]" in warnings[0] and "did you mean [OpenAI]" in warnings[0]
+    assert "[Price]" in warnings[1] and "did you mean [Prices]" in warnings[1]
+
+
+def test_unrelated_section_warns_once_without_suggestion(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_ini(tmp_path / "config.ini", "level = debug", section="Logging")
+    caplog.set_level(logging.WARNING, logger="openai_utils")
+    default["model"]
+    default["top_p"]
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert "[Logging]" in warnings[0] and str(path) in warnings[0]
+    assert "did you mean" not in warnings[0]
+
+
+def test_one_key_spelled_twice_in_a_section_is_a_config_error(tmp_path: Path) -> None:
+    path = write_ini(tmp_path / "config.ini", "MODEL = a\nmodel = b")
+    with pytest.raises(ConfigError) as info:
+        default["model"]
+    assert str(path) in str(info.value)
+    assert "MODEL" in str(info.value) and "model" in str(info.value)
+
+
+def test_utf8_bom_is_read(tmp_path: Path) -> None:
+    # Windows Notepad saves UTF-8 with a byte order mark before the first section header
+    (tmp_path / "config.ini").write_bytes("\ufeff[OpenAI]\nMODEL = with-bom\n".encode("utf-8"))
+    assert default["model"] == "with-bom"
+
+
+NUMERIC = [s for s in SETTINGS if s.kind in ("int", "float")]
+
+
+@pytest.mark.parametrize("setting", NUMERIC, ids=lambda s: s.key)
+def test_every_number_has_a_range(setting: Setting) -> None:
+    assert setting.minimum is not None and setting.maximum is not None, f"{setting.key} needs minimum= and maximum="
+    assert setting.minimum <= setting.maximum
+    if setting.default is not None:
+        assert setting.minimum <= setting.default <= setting.maximum
+
+
+HUGE = [
+    ("TIMEOUT", "1e300"),
+    ("WAITING_TIME", "1e300"),
+    ("MAX_WAITING_TIME", "1e300"),
+    ("EXPONENTIAL_BACKOFF_FACTOR", "1e300"),
+    ("MAX_ATTEMPTS", "1200"),
+    ("MAX_TOKENS", "10000000000"),
+    ("REQUESTS_PER_MINUTE", "1" + "0" * 30),
+    ("LOCAL_SLOTS", "100000"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), HUGE)
+def test_number_above_its_range_in_a_file_is_a_config_error(tmp_path: Path, key: str, value: str) -> None:
+    path = write_ini(tmp_path / "config.ini", f"{key} = {value}")
+    setting = next(s for s in SETTINGS if s.key == key)
+    with pytest.raises(ConfigError) as info:
+        default[setting.name]
+    message = str(info.value)
+    for part in (str(path), key, repr(value), setting.rule()):
+        assert part in message
+
+
+@pytest.mark.parametrize(("key", "value"), HUGE)
+def test_number_above_its_range_forced_is_a_config_error(key: str, value: str) -> None:
+    setting = next(s for s in SETTINGS if s.key == key)
+    for forced in (value, float(value), int(float(value))):
+        with pytest.raises(ConfigError) as info:
+            force_default_value(setting.name, forced)
+        assert setting.name in str(info.value) and setting.rule() in str(info.value)
+    assert default.source(setting.name) == "built-in default"
+
+
+@pytest.mark.parametrize("setting", NUMERIC, ids=lambda s: s.key)
+def test_both_ends_of_every_range_are_accepted(setting: Setting) -> None:
+    for bound in (setting.minimum, setting.maximum):
+        force_default_value(setting.name, bound)
+        assert default[setting.name] == bound
+
+
+def test_forcing_a_value_whose_repr_fails_is_still_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="a int"):
+        force_default_value("temperature", 10**5000)  # repr() refuses ints past 4300 digits
+    with pytest.raises(ConfigError):
+        force_default_value(["model"], "x")  # type: ignore[arg-type]

@@ -364,6 +364,23 @@ def test_embedding_list_request_matches_the_spec(request: pytest.FixtureRequest,
     assert any_client.sent[-1]["input"] == ["first", "second"]
 
 
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_long_list_is_split_into_bodies_the_spec_accepts(request: pytest.FixtureRequest, server: str) -> None:
+    """The spec caps `input` at 2,048 items: one body of 2,049 texts gets 422, while each of the
+    parts get_embedding splits it into is accepted."""
+    from openai_utils.request import build_embedding_request, build_embedding_requests
+
+    any_client = client_for(request, server)
+    texts = [f"text {i}" for i in range(2049)]
+    with pytest.raises(InvalidRequestError) as refused:
+        any_client._raw_embedding_call(build_embedding_request(texts, "text-embedding-3-small"), 30.0)
+    assert refused.value.status_code == 422
+    parts = build_embedding_requests(texts, "text-embedding-3-small")
+    assert [len(part["input"]) for part in parts] == [2048, 1]
+    for part in parts:
+        assert isinstance(accepted(any_client, lambda: any_client._raw_embedding_call(part, 30.0)), dict)
+
+
 # -- async: the other SDK client ---------------------------------------------------------------
 
 
@@ -399,14 +416,17 @@ def test_stream_request_matches_the_spec_and_a_json_answer_is_no_stream(openai_c
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_tripwire_an_invalid_body_gets_422(server: str, request: pytest.FixtureRequest) -> None:
-    """If this fails with 'DID NOT RAISE', Prism has stopped validating (see ../shared/specs/README.md)."""
+    """If this fails with 'DID NOT RAISE', Prism has stopped validating (see ../shared/specs/README.md).
+
+    The bad value is a pass-through parameter (seed must be an integer): the client checks its own
+    arguments before sending, so temperature='hot' would never reach Prism."""
     client = client_for(request, server)
     try:
-        client.send_message(USER, temperature="hot")
+        client.send_message(USER, seed="hot")
     except InvalidRequestError as exc:
         assert exc.status_code == 422, exc
     else:
-        pytest.fail(f"validation is off: the {server} Prism accepted temperature='hot' (see ../shared/specs/README.md)")
+        pytest.fail(f"validation is off: the {server} Prism accepted seed='hot' (see ../shared/specs/README.md)")
 
 
 @pytest.mark.parametrize("server", SERVERS)

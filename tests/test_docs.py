@@ -36,12 +36,13 @@ def test_docs_table_matches_the_settings() -> None:
     documented = {}
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        documented[cells[0].strip("`")] = (cells[1].strip("`"), cells[2].strip("`"))
+        documented[cells[0].strip("`")] = (cells[1].strip("`"), cells[2].strip("`"), cells[3])
     assert list(documented) == [s.key for s in SETTINGS]
     for setting in SETTINGS:
-        name, shown = documented[setting.key]
+        name, shown, allowed = documented[setting.key]
         assert name == setting.name
         assert shown == (setting.to_text(setting.default) or "(empty)"), setting.key
+        assert allowed == setting.allowed(), setting.key
 
 
 def test_readme_names_every_config_key_section() -> None:

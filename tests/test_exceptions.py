@@ -22,7 +22,9 @@ from openai_utils.exceptions import (
     RetriesExhaustedError,
     ServerError,
     StreamInterruptedError,
+    TemplateError,
     TemplateNotFoundError,
+    TemplateSyntaxError,
     TemplateVariableError,
 )
 
@@ -142,6 +144,9 @@ def test_template_errors_keep_their_details() -> None:
     assert missing.missing == ["x"]
     assert str(missing) == "uses x"  # not KeyError's quoted repr
     assert isinstance(missing, KeyError)
+    syntax = TemplateSyntaxError("unclosed tag", "/p/t.mustache", 3)
+    assert (syntax.path, syntax.line) == ("/p/t.mustache", 3)
+    assert isinstance(syntax, TemplateError) and isinstance(syntax, ValueError)
 
 
 def test_missing_credentials_names_variables() -> None:

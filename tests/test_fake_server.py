@@ -274,6 +274,13 @@ def test_embeddings_single_list_and_base64(srv: FakeOpenAIServer, client: openai
     assert len(tokens.data) == 2 and tokens.data[0].embedding != tokens.data[1].embedding
 
 
+
+def test_embeddings_refuse_more_inputs_than_the_spec_allows(srv: FakeOpenAIServer, client: openai.OpenAI) -> None:
+    ok = client.embeddings.create(model="e", input=["x"] * 2048, encoding_format="float")
+    assert len(ok.data) == 2048
+    with pytest.raises(openai.BadRequestError, match="at most 2048"):
+        client.embeddings.create(model="e", input=["x"] * 2049, encoding_format="float")
+
 def test_models_list(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
 

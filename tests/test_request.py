@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from openai_utils import InvalidRequestError
-from openai_utils.request import build_chat_request, build_embedding_request, cache_key, validate_messages
+from openai_utils.request import (
+    build_chat_request,
+    build_embedding_request,
+    build_embedding_requests,
+    cache_key,
+    check_sendable,
+    validate_arguments,
+    validate_messages,
+)
 
 USER = {"role": "user", "content": "Hi"}
 
@@ -80,6 +88,73 @@ def test_invalid_request_error_is_a_value_error() -> None:
         validate_messages([])
 
 
+@pytest.mark.parametrize("content", [{"text": "x"}, {"a"}, 5, b"bytes"])
+def test_content_that_is_not_text_parts_or_none_is_rejected(content: Any) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        validate_messages([USER, {"role": "user", "content": content}])
+    assert "messages[1]['content']" in str(info.value)
+    assert type(content).__name__ in str(info.value)
+
+
+# --- validate_arguments -------------------------------------------------------------------------
+
+
+def test_arguments_left_as_none_or_within_range_pass() -> None:
+    validate_arguments({"model": None, "temperature": None, "timeout": None, "max_attempts": None})
+    validate_arguments({"model": "m", "temperature": 0, "timeout": 0.5, "max_attempts": 3, "n": 2, "stream": True})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("temperature", float("nan"), "a number from 0 to 2"),
+        ("temperature", True, "a number from 0 to 2"),
+        ("max_tokens", 10.0, "a whole number from 1 to"),
+        ("max_attempts", "3", "a whole number from 1 to 1000"),
+        ("waiting_time", -0.5, "a number from 0 to 86400"),
+        ("n", 129, "a whole number from 1 to 128"),
+        ("echo", 1, "True or False"),
+        ("model", ["gpt"], "the model's name as a str"),
+    ],
+)
+def test_an_argument_outside_its_rule_names_itself_and_the_rule(name: str, value: Any, allowed: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        validate_arguments({"model": "m", name: value})
+    assert f"{name}={value!r}" in str(info.value)
+    assert allowed in str(info.value)
+
+
+# --- check_sendable -----------------------------------------------------------------------------
+
+
+def test_sendable_bodies_pass() -> None:
+    check_sendable({"messages": [USER], "seed": 1, "logit_bias": {"50256": -100}, "stop": ("a", "b"), "x": None})
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"messages": [USER, {"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]}, "messages[1]['content'][0]['text']"),
+        ({"tools": [{"function": {"parameters": {"x": float("inf")}}}]}, "tools[0]['function']['parameters']['x']"),
+        ({"metadata": {("a", "b"): 1}}, "metadata has a key of type tuple"),
+        ({"seed": 10**5000}, "seed"),
+        ({"seed": object()}, "seed is a object"),
+    ],
+)
+def test_an_unsendable_body_names_the_place(body: dict[str, Any], where: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        check_sendable(body)
+    assert where in str(info.value)
+
+
+def test_a_body_nested_too_deep_to_walk_is_still_an_invalid_request() -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidRequestError, match="cannot be sent as JSON"):
+        check_sendable({"metadata": deep})
+
+
 # --- build_chat_request -------------------------------------------------------------------------
 
 
@@ -144,6 +219,27 @@ def test_embedding_request_for_a_list() -> None:
 def test_embedding_request_rejects_empty_input(text: Any) -> None:
     with pytest.raises(InvalidRequestError, match="get_embedding"):
         build_embedding_request(text, "emb")
+
+
+def test_embedding_requests_split_long_lists_in_order() -> None:
+    texts = [f"t{i}" for i in range(5)]
+    requests = build_embedding_requests(texts, "emb", per_request=2)
+    assert [r["input"] for r in requests] == [["t0", "t1"], ["t2", "t3"], ["t4"]]
+    assert all(r["model"] == "emb" for r in requests)
+    assert build_embedding_requests("one", "emb") == [{"model": "emb", "input": "one"}]
+    assert build_embedding_requests(texts, "emb") == [{"model": "emb", "input": texts}]
+
+
+def test_embedding_requests_check_every_text_before_splitting() -> None:
+    texts = ["ok"] * 4 + [""]
+    with pytest.raises(InvalidRequestError, match=r"text\[4\]"):
+        build_embedding_requests(texts, "emb", per_request=2)
+
+
+def test_embedding_request_takes_any_iterable_but_a_set() -> None:
+    assert build_embedding_request((t for t in ["a", "b"]), "emb")["input"] == ["a", "b"]
+    with pytest.raises(InvalidRequestError, match="set"):
+        build_embedding_request({"a", "b"}, "emb")
 
 
 # --- cache_key ----------------------------------------------------------------------------------

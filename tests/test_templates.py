@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from openai_utils import TemplateError, TemplateNotFoundError, TemplateVariableError, force_default_value
+from openai_utils import (
+    TemplateError,
+    TemplateNotFoundError,
+    TemplateSyntaxError,
+    TemplateVariableError,
+    force_default_value,
+)
 from openai_utils import templates
 from openai_utils.config import CONFIG_ENV_VAR, default
 from openai_utils.templates import find_template, render_template, search_path, template_variables
@@ -234,3 +240,149 @@ def test_render_packaged_style_template(tmp_path: Path) -> None:
     text = render_template("summarize.system", {"max_sentences": 3})
     assert "at most 3 sentences" in text
     assert "{{" not in text
+
+
+# --- partials and broken templates --------------------------------------------------------------
+
+
+def test_a_partial_next_to_the_template_is_rendered(folders: tuple[Path, Path]) -> None:
+    write(folders[0], "main", "Hello {{> sign}}!")
+    write(folders[0], "sign", "{{name}} from {{place}}")
+    assert render_template("main", {"name": "Ann", "place": "Oslo"}) == "Hello Ann from Oslo!"
+
+
+def test_a_missing_partial_is_template_not_found_naming_the_including_file_and_line(folders: tuple[Path, Path]) -> None:
+    main = write(folders[0], "main", "Hello\n{{> footer}}\n")
+    for allow_missing in (False, True):
+        with pytest.raises(TemplateNotFoundError) as info:
+            render_template("main", {}, allow_missing=allow_missing)
+        message = str(info.value)
+        assert "'footer'" in message
+        assert str(main) in message
+        assert "line 2" in message
+        assert str(folders[0] / "footer.mustache") in message
+        assert info.value.searched == [str(folders[0])]
+
+
+def test_a_missing_partial_inside_a_section_is_an_error_too(folders: tuple[Path, Path]) -> None:
+    write(folders[0], "main", "{{#items}}{{> row}}{{/items}}")
+    with pytest.raises(TemplateNotFoundError, match="'row'"):
+        render_template("main", {"items": []})
+
+
+def test_a_variable_used_only_in_a_partial_is_required(folders: tuple[Path, Path]) -> None:
+    main = write(folders[0], "main", "Hi {{> inner}}")
+    inner = write(folders[0], "inner", "\n{{#opt}}{{maybe}}{{/opt}} {{> deeper}}")
+    deeper = write(folders[0], "deeper", "{{who}}")
+    with pytest.raises(TemplateVariableError) as info:
+        render_template("main", {})
+    assert info.value.missing == ["who"]
+    message = str(info.value)
+    assert str(main) in message and str(deeper) in message and "line 1" in message
+    assert "maybe" not in message and str(inner) not in message
+    assert render_template("main", {"who": "Bo"}) == "Hi \n Bo"
+    assert render_template("main", {}, allow_missing=True) == "Hi \n "
+
+
+def test_variables_of_a_partial_inside_a_section_come_from_the_items(folders: tuple[Path, Path]) -> None:
+    write(folders[0], "list", "{{#items}}[{{> row}}]{{/items}}")
+    write(folders[0], "row", "{{title}}")
+    assert render_template("list", {"items": [{"title": "a"}, {"title": "b"}]}) == "[a][b]"
+
+
+def test_a_partial_may_recurse_inside_a_section(folders: tuple[Path, Path]) -> None:
+    write(folders[0], "tree", "{{> node}}")
+    write(folders[0], "node", "{{name}}{{#children}}({{> node}}){{/children}}")
+    leaf: list[object] = []
+    tree = {"name": "a", "children": [{"name": "b", "children": [{"name": "c", "children": leaf}]}, {"name": "d", "children": leaf}]}
+    assert render_template("tree", tree) == "a(b(c))(d)"
+    # without an empty list, mustache looks `children` up in the enclosing item: recursion without end
+    del tree["children"][1]["children"]  # type: ignore[index]
+    with pytest.raises(TemplateError, match="recursed"):
+        render_template("tree", tree)
+
+
+def test_a_partial_including_itself_outside_any_section_is_a_syntax_error(folders: tuple[Path, Path]) -> None:
+    write(folders[0], "main", "{{> loop}}")
+    loop = write(folders[0], "loop", "again {{> loop}}")
+    for allow_missing in (False, True):
+        with pytest.raises(TemplateSyntaxError) as info:
+            render_template("main", {}, allow_missing=allow_missing)
+    assert str(loop) in str(info.value) and "itself" in str(info.value)
+    assert info.value.path == str(loop)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("Hello\n{{name", 2, "unclosed tag"),
+        ("{{#items}}\nno end", None, "never closed"),
+        ("one\ntwo {{/items}}", None, "items"),
+        ("a\n\n{{}}", 3, "empty tag"),
+        ("{{{raw}}", 1, "}}}"),
+    ],
+)
+def test_broken_mustache_is_a_syntax_error_naming_file_and_line(
+    folders: tuple[Path, Path], text: str, line: int | None, fragment: str
+) -> None:
+    path = write(folders[0], "broken", text)
+    with pytest.raises(TemplateSyntaxError) as info:
+        render_template("broken", {"name": "x", "raw": "y", "items": [1]})
+    err = info.value
+    assert isinstance(err, TemplateError) and isinstance(err, ValueError)
+    assert str(path) in str(err) and fragment in str(err)
+    assert err.path == str(path)
+    if line is not None:
+        assert err.line == line and f"line {line}" in str(err)
+
+
+def test_broken_partial_names_the_partial(folders: tuple[Path, Path]) -> None:
+    write(folders[0], "main", "{{> part}}")
+    part = write(folders[0], "part", "ok\n{{oops")
+    with pytest.raises(TemplateSyntaxError) as info:
+        render_template("main", {})
+    assert str(part) in str(info.value) and info.value.line == 2
+
+
+@pytest.mark.parametrize("name", ["main", "part"])
+def test_a_file_that_is_not_utf8_is_a_syntax_error_naming_file_and_line(folders: tuple[Path, Path], name: str) -> None:
+    write(folders[0], "main", "{{> part}}")
+    write(folders[0], "part", "fine")
+    bad = folders[0] / f"{name}.mustache"
+    bad.write_bytes(b"first line\nsecond \xff\xfe line\n" + (b"{{> part}}" if name == "main" else b""))
+    with pytest.raises(TemplateSyntaxError) as info:
+        render_template("main", {})
+    assert str(bad) in str(info.value) and "UTF-8" in str(info.value)
+    assert info.value.line == 2
+
+
+def test_a_utf8_bom_is_not_rendered(folders: tuple[Path, Path]) -> None:
+    (folders[0] / "bom.mustache").write_bytes("\ufeffHi {{x}}".encode("utf-8"))
+    assert render_template("bom", {"x": 1}) == "Hi 1"
+
+
+@pytest.mark.parametrize("name", [123, None, b"greet", ["greet"]])
+def test_a_template_name_that_is_not_a_str_is_a_template_error(folders: tuple[Path, Path], name: object) -> None:
+    with pytest.raises(TemplateError, match="template name must be a str"):
+        render_template(name, {})  # type: ignore[arg-type]
+    with pytest.raises(TemplateError, match="template name must be a str"):
+        find_template(name)  # type: ignore[arg-type]
+
+
+def test_variables_that_are_not_a_mapping_are_a_template_error(folders: tuple[Path, Path]) -> None:
+    write(folders[0], "greet", "Hi")
+    with pytest.raises(TemplateError, match="variables must be a dict"):
+        render_template("greet", ["who"])  # type: ignore[arg-type]
+
+
+def test_template_variables_of_broken_text_is_a_syntax_error() -> None:
+    with pytest.raises(TemplateSyntaxError, match="unclosed tag"):
+        template_variables("{{x")
+
+
+def test_a_name_the_os_refuses_is_not_found(folders: tuple[Path, Path]) -> None:
+    with pytest.raises(TemplateNotFoundError):
+        render_template("x" * 300, {})
+    write(folders[0], "main", "{{> " + "y" * 300 + "}}")
+    with pytest.raises(TemplateNotFoundError):
+        render_template("main", {})
