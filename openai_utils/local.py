@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import gguf_convert
-from .clients import CHAT, EMBEDDING, OpenAIClient
+from .clients import OpenAIClient
 from .config import default
 from .exceptions import APIError, ConfigError, InvalidRequestError, OpenAIUtilsError
 from .local_server import (
@@ -37,6 +37,7 @@ from .local_server import (
     current_server,
     embedding_server,
 )
+from .request import CHAT, EMBEDDING
 from .transport import SDKClient
 
 __all__ = ["LocalClient", "DemoRun", "setup", "status", "demo"]

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from . import gguf_convert
-from .clients import CHAT, EMBEDDING
 from .config import default
 from .exceptions import APIConnectionError, ConfigError
+from .request import CHAT, EMBEDDING
 from .transport import SDKClient
 
 __all__ = [

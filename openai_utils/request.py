@@ -16,6 +16,8 @@ from typing import Any
 from .exceptions import InvalidRequestError
 
 __all__ = [
+    "CHAT",
+    "EMBEDDING",
     "validate_messages",
     "build_chat_request",
     "build_embedding_request",
@@ -25,6 +27,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("openai_utils")
+
+CHAT = "chat"
+EMBEDDING = "embedding"
+"""The two kinds of call: which endpoint a request goes to, and which server or SDK client serves it."""
 
 KEY_EXCLUDED = frozenset({"stream", "stream_options"})
 """Request fields that change how an answer is delivered, not what it is."""
