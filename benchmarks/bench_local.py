@@ -41,7 +41,8 @@ def run(quick: bool) -> list[Row]:
 
     import openai  # noqa: F401  (loaded up front, so the first call measures the server, not the SDK import)
 
-    from openai_utils import gguf_convert, local, local_server
+    from openai_utils import local
+    from openai_utils.local import paths as gguf_convert, server as local_server
 
     local_server.stop_local_servers()  # a fresh start, whatever ran before in this process
     saved = os.environ.get(gguf_convert.CACHE_ENV_VAR)

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .exceptions import ConfigError
+from ..exceptions import ConfigError
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -162,6 +162,8 @@ def _identity(source_dir: Path, folders: list[str], files: list[str]) -> tuple[A
 
 
 def _content_digest(source_dir: Path, files: list[str]) -> str:
+    # The seed names this module as it was first called: changing it would rename every
+    # converted file and convert again for nothing.
     digest = hashlib.sha256(f"openai_utils gguf_convert {CONVERTER_VERSION}\n".encode())
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)

