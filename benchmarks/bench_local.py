@@ -41,23 +41,24 @@ def run(quick: bool) -> list[Row]:
 
     import openai  # noqa: F401  (loaded up front, so the first call measures the server, not the SDK import)
 
-    from openai_utils import gguf_convert, local, local_server
+    from openai_utils import local
+    from openai_utils.local import convert, paths
 
-    local_server.stop_local_servers()  # a fresh start, whatever ran before in this process
-    saved = os.environ.get(gguf_convert.CACHE_ENV_VAR)
+    local.stop_local_servers()  # a fresh start, whatever ran before in this process
+    saved = os.environ.get(paths.CACHE_ENV_VAR)
     with tempfile.TemporaryDirectory(prefix="bench_local_") as cache:
-        os.environ[gguf_convert.CACHE_ENV_VAR] = cache
+        os.environ[paths.CACHE_ENV_VAR] = cache
         try:
-            return _measure(quick, local, local_server, gguf_convert)
+            return _measure(quick, local, convert)
         finally:
-            local_server.stop_local_servers()
+            local.stop_local_servers()
             if saved is None:
-                os.environ.pop(gguf_convert.CACHE_ENV_VAR, None)
+                os.environ.pop(paths.CACHE_ENV_VAR, None)
             else:
-                os.environ[gguf_convert.CACHE_ENV_VAR] = saved
+                os.environ[paths.CACHE_ENV_VAR] = saved
 
 
-def _measure(quick: bool, local: Any, local_server: Any, gguf_convert: Any) -> list[Row]:
+def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
     client = local.LocalClient(cache_api_calls=False)
     rows: list[Row] = []
 
@@ -65,7 +66,7 @@ def _measure(quick: bool, local: Any, local_server: Any, gguf_convert: Any) -> l
     started = time.perf_counter()
     client.send_message(MESSAGES, temperature=0, max_tokens=24)
     first_call = time.perf_counter() - started
-    chat = local_server.chat_server()
+    chat = local.chat_server()
     start_s = chat.start_seconds or 0.0
     rows.append(
         _goal_row(
@@ -119,13 +120,13 @@ def _measure(quick: bool, local: Any, local_server: Any, gguf_convert: Any) -> l
 
     # -- embeddings: conversion, start, single and batch latency --------------------------
     started = time.perf_counter()
-    gguf_convert.ensure_minilm_gguf()
+    convert.ensure_minilm_gguf()
     convert_s = time.perf_counter() - started
     rows.append(info_row(TOPIC, "convert all-MiniLM-L6-v2 to GGUF (once per user)", f"{convert_s:.2f} s"))
     started = time.perf_counter()
     client.get_embedding("warm up")
     first_embedding = time.perf_counter() - started
-    embedder = local_server.embedding_server()
+    embedder = local.embedding_server()
     rows.append(info_row(TOPIC, "first get_embedding, embedding server start included", f"{first_embedding:.2f} s"))
     rows.append(info_row(TOPIC, "  of which embedding server start", f"{(embedder.start_seconds or 0.0):.2f} s"))
 
@@ -162,6 +163,6 @@ def _measure(quick: bool, local: Any, local_server: Any, gguf_convert: Any) -> l
 
     client.close()
     started = time.perf_counter()
-    local_server.stop_local_servers()
+    local.stop_local_servers()
     rows.append(info_row(TOPIC, "stop both servers", f"{(time.perf_counter() - started) * 1000:.0f} ms"))
     return rows

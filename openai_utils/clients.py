@@ -50,6 +50,8 @@ from .exceptions import (
 from .limits import call_slots
 from .ratelimit import estimate_tokens, rate_gate
 from .request import (
+    CHAT,
+    EMBEDDING,
     adapt_for_reasoning,
     build_chat_request,
     build_embedding_requests,
@@ -81,9 +83,6 @@ T = TypeVar("T")
 OPENAI_DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 NO_KEY_NEEDED = "no-key-needed"
 """Sent as the key to a BASE_URL server when OPENAI_API_KEY is unset: local servers ignore it."""
-
-CHAT = "chat"
-EMBEDDING = "embedding"
 
 
 @dataclass

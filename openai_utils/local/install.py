@@ -1,16 +1,14 @@
-"""The embedded local model's client (`api_type = "local"`), and its setup and status.
+"""Setting up the embedded local model, reporting what is installed, and trying it.
 
-`LocalClient` is an OpenAIClient whose requests go to the llama.cpp servers of local_server.py.
-Everything else (retries, the cache, error translation, streaming, async, the return values) is
-the shared OpenAIClient path, so code written against `client()` runs unchanged, offline, with
-`API_TYPE = local`. `setup()` installs the engine and the models into the running Python.
+`setup()` installs the engine and the models into the running Python, converts the embedding
+model and asks both servers once; `status()` says what is installed and where the models are
+without starting anything; `demo()` runs the shipped templates on the local model. They back
+the `local setup`, `local status` and `local demo` commands.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -18,118 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import gguf_convert
-from .clients import CHAT, EMBEDDING, OpenAIClient
-from .config import default
-from .exceptions import APIError, ConfigError, InvalidRequestError, OpenAIUtilsError
-from .local_server import (
-    CHAT_FILE,
+from ..config import default
+from ..exceptions import ConfigError, OpenAIUtilsError
+from ..request import CHAT
+from . import paths
+from .client import LocalClient
+from .convert import ensure_minilm_gguf
+from .requirements import (
     CONVERTER_REQUIREMENTS,
-    EMBEDDING_ALIAS,
     ENGINE_REQUIREMENT,
     INSTALL_HINT,
     MODEL_REQUIREMENTS,
     SETUP_COMMAND,
-    LocalServer,
-    configured_path,
-    chat_server,
-    chat_spec,
-    current_server,
-    embedding_server,
 )
-from .transport import SDKClient
+from .server import current_server
+from .specs import chat_spec, configured_path
 
-__all__ = ["LocalClient", "DemoRun", "setup", "status", "demo"]
-
-logger = logging.getLogger("openai_utils")
-
-
-def _error_fields(body: Any) -> Mapping[str, Any]:
-    if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, Mapping):
-            return inner
-    return {}
-
-
-class LocalClient(OpenAIClient):
-    """A client for the embedded llama.cpp servers: `API_TYPE = local`, no key, no network.
-
-    It only says where requests go (the shared servers, started on first use) and rewords
-    llama.cpp's errors; retries, the cache, streaming and the async calls are OpenAIClient's.
-    A call that names no model sends the local model's alias, not MODEL / EMBEDDING_MODEL
-    (which name remote models): llama.cpp would accept any name, but the answer's `model`,
-    the usage stats and the cache key then say what really answered.
-    """
-
-    api_type = "local"
-    key_variables: tuple[str, ...] = ()
-
-    def _default_model(self, kind: str) -> str:
-        if kind == CHAT:
-            return chat_spec().alias
-        configured = default["local_embedding_model"]
-        return Path(configured).stem if configured else EMBEDDING_ALIAS
-
-    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
-        """The running server for `kind` (started now if need be), its URL and key, and this
-        process: a restarted server (new port and key) or a forked child gets a new SDK client
-        instead of a dead port or a connection pool shared with the parent."""
-        server = chat_server() if kind == CHAT else embedding_server()
-        return (server, server.base_url, server.api_key, os.getpid())
-
-    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
-        server: LocalServer = settings[0]
-        return server.build_sdk(asynchronous)
-
-    def _endpoint(self) -> str:
-        """Both model files: the same request to another local model is another answer."""
-        chat = default["local_chat_model"]
-        embedding = default["local_embedding_model"]
-        chat_name = Path(chat).name if chat else CHAT_FILE
-        embedding_name = Path(embedding).name if embedding else EMBEDDING_ALIAS
-        return f"local:{chat_name}+{embedding_name}"
-
-    def _auth_hint(self) -> str:
-        return "the key the local server generated (nothing to set)"
-
-    def _refine_error(self, error: APIError, kind: str) -> APIError:
-        """Say what an over-long input means here, and make it a 400 whatever llama.cpp sent.
-
-        llama.cpp answers a prompt over the context with a 400 of type
-        `exceed_context_size_error`, whose text ("try increasing it") does not name the setting
-        to raise; an embedding input that outgrows the batch is even a 500, which would be
-        retried for nothing. Both become InvalidRequestError with OpenAI's code
-        `context_length_exceeded`, so callers can test one code whatever the backend.
-        """
-        fields = _error_fields(error.body)
-        too_long = fields.get("type") == "exceed_context_size_error" or "too large to process" in error.message
-        if not too_long:
-            return error
-        tokens = fields.get("n_prompt_tokens", "more")
-        if kind == EMBEDDING:
-            message = (
-                f"an input is {tokens} tokens, longer than the local embedding model's context of "
-                f"{fields.get('n_ctx', 'its')} tokens: split the text. llama.cpp said: {error.message}"
-            )
-        else:
-            spec = chat_spec()
-            message = (
-                f"the prompt is {tokens} tokens, longer than the local chat model's context of "
-                f"{fields.get('n_ctx', '?')} tokens per request (LOCAL_CONTEXT_SIZE {spec.context_size} "
-                f"split over LOCAL_SLOTS {spec.slots}): shorten the conversation or raise "
-                f"LOCAL_CONTEXT_SIZE. llama.cpp said: {error.message}"
-            )
-        return InvalidRequestError(
-            message,
-            status_code=400,
-            request_id=error.request_id,
-            code="context_length_exceeded",
-            body=error.body,
-        )
-
-
-# -- setup and status ---------------------------------------------------------------------------
+__all__ = ["DemoRun", "setup", "status", "demo"]
 
 
 def _installed_version(distribution: str) -> str | None:
@@ -197,9 +100,9 @@ def setup(quiet: bool = False, check: bool = True) -> list[str]:
     importlib.invalidate_caches()
 
     started = time.perf_counter()
-    target = gguf_convert.minilm_gguf_path()
+    target = paths.minilm_gguf_path()
     existed = target is not None and target.is_file()
-    converted = gguf_convert.ensure_minilm_gguf()
+    converted = ensure_minilm_gguf()
     if existed:
         lines.append(f"embedding model already converted: {converted}")
     else:
@@ -249,8 +152,8 @@ def _embedding_status(engine_problem: str | None, converter: Mapping[str, str | 
             problems.append(str(exc))
         embedding["ready"] = not problems
     else:
-        source = gguf_convert.minilm_source_dir()
-        target = gguf_convert.minilm_gguf_path(source) if source else None
+        source = paths.minilm_source_dir()
+        target = paths.minilm_gguf_path(source) if source else None
         converted = _is_gguf(target)
         missing = [name for name, version in converter.items() if version is None]
         embedding.update(source=str(source) if source else None, path=str(target) if target else None, converted=converted)
@@ -261,7 +164,7 @@ def _embedding_status(engine_problem: str | None, converter: Mapping[str, str | 
         elif not converted:
             embedding["note"] = f"not converted yet: the first embedding call (or `{SETUP_COMMAND}`) converts it in about 1 s"
         embedding["ready"] = not problems
-        embedding["other_files"] = gguf_convert.other_converted_files(target)
+        embedding["other_files"] = paths.other_converted_files(target)
     if problems:
         embedding["problem"] = "; ".join(problems)
     return embedding
@@ -303,7 +206,7 @@ def status() -> dict[str, Any]:
         "models": {name: _installed_version(name) for name in (_pinned(r)[0] for r in MODEL_REQUIREMENTS)},
         "chat_model": chat,
         "embedding_model": _embedding_status(engine_problem, converter),
-        "cache_dir": str(gguf_convert.models_dir()),
+        "cache_dir": str(paths.models_dir()),
         "settings": {
             "threads": default["local_threads"],
             "context_size": default["local_context_size"],
@@ -332,9 +235,9 @@ def demo(text: str, max_sentences: int = 2) -> DemoRun:
     The input is shown as the messages the templates rendered, so a user sees the whole round
     trip, not only its last step.
     """
-    from .llm_call import LLMCall
-    from .registry import force_api_type
-    from .response import Reply
+    from ..llm_call import LLMCall
+    from ..registry import force_api_type
+    from ..response import Reply
 
     force_api_type("local")
     call = LLMCall("summarize.system", "summarize.user", **DEMO_PARAMETERS)
