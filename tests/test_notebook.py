@@ -66,6 +66,11 @@ def stderr_text(notebook: Any) -> str:
     return "".join(output.text for output in outputs(notebook) if output.output_type == "stream" and output.name == "stderr")
 
 
+def stderr_of(cell: Any) -> list[str]:
+    """The lines one cell printed on stderr."""
+    return "".join(output.text for output in cell.outputs if output.get("name") == "stderr").splitlines()
+
+
 def assert_clean(notebook: Any) -> None:
     """No cell raised, and nothing on stderr warns or errs."""
     assert [output for output in outputs(notebook) if output.output_type == "error"] == []
@@ -134,3 +139,27 @@ def _imports(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None and sys.modules.get(name, True) is not None
+
+
+# -- the library's warnings under a cell ------------------------------------------------------
+
+
+def test_a_warning_shows_under_its_cell_once_and_logging_config_takes_over(tmp_path: Path) -> None:
+    from tests.fake_server import FakeOpenAIServer
+
+    cut_off = 'client().send_message([{"role": "user", "content": "%s"}], max_tokens=2);'
+    with FakeOpenAIServer() as server:
+        notebook = execute(
+            code_notebook(
+                "import os\nos.environ['OPENAI_API_KEY'] = 'sk-test'\n"
+                f"from openai_utils import client, force_default_value\nforce_default_value('base_url', {server.base_url!r})",
+                cut_off % "one two three four",
+                "import logging\nlogging.basicConfig(format='ROOT %(levelname)s %(message)s')\n" + cut_off % "five six seven eight",
+            ),
+            tmp_path,
+        )
+    assert stderr_of(notebook.cells[0]) == []
+    [warning] = stderr_of(notebook.cells[1])
+    assert warning.startswith("openai_utils WARNING: ") and "cut off" in warning
+    [routed] = stderr_of(notebook.cells[2])
+    assert routed.startswith("ROOT WARNING ") and "cut off" in routed
