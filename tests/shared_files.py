@@ -16,9 +16,9 @@ with OPENAI_UTILS_REQUIRE_SHARED=1 such a skip fails the run (see tests/conftest
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,30 +71,39 @@ def missing_specs() -> str | None:
 def missing_encodings() -> str | None:
     """None when tiktoken loads every encoding in ENCODINGS here; otherwise one line saying how to get them.
 
-    A pinned cache folder (TIKTOKEN_CACHE_DIR) is checked file by file first, so tiktoken never
-    reaches for the network behind it (it downloads with no timeout). Unpinned, tiktoken may
-    download: with no network that fails within a second.
+    With a cache folder pinned (TIKTOKEN_CACHE_DIR), as the library does, the files must be in
+    it: tiktoken is kept from downloading meanwhile (it downloads with no timeout, which hangs on
+    a network that drops traffic). Unpinned, tiktoken may download them: with no network at all
+    that fails within a second.
     """
-    from openai_utils import tokens
+    import tiktoken
+    import tiktoken.load
 
     how = "point TIKTOKEN_CACHE_DIR at a folder holding them (e.g. ../shared/tiktoken) or allow network access"
     pinned = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    if pinned:
-        absent = [
-            name for name in ENCODINGS
-            if not (Path(pinned) / hashlib.sha1(tokens._ENCODING_URL.format(name=name).encode()).hexdigest()).is_file()
-        ]
-        if absent:
-            return f"needs tiktoken's encoding files {', '.join(absent)}: not in {pinned}; {how}"
-        return None
-    try:
-        import tiktoken
+    download = tiktoken.load.read_file
 
-        for name in ENCODINGS:
-            tiktoken.get_encoding(name)
-    except Exception as exc:  # any failure to load means: skip, saying why
-        return f"needs tiktoken's encoding files {', '.join(ENCODINGS)}: download failed ({type(exc).__name__}); {how}"
-    return None
+    def refuse(blobpath: str) -> bytes:
+        raise FileNotFoundError(f"{blobpath} is not in the cache folder {pinned}")
+
+    if pinned:
+        tiktoken.load.read_file = refuse  # a cached file is read without calling it
+    try:
+        absent = [name for name in ENCODINGS if not _loads(tiktoken, name)]
+    finally:
+        tiktoken.load.read_file = download
+    if not absent:
+        return None
+    where = f"not in {pinned}" if pinned else "could not be downloaded"
+    return f"needs tiktoken's encoding files {', '.join(absent)}: {where}; {how}"
+
+
+def _loads(tiktoken: Any, name: str) -> bool:
+    try:
+        tiktoken.get_encoding(name)
+    except Exception:  # any failure to load means: skip, saying why
+        return False
+    return True
 
 
 def require_encodings() -> None:
