@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.test_local import ENGINE_MISSING
-
 nbformat = pytest.importorskip("nbformat", reason="needs nbformat, nbclient and ipykernel: pip install -e '.[test]'")
 nbclient = pytest.importorskip("nbclient", reason="needs nbformat, nbclient and ipykernel: pip install -e '.[test]'")
 pytest.importorskip("ipykernel", reason="needs nbformat, nbclient and ipykernel: pip install -e '.[test]'")
+
+from tests.test_local import ENGINE_MISSING  # noqa: E402 - only once the kernel tools are there
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart.ipynb"
