@@ -46,9 +46,10 @@ def execute(notebook: Any, cwd: Path) -> Any:
     from traitlets.config import Config
 
     config = Config()
-    # ipc, not tcp: a kernel on tcp warns that its traffic is unencrypted, even on loopback.
-    config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = str(cwd / "kernel")
+    if os.name == "posix":
+        # ipc, not tcp: a kernel on tcp warns that its traffic is unencrypted, even on loopback.
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(cwd / "kernel")
     client = nbclient.NotebookClient(
         notebook, kernel_name="python3", timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(cwd)}}, config=config
     )
