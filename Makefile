@@ -12,10 +12,17 @@ endif
 
 .PHONY: demo test bench setup
 
+# setuptools announces, as a warning, how it makes every editable install of a project whose
+# package sits at the top level rather than under src/ ("Editable installation ... be careful
+# with folders in your working directory with the same name as your package"). That is this
+# project by design, the note asks nothing of anyone, and pip shows it as a warning banner on
+# every setup: filter exactly that message, so a real build warning still shows.
+QUIET_EDITABLE_NOTE := PYTHONWARNINGS='ignore:Editable installation'
+
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,local,structured,progress]'
+	$(QUIET_EDITABLE_NOTE) $(PY) -m pip install --quiet -e '.[test,local,structured,progress]'
 	$(PY) -m openai_utils local setup --quiet
 	touch $@
 

@@ -42,6 +42,7 @@ from .exceptions import (
 )
 from .generation import generate_response
 from .llm_call import LLMCall
+from .logs import install_fallback_handler
 from .registry import (
     _get_client_for_api_type,
     client,
@@ -55,7 +56,7 @@ from .registry import (
 from .streaming import aprocess_streaming_response, process_streaming_response
 
 logger = logging.getLogger("openai_utils")
-logger.addHandler(logging.NullHandler())
+install_fallback_handler()  # WARNINGs and ERRORs reach stderr until the program configures logging
 
 
 def __getattr__(name: str) -> str:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .clients import OpenAIClient
+from .clients import OFFLINE_WAY_OUT, OpenAIClient
 from .config import default
 from .exceptions import MissingCredentialsError
 from .transport import SDKClient, build_azure_sdk
@@ -35,7 +35,7 @@ class AzureClient(OpenAIClient):
             raise MissingCredentialsError(
                 "no Azure endpoint: set the environment variable AZURE_OPENAI_ENDPOINT "
                 "(e.g. https://my-resource.openai.azure.com/), or AZURE_OPENAI_BASE_URL for a server "
-                "that serves the Azure paths at another root (a gateway, a mock)",
+                "that serves the Azure paths at another root (a gateway, a mock)" + OFFLINE_WAY_OUT,
                 ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_BASE_URL"),
             )
         where = (endpoint, base_url, default["azure_api_version"])
@@ -60,7 +60,7 @@ class AzureClient(OpenAIClient):
                 raise MissingCredentialsError(
                     "no Azure OpenAI credentials: set AZURE_OPENAI_KEY (or AZURE_OPENAI_API_KEY), or "
                     "AZURE_OPENAI_AD_TOKEN, or install azure-identity (pip install 'openai_utils[azure]') "
-                    "to sign in with Entra ID",
+                    "to sign in with Entra ID" + OFFLINE_WAY_OUT,
                     (*self.key_variables, "AZURE_OPENAI_AD_TOKEN"),
                 ) from None
             self._token_provider = get_bearer_token_provider(

@@ -83,6 +83,11 @@ T = TypeVar("T")
 OPENAI_DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 NO_KEY_NEEDED = "no-key-needed"
 """Sent as the key to a BASE_URL server when OPENAI_API_KEY is unset: local servers ignore it."""
+OFFLINE_WAY_OUT = (
+    '; or, with no key at all, run the embedded local model: force_api_type("local") '
+    "(API_TYPE = local in config.ini) after python -m openai_utils local setup"
+)
+"""Ends every missing-credentials message: a notebook user without a key can still go on offline."""
 
 
 @dataclass
@@ -174,7 +179,8 @@ class OpenAIClient:
             if base_url is None:
                 raise MissingCredentialsError(
                     "no OpenAI API key: set the environment variable OPENAI_API_KEY (or put it in a "
-                    ".env file), or set BASE_URL in config.ini to use another OpenAI-compatible server",
+                    ".env file), or set BASE_URL in config.ini to use another OpenAI-compatible server"
+                    + OFFLINE_WAY_OUT,
                     self.key_variables,
                 )
             key = NO_KEY_NEEDED

@@ -25,10 +25,12 @@ Threads
 
 Progress
     A tqdm bar (the optional ``progress`` extra) when tqdm is installed, the output is
-    interactive (stderr is a terminal, or a Jupyter kernel, where `tqdm.auto` draws a widget)
-    and there are more than PROGRESS_MIN_ITEMS items. ``progress=False`` never shows one,
-    ``progress=True`` always does (with one warning per process if tqdm is missing), and a
-    callable is called as ``progress(done, total)`` in the calling thread after each item.
+    interactive (stderr is a terminal, or a Jupyter kernel) and there are more than
+    PROGRESS_MIN_ITEMS items. In a kernel the bar is tqdm's widget when ipywidgets is installed,
+    else tqdm's text bar, which the notebook shows under the cell (never tqdm's "IProgress not
+    found" warning). ``progress=False`` never shows one, ``progress=True`` always does (with one
+    warning per process if tqdm is missing), and a callable is called as
+    ``progress(done, total)`` in the calling thread after each item.
 
 Ctrl-C
     KeyboardInterrupt in the calling thread (Ctrl-C, or a notebook's interrupt button) cancels
@@ -65,8 +67,10 @@ T = TypeVar("T")
 U = TypeVar("U")
 Progress = bool | None | Callable[[int, int], Any]
 
-PROGRESS_MIN_ITEMS = 10
-"""Lists of at most this many items get no automatic progress bar: they finish before it helps."""
+PROGRESS_MIN_ITEMS = 1
+"""Lists of at most this many items get no automatic progress bar. A model call takes seconds,
+so even two items run long enough for a bar to help, and in a notebook the finished bar is the
+record of how many items ran (a rerun served from the cache fills it at once)."""
 
 THREAD_NAME_PREFIX = "openai_utils.map"
 """Worker threads are named after this, so they are easy to spot in a debugger or a test."""
@@ -261,12 +265,31 @@ def _progress_bar(progress: Progress, total: int, description: str) -> Any:
 
 
 def _tqdm() -> Any:
-    """`tqdm.auto.tqdm` (a widget in Jupyter, text elsewhere), or None when tqdm is not installed."""
+    """The tqdm class to draw with, or None when tqdm is not installed.
+
+    tqdm's widget in a Jupyter kernel that has ipywidgets; its text bar everywhere else, a
+    kernel without ipywidgets included (the notebook shows the text under the cell).
+    `tqdm.auto` is not used: without ipywidgets it warns "IProgress not found" and then draws
+    the text bar anyway.
+    """
     try:
-        from tqdm.auto import tqdm
+        from tqdm.std import tqdm
     except ImportError:
         return None
+    if _in_jupyter_kernel():
+        widget = _widget_tqdm()
+        if widget is not None:
+            return widget
     return tqdm
+
+
+def _widget_tqdm() -> Any:
+    """`tqdm.notebook.tqdm` when ipywidgets imports, else None (importing tqdm.notebook never warns)."""
+    try:
+        from tqdm import notebook
+    except ImportError:
+        return None
+    return notebook.tqdm if getattr(notebook, "IProgress", None) is not None else None
 
 
 def _warn_no_tqdm() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from openai_utils import OpenAIClient, default, force_api_cache, force_api_type, register_client
 from openai_utils import registry
 from openai_utils.ratelimit import rate_gate
+from tests import shared_files
 from tests.fake_server import FakeOpenAIServer
 
 SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
@@ -82,3 +84,17 @@ def prompts(tmp_path: Path) -> Path:
     (folder / "greet.system.mustache").write_text("You greet {{{who}}}.")
     (folder / "greet.user.mustache").write_text("Say hello to {{{who}}} in {{lang}}.")
     return folder
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With OPENAI_UTILS_REQUIRE_SHARED=1 (CI), a skip for want of the specs or tiktoken's files fails the run."""
+    passed = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if os.environ.get(shared_files.REQUIRE_VARIABLE) == "1" and shared_files.skipped() and passed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if os.environ.get(shared_files.REQUIRE_VARIABLE) == "1" and shared_files.skipped():
+        terminalreporter.section(f"{shared_files.REQUIRE_VARIABLE}=1: these tests must run here", red=True)
+        for reason in shared_files.skipped():
+            terminalreporter.write_line(f"skipped, but required: {reason}", red=True)

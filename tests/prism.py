@@ -3,7 +3,8 @@
 Prism (npm `@stoplight/prism-cli`) serves an OpenAPI description and answers 422 to any request
 body the schema rejects and 401 to a request without the auth header the spec declares. It is
 installed by `.ci/install-prism` into `.ci/node/` (git-ignored); PRISM_BIN names another binary.
-The specs live outside the project, in `../shared/specs/` (see the README there).
+The specs live outside the project: in the folder OPENAI_UTILS_SPECS names, by default
+`../shared/specs/` (see the README there, and tests/shared_files.py).
 
     with prism_servers(SPECS / "openai-openapi.prism-core.yaml") as (server,):
         ...  # server.base_url is "http://127.0.0.1:PORT"; paths are served at the root, no /v1
@@ -27,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from tests.shared_files import SPECS_VARIABLE, specs_folder
+
 __all__ = [
     "INSTALL_SCRIPT",
     "PROJECT",
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 PROJECT = Path(__file__).resolve().parents[1]
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+SPECS = specs_folder()
 INSTALL_SCRIPT = PROJECT / ".ci" / "install-prism"
 LOCAL_BIN = PROJECT / ".ci" / "node" / "node_modules" / ".bin" / "prism"
 LOCAL_MARKER = PROJECT / ".ci" / "node" / ".installed"
@@ -120,7 +123,7 @@ class PrismServer:
 
     def __init__(self, spec: Path) -> None:
         if not spec.is_file():
-            raise FileNotFoundError(f"spec {spec} not found: the contract tests expect ../shared/specs/ beside the project")
+            raise FileNotFoundError(f"spec {spec} not found: set {SPECS_VARIABLE} to the folder of the published specs")
         self.spec = spec
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"

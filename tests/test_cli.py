@@ -20,6 +20,7 @@ import pytest
 from openai_utils import OpenAIClient, default, tokens
 from openai_utils.cli import main
 from tests.fake_server import FakeOpenAIServer, Fault, embedding_vector
+from tests.shared_files import require_encodings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "openai-utils"
@@ -128,6 +129,7 @@ def test_chat_with_azure(server: FakeOpenAIServer, tmp_path: Path) -> None:
 
 
 def test_tokens_counts_offline(tmp_path: Path) -> None:
+    require_encodings()
     result = run_cli("tokens", "--model", "gpt-4o", "hello world", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "2 tokens (o200k_base, model gpt-4o)\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from openai_utils import (
     register_client,
 )
 from tests.fake_server import FakeOpenAIServer, Fault, embedding_vector
+from tests.shared_files import require_encodings
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -285,6 +287,17 @@ def test_missing_key_names_the_variable_and_sends_nothing(server: FakeOpenAIServ
         OpenAIClient().send_message(HI)
     assert caught.value.variables == ("OPENAI_API_KEY",)
     assert server.requests == []
+
+
+@pytest.mark.parametrize("api_type", ["openai", "azure", "azure-without-identity"])
+def test_missing_credentials_name_the_offline_way_out(api_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if api_type == "azure-without-identity":
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setitem(sys.modules, "azure.identity", None)  # not installed
+    chosen = OpenAIClient() if api_type == "openai" else AzureClient()
+    with pytest.raises(MissingCredentialsError) as caught:
+        chosen.send_message(HI, model="d")
+    assert 'force_api_type("local")' in str(caught.value) and "API_TYPE = local" in str(caught.value)
 
 
 def test_a_base_url_server_needs_no_key(server: FakeOpenAIServer) -> None:
@@ -581,6 +594,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 
 
 def test_a_tool_conversation_is_sent_and_counted(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    require_encodings()
     first = oai.send_message([{"role": "user", "content": "__tool__"}], tools=TOOLS, tool_choice="auto")
     conversation = [
         {"role": "user", "content": "Weather in Paris?"},

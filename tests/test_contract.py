@@ -6,9 +6,11 @@ body the spec rejects, which the library raises as InvalidRequestError, so "the 
 means "the request matched the official schema". Prism's answers are schema-valid placeholders
 (content "string", one choice, one embedding); the library must parse them.
 
-The specs are the `.prism` copies in ../shared/specs/ (see the README there: the published ones
-let Prism skip validation silently). `test_tripwire_*` fail if validation is ever switched off.
-Prism is installed on first use by .ci/install-prism; the tests skip only when npm is missing.
+The specs are the `.prism` copies in the folder OPENAI_UTILS_SPECS names, by default
+../shared/specs/ (see the README there: the published ones let Prism skip validation silently).
+`test_tripwire_*` fail if validation is ever switched off. Prism is installed on first use by
+.ci/install-prism. The module skips, in one line, without the specs or without npm; CI sets
+OPENAI_UTILS_REQUIRE_SHARED=1, which turns that skip into a failure (tests/shared_files.py).
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ from openai_utils import (
     force_default_value,
 )
 from tests.prism import SPECS, PrismServer, prism_available, prism_servers
+from tests.shared_files import missing_specs, skip_reason
 
+SPECS_MISSING = missing_specs()
+if SPECS_MISSING is not None:
+    pytest.skip(skip_reason(SPECS_MISSING), allow_module_level=True)
 UNAVAILABLE = prism_available()
-pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"contract tests need Prism: {UNAVAILABLE}")
+if UNAVAILABLE is not None:
+    pytest.skip(skip_reason(f"contract tests need Prism: {UNAVAILABLE}"), allow_module_level=True)
 
 OPENAI_SPEC = SPECS / "openai-openapi.prism-core.yaml"
 AZURE_SPEC = SPECS / "azure-openai-inference-2024-10-21.prism.yaml"

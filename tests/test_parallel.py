@@ -374,6 +374,15 @@ def test_interactive_long_runs_get_a_bar_and_short_ones_do_not(
     assert capsys.readouterr().err == ""
 
 
+def test_interactive_maps_of_two_items_already_get_a_bar(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(parallel, "_interactive", lambda: True)
+    map_calls(lambda x: x, range(2), description="pair")
+    assert "pair" in capsys.readouterr().err
+
+
 def test_progress_true_forces_the_bar(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tqdm")
     map_calls(lambda x: x, range(3), progress=True, description="forced")

@@ -18,16 +18,18 @@ import pytest
 from openai_utils import tokens
 from openai_utils.exceptions import ConfigError, EncodingUnavailableError
 from openai_utils.tokens import count_text_tokens, count_tokens, encoding_name_for, has_known_encoding, load_encoding
+from openai_utils.tokens import count_text_tokens, count_tokens, encoding_name_for
+from tests.shared_files import require_encodings
 
-# tiktoken's encoding files, shared beside the project root because this machine has no
-# network; CI always provides them.
-TIKTOKEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
+# Tests that compare against tiktoken's own encodings need its encoding files: from
+# TIKTOKEN_CACHE_DIR (tests/conftest.py points it at ../shared/tiktoken when that exists) or
+# the network. Without them they skip, all in one line; CI provides them and insists.
+@pytest.fixture
+def encoding_files() -> None:
+    require_encodings()
 
-needs_encodings = pytest.mark.skipif(
-    not TIKTOKEN_DIR.is_dir(),
-    reason=f"tiktoken encoding files not found at {TIKTOKEN_DIR}; "
-    "put them in ../shared/tiktoken beside the project root",
-)
+
+needs_encodings = pytest.mark.usefixtures("encoding_files")
 
 # The example conversation from OpenAI's cookbook "How to count tokens with tiktoken".
 COOKBOOK_MESSAGES: list[dict[str, str]] = [
@@ -92,8 +94,6 @@ TIME_TOOL: dict[str, Any] = {
 
 @pytest.fixture(autouse=True)
 def _fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    if TIKTOKEN_DIR.is_dir():
-        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_DIR))
     monkeypatch.delenv("DATA_GYM_CACHE_DIR", raising=False)
     tokens._reset_encoding_cache()
     yield
