@@ -52,6 +52,7 @@ from typing import Any
 
 from .config import default
 from .exceptions import RateLimitError
+from .forksafe import renew_in_child
 
 __all__ = [
     "BURST_SECONDS",
@@ -109,6 +110,12 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._level = self.capacity
         self._updated = clock()
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child keeps the level (its requests share the parent's budget so far) but
+        not a lock a parent thread may hold."""
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate_per_minute={self.rate_per_minute:g}, capacity={self.capacity:g})"
@@ -186,6 +193,12 @@ class EndpointPause:
         self._lock = threading.Lock()
         self._until: dict[str, float] = {}
         self._owners: dict[str, Any] = {}
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child keeps the pauses (the server asked the parent's process to wait) but
+        not a lock a parent thread may hold."""
+        self._lock = threading.Lock()
 
     def pause_until(self, endpoint: str, when: float, owner: Any = None) -> None:
         """Hold `endpoint` until clock time `when`; an earlier time than the one held is ignored.
@@ -292,6 +305,11 @@ class RateGate:
         self.pauses = pauses if pauses is not None else EndpointPause(clock, sleep, async_sleep)
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child keeps the buckets but not a lock a parent thread may hold."""
+        self._lock = threading.Lock()
 
     def bucket(self, endpoint: str, kind: str, rate_per_minute: float) -> TokenBucket | None:
         """The `kind` ("requests" or "tokens") bucket of `endpoint` at this rate; None when the rate is 0."""
