@@ -50,6 +50,7 @@ from .exceptions import (
 from .forksafe import keep_forever, renew_in_child
 from .limits import call_slots
 from .ratelimit import estimate_tokens, rate_gate
+from .redact import remember
 from .request import (
     adapt_for_reasoning,
     build_chat_request,
@@ -204,6 +205,7 @@ class OpenAIClient:
             if current is not None:
                 current[1].close()
             sdk = self._build_sdk(settings, asynchronous=False)
+            _remember_key(sdk)
             self._sdks[kind] = (settings, sdk)
             return sdk
 
@@ -244,6 +246,7 @@ class OpenAIClient:
         if current is not None:
             await current[2].aclose()  # closes it and forgets it
         sdk = self._build_sdk(settings, asynchronous=True)
+        _remember_key(sdk)
         closer = _close_when_loop_ends(sdk, functools.partial(self._forget_async_sdk, weakref.ref(loop), kind, sdk))
         await closer.__anext__()
         self._async_sdks.setdefault(loop, {})[kind] = (settings, sdk, closer)
@@ -782,6 +785,14 @@ async def _in_thread(function: Callable[..., T], *args: Any) -> T:
     import asyncio
 
     return await asyncio.to_thread(function, *args)
+
+
+def _remember_key(sdk: SDKClient) -> None:
+    """The key an SDK client sends is a secret wherever it came from (a variable, a local
+    server's generated key): mask it in every message (redact.py)."""
+    key = getattr(sdk, "api_key", None)
+    if key != NO_KEY_NEEDED:
+        remember(key)
 
 
 async def _close_when_loop_ends(sdk: SDKClient, forget: Callable[[], None]) -> AsyncIterator[None]:

@@ -29,7 +29,7 @@ from . import gguf_convert
 from .clients import CHAT, EMBEDDING
 from .config import default
 from .exceptions import APIConnectionError, ConfigError
-from .transport import SDKClient
+from .transport import SDKClient, http_client
 
 __all__ = [
     "ENGINE_REQUIREMENT",
@@ -379,13 +379,13 @@ class LocalServer:
             async def count_async(request: Any) -> None:
                 self._count()
 
-            http: Any = openai.DefaultAsyncHttpxClient(trust_env=False, event_hooks={"request": [count_async]})
+            http: Any = http_client(True, trust_env=False, event_hooks={"request": [count_async]})
             return openai.AsyncOpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
 
         def count(request: Any) -> None:
             self._count()
 
-        http = openai.DefaultHttpxClient(trust_env=False, event_hooks={"request": [count]})
+        http = http_client(False, trust_env=False, event_hooks={"request": [count]})
         return openai.OpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
 
     def _count(self) -> None:
