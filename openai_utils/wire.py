@@ -18,9 +18,10 @@ Time
     next one (the stream restarts it). It is checked after every read, and each phase of the
     request (waiting for a pooled connection, connecting, sending, waiting for the headers,
     reading) starts with no more than the time left, so a sync attempt ends at most one read wait
-    after its deadline even when bytes stop coming. Past it, the read fails as httpx's
-    ReadTimeout, which becomes APITimeoutError (retried). The async transport functions also
-    cancel the whole wait at the deadline.
+    after its deadline even when bytes stop coming (httpcore reads the status line and headers
+    in one step, so there a sync attempt is bounded only per read). Past the deadline, the read
+    fails as httpx's ReadTimeout, which becomes APITimeoutError (retried). The async transport
+    functions also cancel the whole wait at the deadline.
 
 The transport functions name the bounds of an attempt with `bounded(...)` around the SDK call;
 the hooks, which the SDK runs in the caller's thread or task, find them in a context variable.
