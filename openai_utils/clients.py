@@ -47,8 +47,10 @@ from .exceptions import (
     RetriesExhaustedError,
     StreamInterruptedError,
 )
+from .forksafe import keep_forever, renew_in_child
 from .limits import call_slots
 from .ratelimit import estimate_tokens, rate_gate
+from .redact import remember
 from .request import (
     CHAT,
     EMBEDDING,
@@ -146,6 +148,7 @@ class OpenAIClient:
         self.cache_hits = 0
         self.cache_misses = 0
         self.usage = UsageStats()
+        renew_in_child(self)
 
     def __repr__(self) -> str:
         return (
@@ -208,6 +211,7 @@ class OpenAIClient:
             if current is not None:
                 current[1].close()
             sdk = self._build_sdk(settings, asynchronous=False)
+            _remember_key(sdk)
             self._sdks[kind] = (settings, sdk)
             return sdk
 
@@ -221,23 +225,54 @@ class OpenAIClient:
                 sdk.close()
             self._sdks.clear()
 
+    def _renew_after_fork(self) -> None:
+        """In a forked child: start with no SDK client and fresh locks.
+
+        The parent's SDK clients hold its pooled connections; used here they would mix up the
+        answers of parent and child. They are kept, never closed (see forksafe.keep_forever).
+        """
+        keep_forever((self._sdks, dict(self._async_sdks)))
+        self._sdk_lock = threading.Lock()
+        self._sdks = {}
+        self._async_sdks = weakref.WeakKeyDictionary()
+        self._async_pending = weakref.WeakKeyDictionary()
+        self._counter_lock = threading.Lock()
+
     async def _async_sdk(self, kind: str = CHAT) -> SDKClient:
-        """The async SDK client for `kind` in the running loop, closed when that loop shuts down."""
+        """The async SDK client for `kind` in the running loop, closed when that loop shuts down
+        and then forgotten: neither the client nor the loop outlives the loop's end."""
         import asyncio
 
         loop = asyncio.get_running_loop()
         settings = self._sdk_settings_now(kind)
-        per_loop = self._async_sdks.setdefault(loop, {})
-        current = per_loop.get(kind)
+        self._forget_closed_loops()
+        current = self._async_sdks.get(loop, {}).get(kind)
         if current is not None and current[0] == settings:
             return current[1]
         if current is not None:
-            await current[2].aclose()
+            await current[2].aclose()  # closes it and forgets it
         sdk = self._build_sdk(settings, asynchronous=True)
-        closer = _close_when_loop_ends(sdk)
+        _remember_key(sdk)
+        closer = _close_when_loop_ends(sdk, functools.partial(self._forget_async_sdk, weakref.ref(loop), kind, sdk))
         await closer.__anext__()
-        per_loop[kind] = (settings, sdk, closer)
+        self._async_sdks.setdefault(loop, {})[kind] = (settings, sdk, closer)
         return sdk
+
+    def _forget_async_sdk(self, loop: weakref.ref[Any], kind: str, sdk: SDKClient) -> None:
+        """Drop a closed async SDK client. Its entry must go: the closer in it refers to the loop
+        (as every async generator refers to its loop's finalizer), so keeping it kept every loop
+        ever run, and its client, alive (asyncio.run per call grew without bound)."""
+        per_loop = self._async_sdks.get(loop())
+        if per_loop is not None and kind in per_loop and per_loop[kind][1] is sdk:
+            del per_loop[kind]
+            if not per_loop:
+                self._async_sdks.pop(loop(), None)
+
+    def _forget_closed_loops(self) -> None:
+        """Forget the clients of loops closed without shutting down their async generators
+        (loop.close() alone): nothing can close those clients any more, or use them."""
+        for loop in [loop for loop in list(self._async_sdks) if loop.is_closed()]:
+            self._async_sdks.pop(loop, None)
 
     def _policy(self, max_attempts: int | None, waiting_time: float | None, factor: float | None) -> RetryPolicy:
         return RetryPolicy(
@@ -815,8 +850,17 @@ async def _in_thread(function: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(function, *args)
 
 
-async def _close_when_loop_ends(sdk: SDKClient) -> AsyncIterator[None]:
-    """Closes `sdk` when its event loop shuts down its async generators (asyncio.run does).
+def _remember_key(sdk: SDKClient) -> None:
+    """The key an SDK client sends is a secret wherever it came from (a variable, a local
+    server's generated key): mask it in every message (redact.py)."""
+    key = getattr(sdk, "api_key", None)
+    if key != NO_KEY_NEEDED:
+        remember(key)
+
+
+async def _close_when_loop_ends(sdk: SDKClient, forget: Callable[[], None]) -> AsyncIterator[None]:
+    """Closes `sdk` when its event loop shuts down its async generators (asyncio.run does), then
+    calls `forget`.
 
     Without it, an async client outlives its loop and its connections are torn down later from
     a closed loop: the "Event loop is closed" errors of notebooks rerunning cells.
@@ -824,4 +868,7 @@ async def _close_when_loop_ends(sdk: SDKClient) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await sdk.close()
+        try:
+            await sdk.close()
+        finally:
+            forget()

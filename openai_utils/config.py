@@ -162,6 +162,7 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("FREQ_PENALTY", None, "float", "Frequency penalty.", name="frequency_penalty", optional=True, minimum=-2, maximum=2),
     _setting("PRESENCE_PENALTY", None, "float", "Presence penalty.", optional=True, minimum=-2, maximum=2),
     _setting("TIMEOUT", 60.0, "float", "Seconds to wait for one HTTP attempt.", minimum=0.001, maximum=86_400),
+    _setting("MAX_RESPONSE_BYTES", 64 * 1024 * 1024, "int", "Most bytes one answer (a whole stream included) may take once decompressed; a larger one is a MalformedResponseError, before it fills the memory.", minimum=1024, maximum=2**40),
     _setting("MAX_ATTEMPTS", 5, "int", "HTTP attempts per call in total, the first included.", minimum=1, maximum=1000),
     _setting("WAITING_TIME", 1.0, "float", "Seconds to wait before the first retry.", minimum=0, maximum=86_400),
     _setting("EXPONENTIAL_BACKOFF_FACTOR", 2.0, "float", "Each further retry waits this many times longer.", minimum=1, maximum=100),

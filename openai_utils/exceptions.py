@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .redact import redact, redact_value
+
 __all__ = [
     "OpenAIUtilsError",
     "ConfigError",
@@ -142,6 +144,8 @@ class APIError(OpenAIUtilsError):
 
     Carries what a user needs to report or diagnose it: the HTTP status, the server's request
     id, the error code the server sent, the attempt on which it happened, and the retry hint.
+    Every secret in use is masked in the message, code, request id and body, whatever the
+    server sent (redact.py).
     """
 
     def __init__(
@@ -155,12 +159,13 @@ class APIError(OpenAIUtilsError):
         retry_after: float | None = None,
         attempts: int | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status_code = status_code
-        self.request_id = request_id
-        self.code = code
-        self.body = body
+        self.request_id = redact(request_id) if request_id else request_id
+        self.code = redact(code) if code else code
+        self.body = redact_value(body)
         self.retry_after = retry_after
         self.attempts = attempts
 
@@ -192,7 +197,7 @@ class ContentFilterError(InvalidRequestError):
     def __init__(self, message: str, *, categories: list[str], results: Any = None, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.categories = categories
-        self.results = results
+        self.results = redact_value(results)
 
 
 class ResponseFormatError(APIError):

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
 from .config import default
+from .forksafe import renew_in_child
 
 if TYPE_CHECKING:
     import asyncio
@@ -29,6 +30,14 @@ class CallSlots:
         self._cond = threading.Condition()
         self._in_use = 0
         self._async_waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child starts with every slot free: the ones held at the fork belong to
+        parent threads and tasks, which do not exist in the child and would never give them back."""
+        self._cond = threading.Condition()
+        self._in_use = 0
+        self._async_waiters = deque()
 
     @property
     def in_use(self) -> int:

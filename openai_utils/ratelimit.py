@@ -64,6 +64,7 @@ from typing import Any
 
 from .config import default
 from .exceptions import RateLimitError
+from .forksafe import renew_in_child
 
 __all__ = [
     "BURST_SECONDS",
@@ -128,6 +129,12 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._level = self.capacity
         self._updated = clock()
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child keeps the level (its requests share the parent's budget so far) but
+        not a lock a parent thread may hold."""
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate_per_minute={self.rate_per_minute:g}, capacity={self.capacity:g})"
@@ -205,6 +212,12 @@ class EndpointPause:
         self._lock = threading.Lock()
         self._until: dict[str, float] = {}
         self._owners: dict[str, Any] = {}
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child keeps the pauses (the server asked the parent's process to wait) but
+        not a lock a parent thread may hold."""
+        self._lock = threading.Lock()
 
     def set_clock(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None) -> None:
         """Measure pauses on another clock from now on; every pause is forgotten (see `RateGate.set_clock`)."""
@@ -319,6 +332,11 @@ class RateGate:
         self.pauses = pauses if pauses is not None else EndpointPause(clock, sleep, async_sleep)
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child keeps the buckets but not a lock a parent thread may hold."""
+        self._lock = threading.Lock()
 
     def set_clock(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None) -> None:
         """Run this gate and its pauses on another clock from now on, starting afresh.

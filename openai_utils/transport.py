@@ -4,6 +4,10 @@ No other module imports `openai`, so importing openai_utils stays cheap and the 
 on the first request. Requests go through the SDK's generic `post` with the body as we built it:
 every parameter passes through unchanged (new API fields, or a local server's own ones), and the
 body comes back as the server's JSON, parsed once, with no SDK objects in between.
+
+Every SDK client is built on `http_client`, whose hooks read each answer within the attempt's
+bounds (wire.py): TIMEOUT for the whole attempt (for a stream: for the first chunk, then for each
+next one) and MAX_RESPONSE_BYTES once decompressed.
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ from .exceptions import (
     RateLimitError,
     ServerError,
 )
+from .redact import redact, redact_value, remember
 from .response import filtered_categories
 from .retry import parse_retry_after
 
 if TYPE_CHECKING:
     import openai
 
+    from .wire import Deadline
+
 __all__ = [
+    "http_client",
     "build_openai_sdk",
     "build_azure_sdk",
     "post_json",
@@ -44,12 +52,23 @@ SDKClient = Any
 """An `openai.OpenAI`, `AzureOpenAI` or their async twins; typed loosely to keep openai unimported."""
 
 
+def http_client(asynchronous: bool = False, **options: Any) -> Any:
+    """The httpx client under every SDK client the library builds: the SDK's own defaults, plus
+    the hooks that read each answer within its bounds (wire.py).
+
+    `options` go to httpx (e.g. trust_env=False); event hooks given there run before ours.
+    """
+    from .wire import bounded_http_client
+
+    return bounded_http_client(asynchronous, **options)
+
+
 def build_openai_sdk(api_key: str, base_url: str | None, asynchronous: bool = False) -> SDKClient:
     """An SDK client with its own retries off: ours are the only layer."""
     import openai
 
     cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
-    return cls(api_key=api_key, base_url=base_url, max_retries=0)
+    return cls(api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client(asynchronous))
 
 
 def build_azure_sdk(
@@ -71,6 +90,8 @@ def build_azure_sdk(
 
     cls = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
     where = {"base_url": base_url} if base_url else {"azure_endpoint": endpoint}
+    if token_provider is not None:
+        token_provider = _remembering(token_provider)
     return cls(
         **where,
         api_version=api_version,
@@ -78,29 +99,57 @@ def build_azure_sdk(
         azure_ad_token=ad_token,
         azure_ad_token_provider=token_provider,
         max_retries=0,
+        http_client=http_client(asynchronous),
     )
 
 
+def _remembering(provider: Callable[[], Any]) -> Callable[[], Any]:
+    """`provider`, with each token it hands out masked in every message from then on."""
+
+    def provide() -> Any:
+        token = provider()
+        remember(token)
+        return token
+
+    return provide
+
+
 def post_json(sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str) -> dict[str, Any]:
-    """POST `body` to `path` and return the JSON answer, or raise one of our errors."""
+    """POST `body` to `path` and return the JSON answer, or raise one of our errors.
+
+    The whole attempt, up to the answer's last byte, is bounded by `timeout` (wire.py).
+    """
     import openai
 
+    from .wire import attempt_bounds, bounded
+
     try:
-        raw = sdk.post(path, body=body, cast_to=bytes, options={"timeout": timeout})
+        with bounded(attempt_bounds(timeout)):
+            raw = sdk.post(path, body=body, cast_to=bytes, options={"timeout": timeout})
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
     return _decode(raw, path)
 
 
 async def apost_json(sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str) -> dict[str, Any]:
-    """The async form of `post_json`."""
+    """The async form of `post_json`; the attempt is cancelled at its deadline."""
+    import anyio
     import openai
 
+    from .wire import attempt_bounds, bounded
+
     try:
-        raw = await sdk.post(path, body=body, cast_to=bytes, options={"timeout": timeout})
+        with bounded(attempt_bounds(timeout)), anyio.fail_after(timeout):
+            raw = await sdk.post(path, body=body, cast_to=bytes, options={"timeout": timeout})
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
+    except TimeoutError:
+        raise _timed_out(timeout) from None
     return _decode(raw, path)
+
+
+def _timed_out(timeout: float) -> APITimeoutError:
+    return APITimeoutError(f"no answer in time: the attempt's TIMEOUT of {timeout:g} s ran out")
 
 
 def _decode(raw: bytes, path: str) -> dict[str, Any]:
@@ -108,6 +157,8 @@ def _decode(raw: bytes, path: str) -> dict[str, Any]:
         data = json.loads(raw)
     except ValueError:
         raise MalformedResponseError(f"the server answered {path} with a body that is not JSON: {raw[:200]!r}") from None
+    except RecursionError:
+        raise MalformedResponseError(f"the server answered {path} with JSON nested too deep to read: {raw[:200]!r}") from None
     if not isinstance(data, dict):
         raise MalformedResponseError(f"the server answered {path} with JSON that is not an object: {raw[:200]!r}")
     return data
@@ -119,45 +170,78 @@ def open_stream(
     """Start a server-sent-events request; return its chunks as dicts.
 
     Errors before the answer starts raise here; errors while reading raise from the iterator,
-    both translated to our tree.
+    both translated to our tree. `timeout` bounds the wait for the first chunk, from now, and
+    then the wait for each next chunk, from when it is asked for.
     """
     import openai
 
+    from .wire import attempt_bounds, bounded
+
     try:
-        stream = sdk.post(path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.Stream[object])
+        with bounded(attempt_bounds(timeout)) as bounds:
+            stream = sdk.post(path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.Stream[object])
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
-    return _translated(iter(stream), auth_hint)
+    return _translated(iter(stream), bounds.deadline, auth_hint)
 
 
-def _translated(chunks: Iterator[Any], auth_hint: str) -> Iterator[dict[str, Any]]:
+def _translated(chunks: Iterator[Any], deadline: Deadline, auth_hint: str) -> Iterator[dict[str, Any]]:
     try:
-        yield from chunks
+        for chunk in chunks:
+            yield chunk
+            deadline.restart()  # the wait for the next chunk starts when it is asked for
     except _stream_errors() as exc:
         raise translate_error(exc, auth_hint) from exc
+    except (ValueError, RecursionError) as exc:
+        raise _unreadable_chunk(exc) from None
+
+
+def _unreadable_chunk(exc: Exception) -> MalformedResponseError:
+    """A streamed event the SDK could not parse: not JSON, or JSON nested too deep."""
+    problem = "nested too deep to read" if isinstance(exc, RecursionError) else f"not JSON ({exc})"
+    return MalformedResponseError(f"a streamed chunk of the answer is {problem}")
 
 
 async def aopen_stream(
     sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str
 ) -> AsyncIterator[dict[str, Any]]:
-    """The async form of `open_stream`."""
+    """The async form of `open_stream`; each wait is cancelled at its deadline."""
+    import anyio
     import openai
 
+    from .wire import attempt_bounds, bounded
+
     try:
-        stream = await sdk.post(
-            path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.AsyncStream[object]
-        )
+        with bounded(attempt_bounds(timeout)) as bounds, anyio.fail_after(timeout):
+            stream = await sdk.post(
+                path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.AsyncStream[object]
+            )
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
-    return _atranslated(stream, auth_hint)
+    except TimeoutError:
+        raise _timed_out(timeout) from None
+    return _atranslated(stream, bounds.deadline, auth_hint)
 
 
-async def _atranslated(chunks: AsyncIterator[Any], auth_hint: str) -> AsyncIterator[dict[str, Any]]:
+async def _atranslated(chunks: AsyncIterator[Any], deadline: Deadline, auth_hint: str) -> AsyncIterator[dict[str, Any]]:
+    import anyio
+
+    iterator = chunks.__aiter__()
     try:
-        async for chunk in chunks:
+        while True:
+            with anyio.fail_after(max(deadline.left(), 0.0)):
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
             yield chunk
+            deadline.restart()  # the wait for the next chunk starts when it is asked for
+    except TimeoutError:
+        raise _timed_out(deadline.seconds) from None
     except _stream_errors() as exc:
         raise translate_error(exc, auth_hint) from exc
+    except (ValueError, RecursionError) as exc:
+        raise _unreadable_chunk(exc) from None
 
 
 def _stream_errors() -> tuple[type[Exception], ...]:
@@ -176,6 +260,7 @@ def translate_error(exc: Exception, auth_hint: str) -> APIError:
     """
     import openai
 
+    _mask_secrets_in(exc)
     if isinstance(exc, openai.APITimeoutError):
         return APITimeoutError(f"no answer in time: {exc}")
     if isinstance(exc, (openai.APIConnectionError, OSError)) or not isinstance(exc, openai.APIError):
@@ -211,6 +296,15 @@ def translate_error(exc: Exception, auth_hint: str) -> APIError:
             categories=categories, results=results, **fields,
         )
     return InvalidRequestError(message, **fields)
+
+
+def _mask_secrets_in(exc: Exception) -> None:
+    """Our error chains the SDK's, and a traceback prints both: mask the secrets in the SDK's too
+    (ours masks its own as it is built)."""
+    exc.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in exc.args)
+    for name in ("message", "body"):
+        if hasattr(exc, name):
+            setattr(exc, name, redact_value(getattr(exc, name)))
 
 
 def _content_filter_results(body: Any) -> Any:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from .config import default
+from .forksafe import renew_in_child
 from .pricing import Price, price_for
 
 __all__ = ["UsageStats", "process_usage", "format_stats"]
@@ -44,6 +45,11 @@ class UsageStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_model: dict[str, _Tally] = {}
+        renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """A forked child keeps the counts so far but not a lock a parent thread may hold."""
+        self._lock = threading.Lock()
 
     def record(self, model: str | None, usage: Mapping[str, Any] | None, cached: bool) -> None:
         """Count one call: billed when it reached the server, saved when the cache answered."""

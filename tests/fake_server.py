@@ -22,6 +22,12 @@ Semantics worth knowing when writing tests against it:
   server stops): a slow request whose end the test chooses, with no clock involved.
 * ``clock`` stamps each arrival (``RecordedRequest.time``): ``time.monotonic`` unless
   a test gives the server the simulated clock its client runs on.
+* ``Fault.trickle(s)`` answers correctly (plain or streamed) but sends the body one byte
+  every ``s`` seconds, as a slow or hostile gateway can; ``Fault.deep_json(d)`` answers 200
+  with a JSON object nested ``d`` deep (for a stream, as its first event);
+  ``Fault.gzip_bomb(n)`` answers 200 with ``Content-Encoding: gzip``: a valid answer followed by
+  ``n`` spaces, a few kilobytes on the wire; ``Fault.echo_credentials(code)`` answers an error
+  whose message and body repeat the credentials the request carried.
 * Every response (except ``reset``) carries ``x-request-id: req_<n>`` where
   ``n`` is the 1-based arrival number of the request; chat ids are
   ``chatcmpl-<n>`` with the same ``n``.
@@ -30,6 +36,7 @@ Semantics worth knowing when writing tests against it:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -37,6 +44,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -151,6 +159,43 @@ class Fault:
         """Answer correctly once the test sets `release`: a slow request that ends when the test says."""
         return Fault("hold", release=release)
 
+    @staticmethod
+    def trickle(seconds_per_byte: float) -> Fault:
+        """Answer correctly, one byte of the body at a time: no gap is long, the whole is endless."""
+        return Fault("trickle", seconds=seconds_per_byte)
+
+    @staticmethod
+    def deep_json(depth: int = 100_000) -> Fault:
+        """A 200 whose JSON object nests `depth` levels deep, as a hostile server can send."""
+        return Fault("deep_json", after_chunks=depth)
+
+    @staticmethod
+    def gzip_bomb(padding: int) -> Fault:
+        """A gzip-encoded 200 that expands to `padding` bytes more than the answer it carries."""
+        return Fault("gzip_bomb", after_chunks=padding)
+
+    @staticmethod
+    def echo_credentials(code: int = 401) -> Fault:
+        """An error answer that repeats the key or token the request carried, as some servers do."""
+        return Fault("echo_credentials", code=code)
+
+
+def deep_json(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(answer: bytes, padding: int) -> bytes:
+    """`answer` and `padding` spaces, gzipped (about 1 KB per MiB of padding). Cached: the
+    compression takes a moment, and tests measuring memory call it first."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = b" " * (1 << 20)
+    parts = [packer.compress(answer)]
+    for start in range(0, padding, len(block)):
+        parts.append(packer.compress(block[: min(len(block), padding - start)]))
+    parts.append(packer.flush())
+    return b"".join(parts)
+
 
 def _content_text(content: Any) -> str:
     """Flatten str or list-of-parts message content so word counts and echoes work for both."""
@@ -224,6 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "FakeOpenAI/1.0"
+    # Set per request by Fault.trickle: seconds between two bytes of the body.
+    trickle = 0.0
     # Headers and body go out in two writes; with Nagle on, the body waits for the client's
     # delayed ACK and every request takes ~40 ms of kernel timer instead of ~1 ms.
     disable_nagle_algorithm = True
@@ -283,7 +330,20 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        self.write_body(payload)
+
+    def write_body(self, data: bytes, framed: bool = False) -> None:
+        """Write body bytes (as chunks of the chunked encoding if `framed`), trickled if asked."""
+        if not self.trickle:
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data) if framed else data)
+            return
+        for i in range(len(data)):
+            if self.server.fake._stopping.is_set():
+                raise _StreamDropped()
+            byte = data[i : i + 1]
+            self.wfile.write(b"1\r\n%s\r\n" % byte if framed else byte)
+            self.wfile.flush()
+            self.server.fake._sleep(self.trickle)
 
     def send_json(self, status: int, obj: Any, headers: dict[str, str]) -> None:
         self.send_bytes(status, json.dumps(obj).encode(), "application/json", headers)
@@ -299,7 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_chunk(self, data: bytes) -> None:
         # wfile is unbuffered (wbufsize=0): each write goes straight to the socket, i.e. flushed.
-        self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+        self.write_body(data, framed=True)
         self.wfile.flush()
 
     def send_event(self, obj: Any) -> None:
@@ -467,6 +527,7 @@ class FakeOpenAIServer:
 
     def _handle(self, h: _Handler) -> None:
         arrived = self.clock()
+        h.trickle = 0.0
         raw = h.read_body()
         split = urlsplit(h.path)
         path = split.path
@@ -526,6 +587,12 @@ class FakeOpenAIServer:
             elif fault.kind == "malformed":
                 h.send_bytes(200, MALFORMED_BODY, "application/json", headers)
                 return
+            elif fault.kind == "trickle":
+                h.trickle = fault.seconds
+                fault = None
+            elif fault.kind in ("deep_json", "gzip_bomb", "echo_credentials"):
+                self._hostile(h, req, fault, headers)
+                return
             elif fault.kind != "stream_drop":
                 raise ValueError(f"unknown fault kind {fault.kind!r}")
 
@@ -545,6 +612,37 @@ class FakeOpenAIServer:
             h.send_json(status, obj, headers)
         else:
             self._chat(h, n, req.body, deployment, headers, fault)
+
+    def _hostile(self, h: _Handler, req: RecordedRequest, fault: Fault, headers: dict[str, str]) -> None:
+        """The answers a broken or hostile server sends: see Fault.deep_json, gzip_bomb, echo_credentials."""
+        stream = isinstance(req.body, dict) and req.body.get("stream") is True
+        if fault.kind == "echo_credentials":
+            sent = req.headers.get("authorization") or req.headers.get("api-key") or ""
+            body = error_body(fault.code, f"Incorrect API key provided: {sent}", code="invalid_api_key")
+            body["error"]["received"] = {"authorization": sent}
+            h.send_json(fault.code, body, headers)
+        elif fault.kind == "deep_json" and stream:
+            h.start_stream(headers)
+            h.send_event(deep_json(fault.after_chunks))
+            h.send_event("[DONE]")
+            h.end_stream()
+        elif fault.kind == "deep_json":
+            h.send_bytes(200, deep_json(fault.after_chunks).encode(), "application/json", headers)
+        else:
+            answer = b'data: {"choices": []}\n\ndata: ' if stream else json.dumps(self._chat_body(req.body)).encode()
+            h.send_bytes(
+                200, gzip_bomb(answer, fault.after_chunks), "text/event-stream" if stream else "application/json",
+                {**headers, "Content-Encoding": "gzip"},
+            )
+
+    @staticmethod
+    def _chat_body(body: Any) -> dict[str, Any]:
+        """A small valid chat completion, for the answers that carry one."""
+        text = default_reply(body) if isinstance(body, dict) else "echo: "
+        return {
+            "id": "chatcmpl-bomb", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        }
 
     @staticmethod
     def _route(path: str) -> tuple[str | None, str | None]:

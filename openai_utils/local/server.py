@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import APIConnectionError, ConfigError
-from ..transport import SDKClient
+from ..transport import SDKClient, http_client
 from .requirements import ENGINE_REQUIREMENT, INSTALL_HINT
 from .specs import ServerSpec, chat_spec, embedding_spec
 
@@ -269,13 +269,13 @@ class LocalServer:
             async def count_async(request: Any) -> None:
                 self._count()
 
-            http: Any = openai.DefaultAsyncHttpxClient(trust_env=False, event_hooks={"request": [count_async]})
+            http: Any = http_client(True, trust_env=False, event_hooks={"request": [count_async]})
             return openai.AsyncOpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
 
         def count(request: Any) -> None:
             self._count()
 
-        http = openai.DefaultHttpxClient(trust_env=False, event_hooks={"request": [count]})
+        http = http_client(False, trust_env=False, event_hooks={"request": [count]})
         return openai.OpenAI(api_key=self._api_key, base_url=base_url, max_retries=0, http_client=http)
 
     def _count(self) -> None:

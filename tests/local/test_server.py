@@ -40,6 +40,25 @@ def test_concurrent_calls_share_one_server(llm: LocalClient) -> None:
     assert chat_server() is server
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_parent_and_child_after_a_fork_each_get_their_own_answers(llm: LocalClient) -> None:
+    """A forked child talks to the parent's server over its own connection: at temperature 0
+    each prompt has one answer, and each process must get the answers to its own prompts."""
+    from tests.test_forksafe import in_child
+
+    def ask(prompts: list[str]) -> list[Any]:
+        return [llm.send_message([{"role": "user", "content": p}], temperature=0, max_tokens=6)["content"] for p in prompts]
+
+    prompts = [f"Say {word}." for word in ("red", "blue", "green", "seven", "cat", "sun")]
+    expected = ask(prompts)  # the parent now holds a pooled connection
+    assert len(set(expected)) > 1
+    for _ in range(2):
+        _, collect = in_child(lambda: ask(prompts[3:]))
+        assert ask(prompts[:3]) == expected[:3]
+        assert collect() == expected[3:]
+
+
 def test_a_config_change_restarts_only_the_chat_server(llm: LocalClient) -> None:
     before = chat_server()
     embedder = embedding_server()
