@@ -13,7 +13,7 @@ next one) and MAX_RESPONSE_BYTES once decompressed.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
@@ -182,10 +182,10 @@ def open_stream(
             stream = sdk.post(path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.Stream[object])
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
-    return _translated(iter(stream), bounds.deadline, auth_hint)
+    return _translated(stream, bounds.deadline, auth_hint)
 
 
-def _translated(chunks: Iterator[Any], deadline: Deadline, auth_hint: str) -> Iterator[dict[str, Any]]:
+def _translated(chunks: Iterable[Any], deadline: Deadline, auth_hint: str) -> Iterator[dict[str, Any]]:
     try:
         for chunk in chunks:
             yield chunk
@@ -194,6 +194,13 @@ def _translated(chunks: Iterator[Any], deadline: Deadline, auth_hint: str) -> It
         raise translate_error(exc, auth_hint) from exc
     except (ValueError, RecursionError) as exc:
         raise _unreadable_chunk(exc) from None
+    finally:
+        close = getattr(chunks, "close", None)  # closed early: hand the connection back now
+        if close is not None:
+            try:
+                close()
+            except Exception:  # the stream already failed or ended; closing only releases it
+                pass
 
 
 def _unreadable_chunk(exc: Exception) -> MalformedResponseError:
@@ -242,6 +249,23 @@ async def _atranslated(chunks: AsyncIterator[Any], deadline: Deadline, auth_hint
         raise translate_error(exc, auth_hint) from exc
     except (ValueError, RecursionError) as exc:
         raise _unreadable_chunk(exc) from None
+    finally:
+        # Closed early (or broken): end the SDK's generators and the response here, in this
+        # task, rather than leave them to the loop's shutdown, which cannot close a generator
+        # that is suspended inside another and logs an error for each.
+        with anyio.CancelScope(shield=True):
+            await _aclose_quietly(iterator)
+            await _aclose_quietly(chunks)
+
+
+async def _aclose_quietly(resource: Any) -> None:
+    close = getattr(resource, "aclose", None) or getattr(resource, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:  # the stream already failed or ended; closing only releases it
+        pass
 
 
 def _stream_errors() -> tuple[type[Exception], ...]:

@@ -374,3 +374,21 @@ def test_an_async_stream_closed_early_has_no_reply_and_frees_its_slot(oai: OpenA
     stream = asyncio.run(main())
     with pytest.raises(StreamNotFinishedError, match="closed before its end"):
         stream.reply
+
+
+def test_a_stream_closed_early_closes_its_connection_in_its_own_task(oai: OpenAIClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Stopping after the first chunk (break, or aclose) must end the SDK's stream in the task
+    that read it: left to the loop's shutdown, its generators cannot be closed and asyncio logs
+    an error for each."""
+
+    async def main() -> None:
+        stream = await oai.asend_message(LONG, stream=True)
+        async for _ in stream:
+            break
+        await stream.aclose()
+        async for _ in await oai.asend_message(LONG, stream=True):
+            break
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
