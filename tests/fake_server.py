@@ -496,7 +496,15 @@ class FakeOpenAIServer:
             return [r for r in self.requests if r.path.endswith(suffix)]
 
     def reset(self) -> None:
-        """Forget everything scripted or recorded so one server can be shared across tests."""
+        """Forget everything scripted or recorded so one server can be shared across tests.
+
+        A client has its answer before the handler that sent it has finished its bookkeeping,
+        so first let requests still being wrapped up finish (a few ms; up to 5 s on a machine
+        that is very busy) rather than count them into the next test.
+        """
+        deadline = time.monotonic() + 5.0
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.001)
         with self._lock:
             self.requests.clear()
             self._script.clear()
