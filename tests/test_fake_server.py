@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -27,6 +27,20 @@ EXPECTED = "echo: hello brave new world"
 def srv() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as server:
         yield server
+
+
+@pytest.fixture
+def sdk() -> Iterator[Callable[..., openai.OpenAI]]:
+    """Makes SDK clients and closes them after the test, so none leaves a socket to the collector."""
+    made: list[openai.OpenAI] = []
+
+    def make(base_url: str, max_retries: int = 0) -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=max_retries))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
 
 
 @pytest.fixture
@@ -61,9 +75,9 @@ def test_x_request_id_on_success(client: openai.OpenAI) -> None:
     assert raw.parse().choices[0].message.content == EXPECTED
 
 
-def test_list_content_custom_reply_and_no_v1_prefix(srv: FakeOpenAIServer) -> None:
+def test_list_content_custom_reply_and_no_v1_prefix(srv: FakeOpenAIServer, sdk: Callable[..., openai.OpenAI]) -> None:
     srv.reply = lambda body: "fixed answer"
-    c = openai.OpenAI(base_url=srv.url, api_key="sk-test", max_retries=0)  # no /v1
+    c = sdk(srv.url)  # no /v1
     r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
     assert r.choices[0].message.content == "fixed answer"
     assert srv.requests[0].path == "/chat/completions"
@@ -126,17 +140,17 @@ def test_scripted_429_with_retry_after(srv: FakeOpenAIServer, client: openai.Ope
     assert client.chat.completions.create(model="m", messages=USER).choices[0].message.content == EXPECTED
 
 
-def test_status_with_custom_body_and_retries(srv: FakeOpenAIServer) -> None:
+def test_status_with_custom_body_and_retries(srv: FakeOpenAIServer, sdk: Callable[..., openai.OpenAI]) -> None:
     quota = {"error": {"message": "quota", "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}
     srv.script(Fault.status(429, body=quota))
-    c = openai.OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0)
+    c = sdk(srv.base_url)
     with pytest.raises(openai.RateLimitError) as exc:
         c.models.list()
     assert exc.value.code == "insufficient_quota"
 
     # With retries on, the SDK honours retry-after-ms and succeeds on the third try.
     srv.script(Fault.status(500, headers={"retry-after-ms": "10"}), Fault.status(503, headers={"retry-after-ms": "10"}))
-    retrying = openai.OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=2)
+    retrying = sdk(srv.base_url, max_retries=2)
     assert [m.id for m in retrying.models.list()] == ["gpt-4o-mini"]
     assert len(srv.requests_to("/models")) == 4
 
@@ -328,9 +342,9 @@ def test_fail_always_and_reset(srv: FakeOpenAIServer, client: openai.OpenAI) -> 
     assert len(srv.requests) == 1
 
 
-def test_max_in_flight_counts_concurrency() -> None:
+def test_max_in_flight_counts_concurrency(sdk: Callable[..., openai.OpenAI]) -> None:
     with FakeOpenAIServer() as server:
-        c = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+        c = sdk(server.base_url)
         results: list[str | None] = []
         lock = threading.Lock()
 
