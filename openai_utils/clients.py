@@ -23,7 +23,6 @@ import logging
 import random
 import threading
 import time
-import weakref
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -115,7 +114,6 @@ class OpenAIClient:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._random = random_value
-        self._async_pending: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
         self._counter_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
@@ -192,8 +190,7 @@ class OpenAIClient:
         return getattr(self.backend, "_sdk_lock", None)
 
     def _renew_after_fork(self) -> None:
-        """In a forked child: fresh locks and no pending calls (the backend renews itself)."""
-        self._async_pending = weakref.WeakKeyDictionary()
+        """In a forked child: a fresh counter lock (the backend renews itself)."""
         self._counter_lock = threading.Lock()
 
     def _policy(self, max_attempts: int | None, waiting_time: float | None, factor: float | None) -> RetryPolicy:
@@ -572,7 +569,8 @@ class OpenAIClient:
             if call.cache is None:
                 value, hit = await self._adrive(call, self._attempts(call, what)), False
             else:
-                value, hit = await self._aget_or_compute(call, lambda: self._adrive(call, self._attempts(call, what)))
+                compute = lambda: self._adrive(call, self._attempts(call, what))  # noqa: E731
+                value, hit = await call.cache.aget_or_compute(call.key, compute, call.request)  # type: ignore[arg-type]
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
@@ -586,29 +584,6 @@ class OpenAIClient:
             import asyncio
 
             await asyncio.sleep(seconds)
-
-    async def _aget_or_compute(self, call: _Call, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """Cache lookup, with identical calls in flight in this loop sharing one request."""
-        import asyncio
-
-        pending = self._async_pending.setdefault(asyncio.get_running_loop(), {})
-        while True:
-            value = call.cache.get(call.key) if call.cache is not None else MISSING  # type: ignore[arg-type]
-            if value is not MISSING:
-                return value, True
-            running = pending.get(call.key)  # type: ignore[arg-type]
-            if running is None:
-                break
-            await asyncio.wait([running])
-        done = asyncio.get_running_loop().create_future()
-        pending[call.key] = done  # type: ignore[index]
-        try:
-            value = await compute()
-            self._store(call, value)
-            return value, False
-        finally:
-            del pending[call.key]  # type: ignore[arg-type]
-            done.set_result(None)
 
     def _stream(self, call: _Call) -> TextStream | None:
         cached = self._cached(call)
