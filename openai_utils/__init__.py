@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from .azure import AzureClient
-from .clients import OpenAIClient
+from .openai_client import OpenAIClient
 from .config import default, force_default_value
 from .exceptions import (
     APIConnectionError,

@@ -13,7 +13,7 @@ from typing import Any
 from dataclasses import dataclass
 
 from .backend import Backend
-from .clients import OpenAIClient
+from .openai_client import OpenAIClient
 from .config import default
 from .exceptions import MissingCredentialsError
 from .sdk_backend import OFFLINE_WAY_OUT, SDKBackend

@@ -1,6 +1,6 @@
 """The seam for one request: a `Backend` sends it, the client around it does everything else.
 
-A client (client.py) prepares a call, retries it, caches and counts it; the backend it holds only
+A client (openai_client.py) prepares a call, retries it, caches and counts it; the backend it holds only
 performs one attempt, in the manner of an httpx transport: `post` a JSON body and return the
 server's JSON, or `open_stream` and yield its chunks, each with an async twin. It also knows its
 server (`endpoint`, part of cache and rate-limit keys), the model a call uses when it names none,

@@ -16,7 +16,7 @@ from .exceptions import ConfigError
 from .usage import format_stats, process_usage
 
 if TYPE_CHECKING:
-    from .clients import OpenAIClient
+    from .openai_client import OpenAIClient
 
 __all__ = [
     "register_client",

@@ -14,7 +14,7 @@ MAX_LINES = 400
 LONGER = {
     "cache.py": "the response cache: reading, writing and compacting one file; to be split by job",
     "ratelimit.py": "the rate gate and its token estimate; to be split by job",
-    "clients.py": "the client and its two drivers; to be split into the client and its preparation",
+    "openai_client.py": "the client, its call preparation and its two drivers; to be split into those three",
     "config.py": "the SETTINGS table, one entry per config key",
     "cli.py": "the command line, one function per command",
 }

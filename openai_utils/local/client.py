@@ -17,7 +17,7 @@ from typing import Any
 from dataclasses import dataclass
 
 from ..backend import Backend
-from ..clients import OpenAIClient
+from ..openai_client import OpenAIClient
 from ..config import default
 from ..exceptions import APIError, InvalidRequestError
 from ..request import CHAT, EMBEDDING

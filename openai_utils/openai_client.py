@@ -46,7 +46,8 @@ from .exceptions import (
     StreamInterruptedError,
 )
 from .forksafe import renew_in_child
-from .limits import call_slots
+from .legacy import adapt as adapt_legacy
+from .concurrency import call_slots
 from .ratelimit import rate_gate
 from .request import (
     CHAT,
@@ -119,6 +120,12 @@ class OpenAIClient:
         self.cache_misses = 0
         self.usage = UsageStats()
         renew_in_child(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass written for the module this library replaces is adapted to the new hooks
+        here, or refused with a ConfigError that says how to port it (legacy.py)."""
+        super().__init_subclass__(**kwargs)
+        adapt_legacy(cls)
 
     def __repr__(self) -> str:
         return (
@@ -206,6 +213,8 @@ class OpenAIClient:
     def _prepare_chat(
         self,
         messages: Sequence[Mapping[str, Any]],
+        extra: Mapping[str, Any],
+        *,
         model: str | None,
         temperature: float | None,
         max_tokens: int | None,
@@ -220,7 +229,6 @@ class OpenAIClient:
         n: int,
         echo: bool,
         stream: bool,
-        extra: Mapping[str, Any],
     ) -> _Call:
         validate_arguments({
             "model": model, "temperature": temperature, "max_tokens": max_tokens, "top_p": top_p,
@@ -335,10 +343,7 @@ class OpenAIClient:
         Returns None when every attempt failed with a retryable error (or raises
         RetriesExhaustedError with RAISE_ON_FAILURE); other errors raise at once.
         """
-        call = self._prepare_chat(
-            current_messages, model, temperature, max_tokens, top_p, frequency_penalty, presence_penalty, stop,
-            timeout, max_attempts, waiting_time, exponential_backoff_factor, n, echo, stream, extra,
-        )
+        call = self._prepare_chat(current_messages, extra, **_chat_arguments(locals()))
         if stream:
             return self._stream(call)
         outcome = self._run(call, "model")
@@ -365,10 +370,7 @@ class OpenAIClient:
     ) -> Any:
         """The async form of send_message: same parameters, same results; with stream=True an
         `AsyncTextStream` of text chunks."""
-        call = self._prepare_chat(
-            current_messages, model, temperature, max_tokens, top_p, frequency_penalty, presence_penalty, stop,
-            timeout, max_attempts, waiting_time, exponential_backoff_factor, n, echo, stream, extra,
-        )
+        call = self._prepare_chat(current_messages, extra, **_chat_arguments(locals()))
         if stream:
             return await self._astream(call)
         outcome = await self._arun(call, "model")
@@ -649,6 +651,18 @@ class OpenAIClient:
 def _interrupted(opened: flow.OpenStream, error: APIError) -> StreamInterruptedError:
     """A stream that failed after its first text: what arrived is kept in the error."""
     return StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error)
+
+
+CHAT_ARGUMENTS = (
+    "model", "temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty", "stop", "timeout",
+    "max_attempts", "waiting_time", "exponential_backoff_factor", "n", "echo", "stream",
+)
+"""The named parameters of send_message / asend_message, passed on to `_prepare_chat` by name."""
+
+
+def _chat_arguments(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat parameters among a send_message call's locals, by name."""
+    return {name: scope[name] for name in CHAT_ARGUMENTS}
 
 
 def _input_count(call: _Call) -> int:
