@@ -33,6 +33,7 @@ from timing import (
 )
 
 from openai_utils import OpenAIClient
+from openai_utils.sdk_backend import OpenAIBackend
 
 __all__ = ["run"]
 
@@ -130,8 +131,15 @@ class _StubbedClient(OpenAIClient):
     config reads, request building, the SDK-settings check, retries, JSON parsing, result shaping."""
 
     def __init__(self, answer: bytes) -> None:
-        super().__init__(cache_api_calls=False)
+        super().__init__(cache_api_calls=False, backend=_CannedBackend(answer))
+
+
+class _CannedBackend(OpenAIBackend):
+    """The OpenAI backend with only the SDK client it builds replaced."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__()
         self._answer = answer
 
-    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> Any:
+    def build_sdk(self, settings: Any, asynchronous: bool) -> Any:
         return _CannedSDK(self._answer)

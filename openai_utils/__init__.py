@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from .azure import AzureClient
-from .clients import OpenAIClient
+from .openai_client import OpenAIClient
 from .config import default, force_default_value
 from .exceptions import (
     APIConnectionError,
@@ -42,6 +42,7 @@ from .exceptions import (
 )
 from .generation import generate_response
 from .llm_call import LLMCall
+from .local import LocalClient
 from .logs import install_fallback_handler
 from .registry import (
     _get_client_for_api_type,
@@ -56,6 +57,9 @@ from .registry import (
 from .streaming import aprocess_streaming_response, process_streaming_response
 
 logger = logging.getLogger("openai_utils")
+register_client("openai", OpenAIClient())  # the built-in clients register as a custom one would
+register_client("azure", AzureClient())
+register_client("local", LocalClient())
 install_fallback_handler()  # WARNINGs and ERRORs reach stderr until the program configures logging
 
 

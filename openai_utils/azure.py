@@ -1,6 +1,7 @@
-"""AzureClient: Azure OpenAI, where `model` names a deployment and credentials take three forms.
+"""Azure OpenAI, where `model` names a deployment and credentials take three forms.
 
-Everything but where requests go and how they authenticate is OpenAIClient's.
+`AzureBackend` says where requests go and how they authenticate; `AzureClient` is an OpenAIClient
+over it, everything else shared.
 """
 
 from __future__ import annotations
@@ -9,25 +10,45 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .clients import OFFLINE_WAY_OUT, OpenAIClient
+from dataclasses import dataclass
+
+from .backend import Backend
+from .openai_client import OpenAIClient
 from .config import default
 from .exceptions import MissingCredentialsError
+from .sdk_backend import OFFLINE_WAY_OUT, SDKBackend
 from .transport import SDKClient, build_azure_sdk
 
-__all__ = ["AzureClient"]
+__all__ = ["AzureClient", "AzureBackend", "AzureSettings"]
+
+KEY_VARIABLES = ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY")
 
 
-class AzureClient(OpenAIClient):
-    """Calls Azure OpenAI: `model` names the deployment; endpoint and key come from the environment."""
+@dataclass(frozen=True)
+class AzureSettings:
+    """What an Azure SDK client is built from: where (an endpoint, or a base URL that replaces
+    endpoint + "/openai"), the API version, and exactly one of a key, an Entra ID token or a
+    token provider."""
 
-    api_type = "azure"
-    key_variables = ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY")
+    endpoint: str | None
+    base_url: str | None
+    api_version: str
+    key: str | None = None
+    ad_token: str | None = None
+    token_provider: Callable[[], Any] | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+class AzureBackend(SDKBackend):
+    """Sends to Azure OpenAI; endpoint and credentials come from the environment at call time."""
+
+    key_variables = KEY_VARIABLES
+    auth_hint = " or ".join(KEY_VARIABLES)
+
+    def __init__(self) -> None:
+        super().__init__()
         self._token_provider: Callable[[], Any] | None = None
 
-    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
+    def settings_now(self, kind: str) -> AzureSettings:
         """Endpoint and credentials: a key, else an Entra ID token, else azure-identity's provider."""
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
         base_url = os.environ.get("AZURE_OPENAI_BASE_URL") or None
@@ -41,11 +62,11 @@ class AzureClient(OpenAIClient):
         where = (endpoint, base_url, default["azure_api_version"])
         key = os.environ.get("AZURE_OPENAI_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
         if key:
-            return (*where, key, None, None)
+            return AzureSettings(*where, key=key)
         ad_token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
         if ad_token:
-            return (*where, None, ad_token, None)
-        return (*where, None, None, self._entra_token_provider())
+            return AzureSettings(*where, ad_token=ad_token)
+        return AzureSettings(*where, token_provider=self._entra_token_provider())
 
     def _entra_token_provider(self) -> Callable[[], Any]:
         """One azure-identity token provider for this client: it refreshes tokens itself, in
@@ -68,9 +89,31 @@ class AzureClient(OpenAIClient):
             )
         return self._token_provider
 
-    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
-        endpoint, base_url, api_version, key, ad_token, provider = settings
-        return build_azure_sdk(endpoint, base_url, api_version, key, ad_token, provider, asynchronous)
+    def build_sdk(self, settings: AzureSettings, asynchronous: bool) -> SDKClient:
+        return build_azure_sdk(
+            settings.endpoint, settings.base_url, settings.api_version,
+            settings.key, settings.ad_token, settings.token_provider, asynchronous,
+        )
 
-    def _endpoint(self) -> str:
+    def endpoint(self) -> str:
         return os.environ.get("AZURE_OPENAI_BASE_URL") or os.environ.get("AZURE_OPENAI_ENDPOINT", "")
+
+
+class AzureClient(OpenAIClient):
+    """Calls Azure OpenAI: `model` names the deployment; endpoint and key come from the environment."""
+
+    api_type = "azure"
+    key_variables = KEY_VARIABLES
+    backend: AzureBackend
+
+    def _make_backend(self) -> Backend:
+        return AzureBackend()
+
+    @property
+    def _token_provider(self) -> Callable[[], Any] | None:
+        """The backend's Entra ID token provider (None until first needed)."""
+        return self.backend._token_provider
+
+    @_token_provider.setter
+    def _token_provider(self, provider: Callable[[], Any] | None) -> None:
+        self.backend._token_provider = provider

@@ -23,7 +23,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,6 +74,41 @@ class _NoLock(OSError):
     """The lock file could not be made for another reason (a full disk): read without it, store nothing."""
 
 
+class InFlight:
+    """One call being computed for a key: threads wait on `event`, tasks on a future of their
+    loop, resolved from whichever thread or loop finishes the call."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._futures: list[Any] = []
+
+    async def wait_async(self) -> None:
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self.event.is_set():
+                return
+            self._futures.append(future)
+        await future
+
+    def done(self) -> None:
+        with self._lock:
+            self.event.set()
+            futures, self._futures = self._futures, []
+        for future in futures:
+            try:
+                future.get_loop().call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # its loop is closed: nobody waits there any more
+                pass
+
+
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class ResponseCache:
     """One cache file's entries in memory, kept in step with the file.
 
@@ -89,7 +124,7 @@ class ResponseCache:
         self._superseded = 0
         self._offset = 0
         self._identity: tuple[int, int] | None = None
-        self._inflight: dict[str, threading.Event] = {}
+        self._inflight: dict[str, InFlight] = {}
         self._loaded = False
         self._via_link = False
         self._read_only: str | None = None
@@ -165,33 +200,62 @@ class ResponseCache:
     ) -> tuple[Any, bool]:
         """Return (value, was_cached); compute and store a missing value exactly once.
 
-        Identical requests in flight at once in this process wait for the first one instead of
-        each paying for the same answer. If the first fails, the next waiter tries in its place.
+        Identical requests in flight at once in this process (in threads or in tasks, see
+        `aget_or_compute`) wait for the first one instead of each paying for the same answer.
+        If the first fails, the next waiter tries in its place.
         """
         while True:
             value = self.get(key)
             if value is not MISSING:
                 return value, True
-            with self._lock:
-                event = self._inflight.get(key)
-                owner = event is None
-                if owner:
-                    event = self._inflight[key] = threading.Event()
+            flight, owner = self._claim(key)
             if not owner:
-                assert event is not None
-                event.wait()
+                flight.event.wait()
                 continue
             try:
-                if key in self._entries:  # finished by another thread between get and claim
+                if key in self._entries:  # finished by another caller between get and claim
                     continue
                 computed = compute()
                 self.put(key, computed, request)
                 return computed, False
             finally:
-                with self._lock:
-                    del self._inflight[key]
-                assert event is not None
-                event.set()
+                self._release(key, flight)
+
+    async def aget_or_compute(
+        self, key: str, compute: Callable[[], Awaitable[T]], request: Mapping[str, Any] | None = None
+    ) -> tuple[Any, bool]:
+        """The async form of `get_or_compute`, sharing its calls in flight: a task waits for an
+        identical call of another task or thread without blocking its loop or any thread."""
+        while True:
+            value = self.get(key)
+            if value is not MISSING:
+                return value, True
+            flight, owner = self._claim(key)
+            if not owner:
+                await flight.wait_async()
+                continue
+            try:
+                if key in self._entries:
+                    continue
+                computed = await compute()
+                self.put(key, computed, request)
+                return computed, False
+            finally:
+                self._release(key, flight)
+
+    def _claim(self, key: str) -> tuple[InFlight, bool]:
+        """The call in flight for `key`, and whether this caller now owns it."""
+        with self._lock:
+            flight = self._inflight.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._inflight[key] = InFlight()
+            return flight, True
+
+    def _release(self, key: str, flight: InFlight) -> None:
+        with self._lock:
+            del self._inflight[key]
+        flight.done()
 
     def compact(self) -> int:
         """Rewrite the file with one record per key, atomically; return the bytes saved.

@@ -1,4 +1,4 @@
-"""`generate_response`: the asyncio entry point that generator-style code expects.
+"""A compatibility shim: `generate_response`, the asyncio entry point generator-style code expects.
 
 Code built around an `OpenAIGenerator` on `AsyncOpenAI` calls one coroutine with the messages
 and a few sampling parameters and gets the text, or an async iterator of chunks. This gives it

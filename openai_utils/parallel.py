@@ -56,7 +56,7 @@ from .config import default
 from .exceptions import InvalidRequestError
 
 if TYPE_CHECKING:
-    from .clients import OpenAIClient
+    from .openai_client import OpenAIClient
     from .llm_call import LLMCall
 
 __all__ = ["map_calls", "send_messages", "map_llm_call", "default_workers", "PROGRESS_MIN_ITEMS", "THREAD_NAME_PREFIX"]

@@ -1,21 +1,22 @@
 """The registry of clients by api_type, and the notebook switches that act on it.
 
-"openai", "azure" and "local" are registered at import through the same `register_client` a user calls
-for a custom client, so the extension path is the one the library itself uses.
+"openai", "azure" and "local" are registered by the package's `__init__` through the same
+`register_client` a user calls for a custom client, so the extension path is the one the library
+itself uses, and this module imports no client (no import circle through the clients).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .azure import AzureClient
-from .clients import OpenAIClient
 from .config import default
 from .exceptions import ConfigError
-from .local import LocalClient
 from .usage import format_stats, process_usage
+
+if TYPE_CHECKING:
+    from .openai_client import OpenAIClient
 
 __all__ = [
     "register_client",
@@ -111,8 +112,3 @@ def reset_cost_stats() -> None:
 def pretty_print_cost_stats() -> None:
     """Print the process's usage and cost as a small table."""
     format_stats(get_cost_stats(), sys.stdout)
-
-
-register_client("openai", OpenAIClient())
-register_client("azure", AzureClient())
-register_client("local", LocalClient())

@@ -828,3 +828,55 @@ def test_a_request_never_keeps_transport_headers(tmp_path: Path) -> None:
     [entry] = read_cache(path).entries
     assert entry.request == {"model": "m", "input": "x"}
     assert b"secret" not in path.read_bytes()
+
+
+def test_a_task_waits_for_the_same_call_in_flight_in_a_thread(tmp_path: Path) -> None:
+    """Identical calls coalesce per cache file, whether they run in threads or in tasks."""
+    import asyncio
+
+    cache = ResponseCache((tmp_path / "shared.cache").resolve())
+    started, release = threading.Event(), threading.Event()
+    computed: list[str] = []
+    results: list[Any] = []
+
+    def in_thread() -> dict[str, int]:
+        computed.append("thread")
+        started.set()
+        release.wait(30)
+        return {"v": 1}
+
+    thread = threading.Thread(target=lambda: results.append(cache.get_or_compute("k", in_thread)))
+    thread.start()
+    assert started.wait(30)
+
+    async def in_task() -> dict[str, int]:
+        computed.append("task")
+        return {"v": 2}
+
+    async def main() -> Any:
+        waiter = asyncio.ensure_future(cache.aget_or_compute("k", in_task))
+        await asyncio.sleep(0)  # the task finds the call in flight and waits for it
+        release.set()
+        return await asyncio.wait_for(waiter, 30)
+
+    assert asyncio.run(main()) == ({"v": 1}, True)
+    thread.join(30)
+    assert computed == ["thread"] and results == [({"v": 1}, False)]
+
+
+def test_tasks_of_one_loop_share_one_computation(tmp_path: Path) -> None:
+    import asyncio
+
+    cache = ResponseCache((tmp_path / "shared.cache").resolve())
+    computed: list[int] = []
+
+    async def compute() -> dict[str, int]:
+        computed.append(1)
+        await asyncio.sleep(0)
+        return {"v": len(computed)}
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(cache.aget_or_compute("k", compute) for _ in range(5))))
+
+    outcomes = asyncio.run(main())
+    assert computed == [1] and outcomes == [({"v": 1}, False)] + [({"v": 1}, True)] * 4

@@ -461,9 +461,9 @@ def _without_credentials(request: Any) -> None:
 def test_a_401_becomes_authentication_error_naming_the_variable(server: str, request: pytest.FixtureRequest) -> None:
     """Prism's real 401, through the client's own error translation."""
     client = client_for(request, server)
-    real_build = client._build_sdk
+    real_build = client.backend.build_sdk
 
-    def build_without_credentials(settings: tuple[Any, ...], asynchronous: bool) -> Any:
+    def build_without_credentials(settings: Any, asynchronous: bool) -> Any:
         import openai
 
         sdk = real_build(settings, asynchronous)
@@ -471,7 +471,7 @@ def test_a_401_becomes_authentication_error_naming_the_variable(server: str, req
         sdk.close()
         return stripped
 
-    client._build_sdk = build_without_credentials
+    client.backend.build_sdk = build_without_credentials  # type: ignore[method-assign]
     with pytest.raises(AuthenticationError) as caught:
         client.send_message(USER)
     assert caught.value.status_code == 401

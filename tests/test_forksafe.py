@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from openai_utils import AzureClient, OpenAIClient, client, default, register_client
-from openai_utils.clients import CHAT
-from openai_utils.limits import call_slots
+from openai_utils.openai_client import CHAT
+from openai_utils.concurrency import call_slots
 from openai_utils.local import LocalClient
 from openai_utils.ratelimit import rate_gate
 from tests.fake_server import FakeOpenAIServer

@@ -23,9 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openai_utils import OpenAIClient, OpenAIUtilsError, default, force_default_value
+from openai_utils.backend import Backend
 from openai_utils.config import SETTINGS
 from openai_utils.ratelimit import rate_gate
 from openai_utils.retry import RetryPolicy
+from openai_utils.sdk_backend import OpenAIBackend, OpenAISettings
 from openai_utils.templates import render_template
 from tests.fake_server import FakeOpenAIServer
 
@@ -72,13 +74,20 @@ def only_ours(action: Callable[[], Any]) -> None:
         action()
 
 
-class LoopbackClient(OpenAIClient):
+class LoopbackBackend(OpenAIBackend):
     """Refuses any server but loopback: a fuzzed request must never reach a real API."""
 
-    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
-        found = super()._sdk_settings_now(kind)
-        assert str(found[1]).startswith("http://127.0.0.1:"), found
+    def settings_now(self, kind: str) -> OpenAISettings:
+        found = super().settings_now(kind)
+        assert str(found.base_url).startswith("http://127.0.0.1:"), found
         return found
+
+
+class LoopbackClient(OpenAIClient):
+    """An OpenAIClient over LoopbackBackend."""
+
+    def _make_backend(self) -> Backend:
+        return LoopbackBackend()
 
 
 @pytest.fixture

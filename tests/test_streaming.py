@@ -20,7 +20,7 @@ from openai_utils import (
     process_streaming_response,
 )
 from openai_utils.cache import open_cache
-from openai_utils.limits import call_slots
+from openai_utils.concurrency import call_slots
 from openai_utils.response import Reply
 from openai_utils.streaming import AsyncTextStream, StreamAssembler, TextStream
 from tests.fake_server import FakeOpenAIServer, Fault
@@ -127,7 +127,7 @@ def test_a_stream_that_never_opens_returns_none(oai: OpenAIClient, server: FakeO
 
 
 def test_a_stream_holds_a_concurrency_slot_until_it_ends(oai: OpenAIClient) -> None:
-    from openai_utils.limits import call_slots
+    from openai_utils.concurrency import call_slots
 
     stream = oai.send_message(LONG, stream=True)
     assert call_slots.in_use == 1

@@ -1,6 +1,7 @@
 """The embedded local model's client (`api_type = "local"`).
 
-`LocalClient` is an OpenAIClient whose requests go to the llama.cpp servers of server.py.
+`LocalBackend` sends requests to the llama.cpp servers of server.py; `LocalClient` is an
+OpenAIClient over it.
 Everything else (retries, the cache, error translation, streaming, async, the return values) is
 the shared OpenAIClient path, so code written against `client()` runs unchanged, offline, with
 `API_TYPE = local`.
@@ -13,16 +14,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..clients import OpenAIClient
+from dataclasses import dataclass
+
+from ..backend import Backend
+from ..openai_client import OpenAIClient
 from ..config import default
 from ..exceptions import APIError, InvalidRequestError
 from ..request import CHAT, EMBEDDING
+from ..sdk_backend import SDKBackend
 from ..transport import SDKClient
 from .paths import CHAT_FILE
 from .server import LocalServer, chat_server, embedding_server
 from .specs import EMBEDDING_ALIAS, chat_spec
 
-__all__ = ["LocalClient"]
+__all__ = ["LocalClient", "LocalBackend", "LocalSettings"]
 
 
 def _error_fields(body: Any) -> Mapping[str, Any]:
@@ -33,37 +38,44 @@ def _error_fields(body: Any) -> Mapping[str, Any]:
     return {}
 
 
-class LocalClient(OpenAIClient):
-    """A client for the embedded llama.cpp servers: `API_TYPE = local`, no key, no network.
+@dataclass(frozen=True)
+class LocalSettings:
+    """The running server for a call kind, its URL and key, and this process: a restarted
+    server (new port and key) or a forked child gets a new SDK client instead of a dead port or
+    a connection pool shared with the parent."""
+
+    server: LocalServer
+    base_url: str
+    key: str | None
+    pid: int
+
+
+class LocalBackend(SDKBackend):
+    """Sends to the embedded llama.cpp servers: no key, no network.
 
     It only says where requests go (the shared servers, started on first use) and rewords
-    llama.cpp's errors; retries, the cache, streaming and the async calls are OpenAIClient's.
-    A call that names no model sends the local model's alias, not MODEL / EMBEDDING_MODEL
-    (which name remote models): llama.cpp would accept any name, but the answer's `model`,
-    the usage stats and the cache key then say what really answered.
+    llama.cpp's errors. A call that names no model sends the local model's alias, not MODEL /
+    EMBEDDING_MODEL (which name remote models): llama.cpp would accept any name, but the
+    answer's `model`, the usage stats and the cache key then say what really answered.
     """
 
-    api_type = "local"
-    key_variables: tuple[str, ...] = ()
+    auth_hint = "the key the local server generated (nothing to set)"
 
-    def _default_model(self, kind: str) -> str:
+    def default_model(self, kind: str) -> str:
         if kind == CHAT:
             return chat_spec().alias
         configured = default["local_embedding_model"]
         return Path(configured).stem if configured else EMBEDDING_ALIAS
 
-    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
-        """The running server for `kind` (started now if need be), its URL and key, and this
-        process: a restarted server (new port and key) or a forked child gets a new SDK client
-        instead of a dead port or a connection pool shared with the parent."""
+    def settings_now(self, kind: str) -> LocalSettings:
+        """The running server for `kind` (started now if need be)."""
         server = chat_server() if kind == CHAT else embedding_server()
-        return (server, server.base_url, server.api_key, os.getpid())
+        return LocalSettings(server, server.base_url, server.api_key, os.getpid())
 
-    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
-        server: LocalServer = settings[0]
-        return server.build_sdk(asynchronous)
+    def build_sdk(self, settings: LocalSettings, asynchronous: bool) -> SDKClient:
+        return settings.server.build_sdk(asynchronous)
 
-    def _endpoint(self) -> str:
+    def endpoint(self) -> str:
         """Both model files: the same request to another local model is another answer."""
         chat = default["local_chat_model"]
         embedding = default["local_embedding_model"]
@@ -71,10 +83,7 @@ class LocalClient(OpenAIClient):
         embedding_name = Path(embedding).name if embedding else EMBEDDING_ALIAS
         return f"local:{chat_name}+{embedding_name}"
 
-    def _auth_hint(self) -> str:
-        return "the key the local server generated (nothing to set)"
-
-    def _refine_error(self, error: APIError, kind: str) -> APIError:
+    def refine_error(self, error: APIError, kind: str) -> APIError:
         """Say what an over-long input means here, and make it a 400 whatever llama.cpp sent.
 
         llama.cpp answers a prompt over the context with a 400 of type
@@ -108,3 +117,14 @@ class LocalClient(OpenAIClient):
             code="context_length_exceeded",
             body=error.body,
         )
+
+
+class LocalClient(OpenAIClient):
+    """A client for the embedded llama.cpp servers: `API_TYPE = local`, no key, no network.
+    Retries, the cache, streaming and the async calls are OpenAIClient's; see LocalBackend."""
+
+    api_type = "local"
+    key_variables: tuple[str, ...] = ()
+
+    def _make_backend(self) -> Backend:
+        return LocalBackend()

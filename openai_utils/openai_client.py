@@ -7,8 +7,9 @@ event loop and closed when that loop shuts down.
 
 Everything that is not I/O is shared by the sync and async paths: `_prepare` builds and checks
 the request, the cache key and the retry policy once; `retry.Attempts` decides every wait; the
-response and stream handling live in `response.py` and `streaming.py`. The drivers below differ
-only in how they wait.
+response and stream handling live in `response.py` and `streaming.py`. Admission, attempts,
+retrying and opening a stream are written once as flows (flow.py); the sync and async drivers
+below only perform their steps. Each request itself is the backend's (backend.py).
 
 Custom clients subclass OpenAIClient and override `_raw_model_call` / `_raw_embedding_call`
 (one attempt each; their async twins default to running them in a thread); raising
@@ -17,14 +18,11 @@ NonTerminalError there makes the call retried.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -36,21 +34,21 @@ from collections.abc import (
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .backend import Backend
 from .cache import MISSING, ResponseCache, cache_for_calls
 from .config import default
+from . import flow
 from .exceptions import (
     APIError,
     InvalidRequestError,
     MalformedResponseError,
-    MissingCredentialsError,
-    NonTerminalError,
     RetriesExhaustedError,
     StreamInterruptedError,
 )
-from .forksafe import keep_forever, renew_in_child
-from .limits import call_slots
-from .ratelimit import estimate_tokens, rate_gate
-from .redact import remember
+from .forksafe import renew_in_child
+from .legacy import adapt as adapt_legacy
+from .concurrency import call_slots
+from .ratelimit import rate_gate
 from .request import (
     CHAT,
     EMBEDDING,
@@ -63,17 +61,11 @@ from .request import (
 )
 from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
-from .streaming import AsyncTextStream, StreamAssembler, TextStream, areplay, replay
+from .streaming import AsyncTextStream, TextStream, areplay, replay
 from .structured import Parser, response_format_for_wire
 from .tokens import count_tokens
-from .transport import (
-    SDKClient,
-    aopen_stream,
-    apost_json,
-    build_openai_sdk,
-    open_stream,
-    post_json,
-)
+from .sdk_backend import OpenAIBackend
+from .transport import SDKClient
 from .usage import UsageStats, format_stats, process_usage
 
 __all__ = ["OpenAIClient", "CHAT", "EMBEDDING"]
@@ -82,14 +74,6 @@ logger = logging.getLogger("openai_utils")
 
 T = TypeVar("T")
 
-OPENAI_DEFAULT_ENDPOINT = "https://api.openai.com/v1"
-NO_KEY_NEEDED = "no-key-needed"
-"""Sent as the key to a BASE_URL server when OPENAI_API_KEY is unset: local servers ignore it."""
-OFFLINE_WAY_OUT = (
-    '; or, with no key at all, run the embedded local model: force_api_type("local") '
-    "(API_TYPE = local in config.ini) after python -m openai_utils local setup"
-)
-"""Ends every missing-credentials message: a notebook user without a key can still go on offline."""
 
 
 @dataclass
@@ -103,16 +87,6 @@ class _Call:
     cache: ResponseCache | None
     key: str | None
     parse: Parser | None = None
-
-
-@dataclass
-class _OpenStream:
-    """A stream whose first text has arrived: from here on a failure is no longer retried."""
-
-    chunks: Any
-    assembler: StreamAssembler
-    first: str | None
-    slot: Any
 
 
 class OpenAIClient:
@@ -129,26 +103,29 @@ class OpenAIClient:
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] | None = None,
         random_value: Callable[[], float] = random.random,
+        backend: Backend | None = None,
     ) -> None:
         """`cache_api_calls` / `cache_file_name` of None follow CACHE_API_CALLS / CACHE_FILE_NAME
         at call time. `sleep`, `async_sleep` (default asyncio.sleep) and `random_value` drive the
-        backoff waits; tests pass their own."""
+        backoff waits; tests pass their own. `backend` performs each request (backend.py); None
+        means this class's own (OpenAIBackend here)."""
+        self.backend = backend if backend is not None else self._make_backend()
         self.cache_api_calls = cache_api_calls
         self.cache_file_name = cache_file_name
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._random = random_value
-        self._sdk_lock = threading.Lock()
-        self._sdks: dict[str, tuple[tuple[Any, ...], SDKClient]] = {}
-        self._async_sdks: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[Any, ...], SDKClient, Any]]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._async_pending: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
         self._counter_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
         self.usage = UsageStats()
         renew_in_child(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass written for the module this library replaces is adapted to the new hooks
+        here, or refused with a ConfigError that says how to port it (legacy.py)."""
+        super().__init_subclass__(**kwargs)
+        adapt_legacy(cls)
 
     def __repr__(self) -> str:
         return (
@@ -170,109 +147,58 @@ class OpenAIClient:
             return None
         return cache_for_calls(self.cache_file_name or default["cache_file_name"], fsync=default["cache_fsync"])
 
+    # -- the backend: one request (backend.py); these delegate to it ----------------------
+
+    def _make_backend(self) -> Backend:
+        """The backend a client of this class uses when none is given."""
+        return OpenAIBackend()
+
     def _default_model(self, kind: str) -> str:
         """The model a call uses when it names none."""
-        return str(default["model"] if kind == CHAT else default["embedding_model"])
-
-    def _sdk_settings_now(self, kind: str) -> tuple[Any, ...]:
-        """What the SDK client for `kind` is built from, read from config and environment now."""
-        base_url = default["base_url"] or os.environ.get("OPENAI_BASE_URL") or None
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key:
-            if base_url is None:
-                raise MissingCredentialsError(
-                    "no OpenAI API key: set the environment variable OPENAI_API_KEY (or put it in a "
-                    ".env file), or set BASE_URL in config.ini to use another OpenAI-compatible server"
-                    + OFFLINE_WAY_OUT,
-                    self.key_variables,
-                )
-            key = NO_KEY_NEEDED
-        return (key, base_url)
-
-    def _build_sdk(self, settings: tuple[Any, ...], asynchronous: bool) -> SDKClient:
-        key, base_url = settings
-        return build_openai_sdk(key, base_url, asynchronous)
+        return self.backend.default_model(kind)
 
     def _endpoint(self) -> str:
         """The server, as part of the cache key: the same request to another server is another answer."""
-        return default["base_url"] or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_ENDPOINT
+        return self.backend.endpoint()
 
     def _refine_error(self, error: APIError, kind: str) -> APIError:
-        """A hook to reword a server's error for this kind of server; the default keeps it."""
-        return error
+        """Reword a server's error for this kind of server (the backend's job)."""
+        return self.backend.refine_error(error, kind)
 
     def _sdk(self, kind: str = CHAT) -> SDKClient:
-        """The sync SDK client for `kind`, rebuilt only when its settings changed."""
-        settings = self._sdk_settings_now(kind)
-        with self._sdk_lock:
-            current = self._sdks.get(kind)
-            if current is not None and current[0] == settings:
-                return current[1]
-            if current is not None:
-                current[1].close()
-            sdk = self._build_sdk(settings, asynchronous=False)
-            _remember_key(sdk)
-            self._sdks[kind] = (settings, sdk)
-            return sdk
+        """What the backend sends `kind` with (for the SDK backends: the sync SDK client)."""
+        return self.backend.connect(kind)
+
+    async def _async_sdk(self, kind: str = CHAT) -> SDKClient:
+        """The async form of `_sdk`: the async SDK client of the running loop."""
+        return await self.backend.aconnect(kind)
 
     def close(self) -> None:
         """Close the sync connections now rather than at exit; the next call opens new ones.
 
         Async clients are closed by their event loop's shutdown (asyncio.run does it).
         """
-        with self._sdk_lock:
-            for _, sdk in self._sdks.values():
-                sdk.close()
-            self._sdks.clear()
+        self.backend.close()
+
+    async def aclose(self) -> None:
+        """Close the async connections of the running event loop now."""
+        await self.backend.aclose()
+
+    @property
+    def _sdks(self) -> Any:
+        return getattr(self.backend, "_sdks", {})
+
+    @property
+    def _async_sdks(self) -> Any:
+        return getattr(self.backend, "_async_sdks", {})
+
+    @property
+    def _sdk_lock(self) -> Any:
+        return getattr(self.backend, "_sdk_lock", None)
 
     def _renew_after_fork(self) -> None:
-        """In a forked child: start with no SDK client and fresh locks.
-
-        The parent's SDK clients hold its pooled connections; used here they would mix up the
-        answers of parent and child. They are kept, never closed (see forksafe.keep_forever).
-        """
-        keep_forever((self._sdks, dict(self._async_sdks)))
-        self._sdk_lock = threading.Lock()
-        self._sdks = {}
-        self._async_sdks = weakref.WeakKeyDictionary()
-        self._async_pending = weakref.WeakKeyDictionary()
+        """In a forked child: a fresh counter lock (the backend renews itself)."""
         self._counter_lock = threading.Lock()
-
-    async def _async_sdk(self, kind: str = CHAT) -> SDKClient:
-        """The async SDK client for `kind` in the running loop, closed when that loop shuts down
-        and then forgotten: neither the client nor the loop outlives the loop's end."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        settings = self._sdk_settings_now(kind)
-        self._forget_closed_loops()
-        current = self._async_sdks.get(loop, {}).get(kind)
-        if current is not None and current[0] == settings:
-            return current[1]
-        if current is not None:
-            await current[2].aclose()  # closes it and forgets it
-        sdk = self._build_sdk(settings, asynchronous=True)
-        _remember_key(sdk)
-        closer = _close_when_loop_ends(sdk, functools.partial(self._forget_async_sdk, weakref.ref(loop), kind, sdk))
-        await closer.__anext__()
-        self._async_sdks.setdefault(loop, {})[kind] = (settings, sdk, closer)
-        return sdk
-
-    def _forget_async_sdk(self, loop: weakref.ref[Any], kind: str, sdk: SDKClient) -> None:
-        """Drop a closed async SDK client. Its entry must go: the closer in it refers to the loop
-        (as every async generator refers to its loop's finalizer), so keeping it kept every loop
-        ever run, and its client, alive (asyncio.run per call grew without bound)."""
-        per_loop = self._async_sdks.get(loop())
-        if per_loop is not None and kind in per_loop and per_loop[kind][1] is sdk:
-            del per_loop[kind]
-            if not per_loop:
-                self._async_sdks.pop(loop(), None)
-
-    def _forget_closed_loops(self) -> None:
-        """Forget the clients of loops closed without shutting down their async generators
-        (loop.close() alone): nothing can close those clients any more, or use them."""
-        for loop in [loop for loop in list(self._async_sdks) if loop.is_closed()]:
-            self._async_sdks.pop(loop, None)
 
     def _policy(self, max_attempts: int | None, waiting_time: float | None, factor: float | None) -> RetryPolicy:
         return RetryPolicy(
@@ -287,6 +213,8 @@ class OpenAIClient:
     def _prepare_chat(
         self,
         messages: Sequence[Mapping[str, Any]],
+        extra: Mapping[str, Any],
+        *,
         model: str | None,
         temperature: float | None,
         max_tokens: int | None,
@@ -301,7 +229,6 @@ class OpenAIClient:
         n: int,
         echo: bool,
         stream: bool,
-        extra: Mapping[str, Any],
     ) -> _Call:
         validate_arguments({
             "model": model, "temperature": temperature, "max_tokens": max_tokens, "top_p": top_p,
@@ -416,13 +343,10 @@ class OpenAIClient:
         Returns None when every attempt failed with a retryable error (or raises
         RetriesExhaustedError with RAISE_ON_FAILURE); other errors raise at once.
         """
-        call = self._prepare_chat(
-            current_messages, model, temperature, max_tokens, top_p, frequency_penalty, presence_penalty, stop,
-            timeout, max_attempts, waiting_time, exponential_backoff_factor, n, echo, stream, extra,
-        )
+        call = self._prepare_chat(current_messages, extra, **_chat_arguments(locals()))
         if stream:
             return self._stream(call)
-        outcome = self._run(call, lambda: check_record(chat_record(self._attempt(self._raw_model_call, call)), call.parse))
+        outcome = self._run(call, "model")
         return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
     async def asend_message(
@@ -446,17 +370,10 @@ class OpenAIClient:
     ) -> Any:
         """The async form of send_message: same parameters, same results; with stream=True an
         `AsyncTextStream` of text chunks."""
-        call = self._prepare_chat(
-            current_messages, model, temperature, max_tokens, top_p, frequency_penalty, presence_penalty, stop,
-            timeout, max_attempts, waiting_time, exponential_backoff_factor, n, echo, stream, extra,
-        )
+        call = self._prepare_chat(current_messages, extra, **_chat_arguments(locals()))
         if stream:
             return await self._astream(call)
-
-        async def attempt() -> dict[str, Any]:
-            return check_record(chat_record(await self._aattempt(self._araw_model_call, call)), call.parse)
-
-        outcome = await self._arun(call, attempt)
+        outcome = await self._arun(call, "model")
         return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
     def send_messages(
@@ -486,7 +403,7 @@ class OpenAIClient:
         """
         vectors: list[Any] = []
         for call in self._prepare_embedding(text, model, timeout, max_attempts):
-            outcome = self._run(call, functools.partial(self._embedding_attempt, call))
+            outcome = self._run(call, "embedding")
             if outcome is None:
                 return None
             vectors.extend(outcome[0]["vectors"])
@@ -498,17 +415,11 @@ class OpenAIClient:
         """The async form of get_embedding."""
         vectors: list[Any] = []
         for call in self._prepare_embedding(text, model, timeout, max_attempts):
-            outcome = await self._arun(call, functools.partial(self._aembedding_attempt, call))
+            outcome = await self._arun(call, "embedding")
             if outcome is None:
                 return None
             vectors.extend(outcome[0]["vectors"])
         return vectors[0] if isinstance(text, str) else vectors
-
-    def _embedding_attempt(self, call: _Call) -> dict[str, Any]:
-        return embedding_record(self._attempt(self._raw_embedding_call, call), _input_count(call))
-
-    async def _aembedding_attempt(self, call: _Call) -> dict[str, Any]:
-        return embedding_record(await self._aattempt(self._araw_embedding_call, call), _input_count(call))
 
     # -- usage and cost ------------------------------------------------------------------
 
@@ -536,211 +447,137 @@ class OpenAIClient:
 
     def _raw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         """One chat completion attempt; returns the server's JSON."""
-        return post_json(self._sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
+        return self.backend.post(CHAT, request, timeout)
 
     def _raw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         """One embeddings attempt; returns the server's JSON."""
-        return post_json(self._sdk(EMBEDDING), "/embeddings", request, timeout, self._auth_hint())
+        return self.backend.post(EMBEDDING, request, timeout)
 
     def _raw_stream_call(self, request: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
         """Open one streamed chat completion; its chunks as dicts."""
-        return open_stream(self._sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
+        return self.backend.open_stream(CHAT, request, timeout)
 
     async def _araw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         if _overrides(self, "_raw_model_call"):
             return await _in_thread(self._raw_model_call, request, timeout)
-        return await apost_json(await self._async_sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
+        return await self.backend.apost(CHAT, request, timeout)
 
     async def _araw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         if _overrides(self, "_raw_embedding_call"):
             return await _in_thread(self._raw_embedding_call, request, timeout)
-        return await apost_json(await self._async_sdk(EMBEDDING), "/embeddings", request, timeout, self._auth_hint())
+        return await self.backend.apost(EMBEDDING, request, timeout)
 
     async def _araw_stream_call(self, request: Mapping[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
-        return await aopen_stream(await self._async_sdk(CHAT), "/chat/completions", request, timeout, self._auth_hint())
+        return await self.backend.aopen_stream(CHAT, request, timeout)
 
     def _auth_hint(self) -> str:
-        return " or ".join(self.key_variables)
+        return self.backend.auth_hint
 
-    # -- sync drivers ------------------------------------------------------------------------
+    # -- the drivers: the flow (flow.py) is written once; these only perform its steps -----
 
     def _gate_key(self, call: _Call) -> str:
         """Rate limits and 429 pauses apply per model (Azure: deployment) per server."""
         return f"{self._endpoint()} {call.request.get('model')}"
 
-    @contextlib.contextmanager
-    def _admitted(self, call: _Call, raw: Callable[..., Any]) -> Iterator[None]:
-        """Admit one attempt of `raw`: wait out any 429 pause of this endpoint and for a place in
-        its rate limits, hold a concurrency slot, build the SDK client, then take the rate-limit
-        token as the very last step; a rate-limit answer pauses everyone else bound there.
-
-        Waiting for a pause or a place holds no slot, so a limited model never holds slots
-        that other models could use. The token comes last so that nothing slow (a busy slot,
-        the first SDK build, starting the local server) lies between it and the send: requests
-        whose turn came while they were held up still leave at the rate. A pause that began
-        meanwhile sends the request back to the start.
-        """
+    def _attempts(self, call: _Call, what: str) -> flow.Flow[dict[str, Any]]:
+        """Attempts of `what` ("model" or "embedding") until one succeeds; the server's JSON,
+        checked and shaped into a record."""
         key = self._gate_key(call)
-        tokens = functools.cache(lambda: estimate_tokens(call.request, call.kind))
-        while True:
-            rate_gate.before_request(key, tokens)
+
+        def one() -> flow.Flow[dict[str, Any]]:
+            data = yield from flow.attempt(call, key, what, functools.partial(self._refine_error, kind=call.kind))
+            if what == "embedding":
+                return embedding_record(data, _input_count(call))
+            return check_record(chat_record(data), call.parse)
+
+        return flow.retrying(call, self._random, one)
+
+    def _stream_opening(self, call: _Call) -> flow.Flow[flow.OpenStream]:
+        key = self._gate_key(call)
+        refine = functools.partial(self._refine_error, kind=call.kind)
+        return flow.retrying(call, self._random, lambda: flow.open_stream(call, key, refine))
+
+    def _drive(self, call: _Call, steps: flow.Flow[T]) -> T:
+        return flow.drive(steps, functools.partial(self._perform_sync, call))
+
+    async def _adrive(self, call: _Call, steps: flow.Flow[T]) -> T:
+        return await flow.adrive(steps, functools.partial(self._perform_async, call))
+
+    def _perform_sync(self, call: _Call, step: flow.Step) -> Any:
+        """Do one step of a flow now."""
+        if isinstance(step, flow.Send):
+            return getattr(self, f"_raw_{step.what}_call")(call.request, call.timeout)
+        if isinstance(step, flow.NextChunk):
+            return flow.next_chunk(step.chunks)
+        if isinstance(step, flow.Sleep):
+            return self._sleep(step.seconds)
+        if isinstance(step, flow.BeforeRequest):
+            return rate_gate.before_request(step.key, step.tokens)
+        if isinstance(step, flow.HoldSlot):
             slot = call_slots.hold()
             slot.__enter__()
-            try:
-                if not rate_gate.paused(key):
-                    if _sends_with_our_sdk(self, raw):
-                        self._sdk(call.kind)
-                    rate_gate.before_send(key, tokens)
-                    if not rate_gate.paused(key):
-                        break
-            except BaseException:
-                slot.__exit__(None, None, None)
-                raise
-            slot.__exit__(None, None, None)
-        try:
-            yield
-        except APIError as error:
-            rate_gate.after_error(key, error)
-            raise
-        finally:
-            slot.__exit__(None, None, None)
+            return slot
+        if isinstance(step, flow.ReleaseSlot):
+            return step.slot.__exit__(None, None, None)
+        if isinstance(step, flow.Connect):
+            if _sends_with_our_sdk(self, getattr(self, f"_raw_{step.what}_call")):
+                self._sdk(step.kind)
+            return None
+        if isinstance(step, flow.BeforeSend):
+            return rate_gate.before_send(step.key, step.tokens)
+        raise TypeError(f"unknown step {step!r}")
 
-    def _attempt(self, raw: Callable[[Mapping[str, Any], float], T], call: _Call) -> T:
-        """One attempt, admitted by the gate, with the server's error reworded if need be."""
-        with self._admitted(call, raw):
-            try:
-                return raw(call.request, call.timeout)
-            except APIError as error:
-                _reraise_refined(self._refine_error(error, call.kind), error)
-                raise
+    async def _perform_async(self, call: _Call, step: flow.Step) -> Any:
+        """Await one step of a flow."""
+        if isinstance(step, flow.Send):
+            return await getattr(self, f"_araw_{step.what}_call")(call.request, call.timeout)
+        if isinstance(step, flow.NextChunk):
+            return await flow.anext_chunk(step.chunks)
+        if isinstance(step, flow.Sleep):
+            return await self._await_sleep(step.seconds)
+        if isinstance(step, flow.BeforeRequest):
+            return await rate_gate.abefore_request(step.key, step.tokens)
+        if isinstance(step, flow.HoldSlot):
+            slot = call_slots.ahold()
+            await slot.__aenter__()
+            return slot
+        if isinstance(step, flow.ReleaseSlot):
+            return await step.slot.__aexit__(None, None, None)
+        if isinstance(step, flow.Connect):
+            if _sends_with_our_sdk(self, getattr(self, f"_araw_{step.what}_call")):
+                await self._async_sdk(step.kind)
+            return None
+        if isinstance(step, flow.BeforeSend):
+            return await rate_gate.abefore_send(step.key, step.tokens)
+        raise TypeError(f"unknown step {step!r}")
 
-    def _run(self, call: _Call, attempt: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool] | None:
+    def _run(self, call: _Call, what: str) -> tuple[dict[str, Any], bool] | None:
         """(record, whether it came from the cache), or None when the attempts ran out."""
         try:
             if call.cache is None:
-                value, hit = self._retrying(call, attempt), False
+                value, hit = self._drive(call, self._attempts(call, what)), False
             else:
-                value, hit = call.cache.get_or_compute(call.key, lambda: self._retrying(call, attempt), call.request)  # type: ignore[arg-type]
+                compute = lambda: self._drive(call, self._attempts(call, what))  # noqa: E731
+                value, hit = call.cache.get_or_compute(call.key, compute, call.request)  # type: ignore[arg-type]
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
         self._account(call, value, hit)
         return value, hit
 
-    def _retrying(self, call: _Call, attempt: Callable[[], T]) -> T:
-        attempts = call.policy.start(self._random)
-        while True:
-            try:
-                return attempt()
-            except NonTerminalError as error:
-                self._sleep(attempts.failed(error))
-
-    def _stream(self, call: _Call) -> TextStream | None:
-        cached = self._cached(call)
-        if cached is not MISSING:
-            return TextStream(replay(cached), lambda: cached, call.parse, cached=True)
-        try:
-            opened = self._retrying(call, lambda: self._open_stream(call))
-        except RetriesExhaustedError as exc:
-            self._give_up(call, exc)
-            return None
-        return TextStream(self._stream_rest(call, opened), lambda: self._finish_stream(call, opened), call.parse)
-
-    def _open_stream(self, call: _Call) -> _OpenStream:
-        """Open a stream and read up to its first text, holding a slot until the stream ends."""
-        with contextlib.ExitStack() as slot:
-            slot.enter_context(self._admitted(call, self._raw_stream_call))
-            try:
-                chunks = self._raw_stream_call(call.request, call.timeout)
-                assembler = StreamAssembler()
-                first = next((t for t in map(assembler.feed, chunks) if t), None)
-                if first is None and assembler.unfinished():
-                    raise MalformedResponseError(str(assembler.unfinished()))
-            except APIError as error:
-                _reraise_refined(self._refine_error(error, call.kind), error)
-                raise
-            return _OpenStream(chunks, assembler, first, slot.pop_all())
-
-    def _stream_rest(self, call: _Call, opened: _OpenStream) -> Iterator[str]:
-        with opened.slot:
-            if opened.first is not None:
-                yield opened.first
-            try:
-                for chunk in opened.chunks:
-                    text = opened.assembler.feed(chunk)
-                    if text:
-                        yield text
-            except APIError as error:
-                raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
-
-    def _finish_stream(self, call: _Call, opened: _OpenStream) -> dict[str, Any]:
-        """A complete stream: check it like a plain answer, count it, cache it; its record."""
-        unfinished = opened.assembler.unfinished()
-        if unfinished:
-            assembler = opened.assembler
-            raise StreamInterruptedError(assembler.text, assembler.chunks, MalformedResponseError(unfinished))
-        record = check_record(opened.assembler.record(), call.parse)
-        self._account(call, record, hit=False)
-        self._store(call, record)
-        return record
-
-    # -- async drivers: the same steps, awaited ------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _aadmitted(self, call: _Call, raw: Callable[..., Any]) -> AsyncIterator[None]:
-        """The async form of `_admitted`."""
-        key = self._gate_key(call)
-        tokens = functools.cache(lambda: estimate_tokens(call.request, call.kind))
-        while True:
-            await rate_gate.abefore_request(key, tokens)
-            slot = call_slots.ahold()
-            await slot.__aenter__()
-            try:
-                if not rate_gate.paused(key):
-                    if _sends_with_our_sdk(self, raw):
-                        await self._async_sdk(call.kind)
-                    await rate_gate.abefore_send(key, tokens)
-                    if not rate_gate.paused(key):
-                        break
-            except BaseException:
-                await slot.__aexit__(None, None, None)
-                raise
-            await slot.__aexit__(None, None, None)
-        try:
-            yield
-        except APIError as error:
-            rate_gate.after_error(key, error)
-            raise
-        finally:
-            await slot.__aexit__(None, None, None)
-
-    async def _aattempt(self, raw: Callable[[Mapping[str, Any], float], Awaitable[T]], call: _Call) -> T:
-        async with self._aadmitted(call, raw):
-            try:
-                return await raw(call.request, call.timeout)
-            except APIError as error:
-                _reraise_refined(self._refine_error(error, call.kind), error)
-                raise
-
-    async def _arun(self, call: _Call, attempt: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[dict[str, Any], bool] | None:
+    async def _arun(self, call: _Call, what: str) -> tuple[dict[str, Any], bool] | None:
+        """The async form of `_run`."""
         try:
             if call.cache is None:
-                value, hit = await self._aretrying(call, attempt), False
+                value, hit = await self._adrive(call, self._attempts(call, what)), False
             else:
-                value, hit = await self._aget_or_compute(call, lambda: self._aretrying(call, attempt))
+                compute = lambda: self._adrive(call, self._attempts(call, what))  # noqa: E731
+                value, hit = await call.cache.aget_or_compute(call.key, compute, call.request)  # type: ignore[arg-type]
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
         self._account(call, value, hit)
         return value, hit
-
-    async def _aretrying(self, call: _Call, attempt: Callable[[], Awaitable[T]]) -> T:
-        attempts = call.policy.start(self._random)
-        while True:
-            try:
-                return await attempt()
-            except NonTerminalError as error:
-                await self._await_sleep(attempts.failed(error))
 
     async def _await_sleep(self, seconds: float) -> None:
         if self._async_sleep is not None:
@@ -750,80 +587,88 @@ class OpenAIClient:
 
             await asyncio.sleep(seconds)
 
-    async def _aget_or_compute(self, call: _Call, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """Cache lookup, with identical calls in flight in this loop sharing one request."""
-        import asyncio
-
-        pending = self._async_pending.setdefault(asyncio.get_running_loop(), {})
-        while True:
-            value = call.cache.get(call.key) if call.cache is not None else MISSING  # type: ignore[arg-type]
-            if value is not MISSING:
-                return value, True
-            running = pending.get(call.key)  # type: ignore[arg-type]
-            if running is None:
-                break
-            await asyncio.wait([running])
-        done = asyncio.get_running_loop().create_future()
-        pending[call.key] = done  # type: ignore[index]
+    def _stream(self, call: _Call) -> TextStream | None:
+        cached = self._cached(call)
+        if cached is not MISSING:
+            return TextStream(replay(cached), lambda: cached, call.parse, cached=True)
         try:
-            value = await compute()
-            self._store(call, value)
-            return value, False
-        finally:
-            del pending[call.key]  # type: ignore[arg-type]
-            done.set_result(None)
+            opened = self._drive(call, self._stream_opening(call))
+        except RetriesExhaustedError as exc:
+            self._give_up(call, exc)
+            return None
+        return TextStream(self._stream_rest(opened), lambda: self._finish_stream(call, opened), call.parse)
 
     async def _astream(self, call: _Call) -> AsyncTextStream | None:
         cached = self._cached(call)
         if cached is not MISSING:
             return AsyncTextStream(areplay(cached), lambda: cached, call.parse, cached=True)
         try:
-            opened = await self._aretrying(call, lambda: self._aopen_stream(call))
+            opened = await self._adrive(call, self._stream_opening(call))
         except RetriesExhaustedError as exc:
             self._give_up(call, exc)
             return None
-        return AsyncTextStream(self._astream_rest(call, opened), lambda: self._finish_stream(call, opened), call.parse)
+        return AsyncTextStream(self._astream_rest(opened), lambda: self._finish_stream(call, opened), call.parse)
 
-    async def _aopen_stream(self, call: _Call) -> _OpenStream:
-        async with contextlib.AsyncExitStack() as slot:
-            await slot.enter_async_context(self._aadmitted(call, self._araw_stream_call))
-            try:
-                chunks = await self._araw_stream_call(call.request, call.timeout)
-                assembler = StreamAssembler()
-                first = None
-                async for chunk in chunks:
-                    first = assembler.feed(chunk)
-                    if first:
-                        break
-                if first is None and assembler.unfinished():
-                    raise MalformedResponseError(str(assembler.unfinished()))
-            except APIError as error:
-                _reraise_refined(self._refine_error(error, call.kind), error)
-                raise
-            return _OpenStream(chunks, assembler, first, slot.pop_all())
-
-    async def _astream_rest(self, call: _Call, opened: _OpenStream) -> AsyncIterator[str]:
-        async with opened.slot:
+    def _stream_rest(self, opened: flow.OpenStream) -> Iterator[str]:
+        """The rest of an open stream's text; its slot is released when it ends."""
+        try:
             if opened.first is not None:
                 yield opened.first
-            try:
-                async for chunk in opened.chunks:
-                    text = opened.assembler.feed(chunk)
-                    if text:
-                        yield text
-            except APIError as error:
-                raise StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error) from error
+            for chunk in opened.chunks:
+                text = opened.assembler.feed(chunk)
+                if text:
+                    yield text
+        except APIError as error:
+            raise _interrupted(opened, error) from error
+        finally:
+            opened.slot.__exit__(None, None, None)
+
+    async def _astream_rest(self, opened: flow.OpenStream) -> AsyncIterator[str]:
+        """The async form of `_stream_rest`."""
+        try:
+            if opened.first is not None:
+                yield opened.first
+            async for chunk in opened.chunks:
+                text = opened.assembler.feed(chunk)
+                if text:
+                    yield text
+        except APIError as error:
+            raise _interrupted(opened, error) from error
+        finally:
+            await opened.slot.__aexit__(None, None, None)
+
+    def _finish_stream(self, call: _Call, opened: flow.OpenStream) -> dict[str, Any]:
+        """A complete stream: check it like a plain answer, count it, cache it; its record."""
+        unfinished = opened.assembler.unfinished()
+        if unfinished:
+            raise _interrupted(opened, MalformedResponseError(unfinished))
+        record = check_record(opened.assembler.record(), call.parse)
+        self._account(call, record, hit=False)
+        self._store(call, record)
+        return record
+
+
+def _interrupted(opened: flow.OpenStream, error: APIError) -> StreamInterruptedError:
+    """A stream that failed after its first text: what arrived is kept in the error."""
+    return StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error)
+
+
+CHAT_ARGUMENTS = (
+    "model", "temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty", "stop", "timeout",
+    "max_attempts", "waiting_time", "exponential_backoff_factor", "n", "echo", "stream",
+)
+"""The named parameters of send_message / asend_message, passed on to `_prepare_chat` by name."""
+
+
+def _chat_arguments(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat parameters among a send_message call's locals, by name."""
+    return {name: scope[name] for name in CHAT_ARGUMENTS}
 
 
 def _input_count(call: _Call) -> int:
     """How many vectors an embeddings request asks for: one for a string, one per text of a list."""
     texts = call.request["input"]
     return 1 if isinstance(texts, str) else len(texts)
-
-
-def _reraise_refined(refined: APIError, original: APIError) -> None:
-    if refined is not original:
-        raise refined from original
 
 
 def _overrides(client: OpenAIClient, name: str) -> bool:
@@ -848,27 +693,3 @@ async def _in_thread(function: Callable[..., T], *args: Any) -> T:
     import asyncio
 
     return await asyncio.to_thread(function, *args)
-
-
-def _remember_key(sdk: SDKClient) -> None:
-    """The key an SDK client sends is a secret wherever it came from (a variable, a local
-    server's generated key): mask it in every message (redact.py)."""
-    key = getattr(sdk, "api_key", None)
-    if key != NO_KEY_NEEDED:
-        remember(key)
-
-
-async def _close_when_loop_ends(sdk: SDKClient, forget: Callable[[], None]) -> AsyncIterator[None]:
-    """Closes `sdk` when its event loop shuts down its async generators (asyncio.run does), then
-    calls `forget`.
-
-    Without it, an async client outlives its loop and its connections are torn down later from
-    a closed loop: the "Event loop is closed" errors of notebooks rerunning cells.
-    """
-    try:
-        yield
-    finally:
-        try:
-            await sdk.close()
-        finally:
-            forget()

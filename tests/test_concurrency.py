@@ -7,7 +7,7 @@ import threading
 import time
 
 from openai_utils import force_default_value
-from openai_utils.limits import CallSlots
+from openai_utils.concurrency import CallSlots
 
 
 class Gauge:

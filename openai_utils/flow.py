@@ -1,0 +1,227 @@
+"""One call's control flow, written once, driven twice.
+
+Admission (rate limits, 429 pauses, a concurrency slot), one attempt, retrying, and opening a
+stream up to its first text are generators that yield small step objects (`Sleep`, `HoldSlot`,
+`Send`, ...) and get each step's result back, in the manner of httpx's auth flows. `drive` runs
+a flow performing each step at once; `adrive` awaits each one. The steps say what to wait for;
+only the drivers (openai_client.py) know how, so the sync and async paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .exceptions import APIError, MalformedResponseError, NonTerminalError
+from .ratelimit import estimate_tokens, rate_gate
+from .streaming import StreamAssembler
+
+__all__ = ["Step", "Flow", "drive", "adrive", "attempt", "retrying", "open_stream", "OpenStream", "END"]
+
+T = TypeVar("T")
+
+
+class Step:
+    """Something a flow waits for; the driver performs it and sends back its result."""
+
+
+@dataclass(frozen=True)
+class Sleep(Step):
+    """Wait `seconds` before the next attempt."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Gated(Step):
+    """A step of the rate gate for `key`; `tokens` estimates the request's tokens when asked."""
+
+    key: str
+    tokens: Callable[[], int]
+
+
+class BeforeRequest(_Gated):
+    """Wait out any 429 pause of `key` and for a place in its rate limits."""
+
+
+@dataclass(frozen=True)
+class HoldSlot(Step):
+    """Take a concurrency slot; the result is the slot, given back by `ReleaseSlot`."""
+
+
+@dataclass(frozen=True)
+class ReleaseSlot(Step):
+    slot: Any
+
+
+@dataclass(frozen=True)
+class Connect(Step):
+    """Get the backend ready to send (`what`: "model", "embedding" or "stream")."""
+
+    kind: str
+    what: str
+
+
+class BeforeSend(_Gated):
+    """Take the rate-limit token of `key`, the very last step before the send."""
+
+
+@dataclass(frozen=True)
+class Send(Step):
+    """Send one attempt of `what` ("model", "embedding" or "stream"); the result is the server's
+    JSON, or for a stream its chunks."""
+
+    what: str
+
+
+@dataclass(frozen=True)
+class NextChunk(Step):
+    """The next chunk of an open stream, or END."""
+
+    chunks: Any
+
+
+END: Any = object()
+"""What NextChunk gives back when the stream has ended."""
+
+Flow = Generator[Step, Any, T]
+
+
+@dataclass
+class OpenStream:
+    """A stream whose first text has arrived: from here on a failure is no longer retried; the
+    slot is held until it ends."""
+
+    chunks: Any
+    assembler: StreamAssembler
+    first: str | None
+    slot: Any
+
+
+def admission(call: Any, key: str, what: str) -> Flow[Any]:
+    """Admit one attempt: wait out any 429 pause of `key` and for a place in its rate limits,
+    hold a concurrency slot, get the backend ready, then take the rate-limit token as the very
+    last step; the held slot.
+
+    Waiting for a pause or a place holds no slot, so a limited model never holds slots that
+    other models could use. The token comes last so that nothing slow (a busy slot, the first
+    SDK build, starting the local server) lies between it and the send: requests whose turn came
+    while they were held up still leave at the rate. A pause that began meanwhile sends the
+    request back to the start.
+    """
+    tokens = functools.cache(lambda: estimate_tokens(call.request, call.kind))
+    while True:
+        yield BeforeRequest(key, tokens)
+        slot = yield HoldSlot()
+        try:
+            if not rate_gate.paused(key):
+                yield Connect(call.kind, what)
+                yield BeforeSend(key, tokens)
+                if not rate_gate.paused(key):
+                    return slot
+        except BaseException:
+            yield ReleaseSlot(slot)
+            raise
+        yield ReleaseSlot(slot)
+
+
+def failed(error: APIError, key: str, refine: Callable[[APIError], APIError]) -> APIError:
+    """A failed attempt's error, reworded for its server; a rate-limit answer pauses everyone
+    else bound to `key`."""
+    refined = refine(error)
+    rate_gate.after_error(key, refined)
+    return refined
+
+
+def attempt(call: Any, key: str, what: str, refine: Callable[[APIError], APIError]) -> Flow[Any]:
+    """One admitted attempt; the server's JSON."""
+    slot = yield from admission(call, key, what)
+    try:
+        return (yield Send(what))
+    except APIError as error:
+        refined = failed(error, key, refine)
+        if refined is not error:
+            raise refined from error
+        raise
+    finally:
+        yield ReleaseSlot(slot)
+
+
+def open_stream(call: Any, key: str, refine: Callable[[APIError], APIError]) -> Flow[OpenStream]:
+    """Open a stream and read up to its first text; the slot stays held (OpenStream.slot)."""
+    slot = yield from admission(call, key, "stream")
+    try:
+        chunks = yield Send("stream")
+        assembler = StreamAssembler()
+        first = None
+        while first is None:
+            chunk = yield NextChunk(chunks)
+            if chunk is END:
+                break
+            first = assembler.feed(chunk) or None
+        if first is None and assembler.unfinished():
+            raise MalformedResponseError(str(assembler.unfinished()))
+    except APIError as error:
+        refined = failed(error, key, refine)
+        yield ReleaseSlot(slot)
+        if refined is not error:
+            raise refined from error
+        raise
+    except BaseException:
+        yield ReleaseSlot(slot)
+        raise
+    return OpenStream(chunks, assembler, first, slot)
+
+
+def retrying(call: Any, random: Callable[[], float], one: Callable[[], Flow[T]]) -> Flow[T]:
+    """`one()` attempt after another until one succeeds, waiting as the call's policy says; a
+    NonTerminalError is retried, RetriesExhaustedError ends it (retry.Attempts)."""
+    attempts = call.policy.start(random)
+    while True:
+        try:
+            return (yield from one())
+        except NonTerminalError as error:
+            yield Sleep(attempts.failed(error))
+
+
+def drive(flow: Flow[T], perform: Callable[[Step], Any]) -> T:
+    """Run `flow`, performing each step at once."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            result, error = perform(step), None
+        except BaseException as exc:
+            result, error = None, exc
+
+
+async def adrive(flow: Flow[T], perform: Callable[[Step], Awaitable[Any]]) -> T:
+    """Run `flow`, awaiting each step."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            result, error = await perform(step), None
+        except BaseException as exc:
+            result, error = None, exc
+
+
+def next_chunk(chunks: Iterator[Any]) -> Any:
+    return next(chunks, END)
+
+
+async def anext_chunk(chunks: AsyncIterator[Any]) -> Any:
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return END
