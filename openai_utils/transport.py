@@ -276,6 +276,26 @@ def _stream_errors() -> tuple[type[Exception], ...]:
     return (openai.APIError, httpx2.HTTPError, OSError)
 
 
+def _is_httpx_timeout(exc: BaseException) -> bool:
+    """httpx's own timeout, which a stream's reader raises unwrapped in some SDK versions."""
+    import httpx2
+
+    return isinstance(exc, httpx2.TimeoutException)
+
+
+def _own_error_inside(exc: BaseException) -> APIError | None:
+    """One of our errors that the SDK wrapped: raised by our httpx hooks (a deadline, a capped
+    answer), it comes back as the SDK's connection error in some SDK versions (openai 3.0)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        if isinstance(current, APIError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def translate_error(exc: Exception, auth_hint: str) -> APIError:
     """Map an SDK exception to our tree, keeping the server's message, status and request id.
 
@@ -285,7 +305,10 @@ def translate_error(exc: Exception, auth_hint: str) -> APIError:
     import openai
 
     _mask_secrets_in(exc)
-    if isinstance(exc, openai.APITimeoutError):
+    ours = _own_error_inside(exc)
+    if ours is not None:
+        return ours
+    if isinstance(exc, openai.APITimeoutError) or _is_httpx_timeout(exc):
         return APITimeoutError(f"no answer in time: {exc}")
     if isinstance(exc, (openai.APIConnectionError, OSError)) or not isinstance(exc, openai.APIError):
         cause = exc.__cause__ or exc.__context__
