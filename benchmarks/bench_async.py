@@ -55,7 +55,13 @@ def run(quick: bool) -> list[Row]:
         ratio_row(TOPIC, "asend_message / ideal", ours_async / ideal, GOAL_VS_IDEAL),
         ratio_row(TOPIC, "asend_message / raw AsyncOpenAI", ours_async / raw_async, GOAL_VS_RAW),
         info_row(TOPIC, "speed-up of async over sync one by one", f"{sync_each * requests / ours_async:.1f}x"),
-        Row(TOPIC, "most requests in flight seen by the server", str(most_in_flight), f"<= {CONCURRENCY}", most_in_flight <= CONCURRENCY),
+        Row(
+            TOPIC,
+            "most requests in flight seen by the server",
+            str(most_in_flight),
+            f"<= {CONCURRENCY}",
+            most_in_flight <= CONCURRENCY,
+        ),
     ]
 
 

@@ -67,10 +67,28 @@ class Plan:
     loads: int
 
 
-FULL = Plan(hit_warmup=200, hits=6000, round_trips=600, blocks=12, write_rounds=10, writes_per_round=20,
-            old_writes_per_round=20, load_entries=100_000, loads=5)
-QUICK = Plan(hit_warmup=50, hits=1000, round_trips=100, blocks=4, write_rounds=5, writes_per_round=20,
-             old_writes_per_round=10, load_entries=20_000, loads=3)
+FULL = Plan(
+    hit_warmup=200,
+    hits=6000,
+    round_trips=600,
+    blocks=12,
+    write_rounds=10,
+    writes_per_round=20,
+    old_writes_per_round=20,
+    load_entries=100_000,
+    loads=5,
+)
+QUICK = Plan(
+    hit_warmup=50,
+    hits=1000,
+    round_trips=100,
+    blocks=4,
+    write_rounds=5,
+    writes_per_round=20,
+    old_writes_per_round=10,
+    load_entries=20_000,
+    loads=3,
+)
 
 
 def run(quick: bool) -> list[Row]:
@@ -94,7 +112,9 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
         expected = raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES).choices[0].message.content
         first = ours.send_message(BENCH_MESSAGES)  # the miss that fills the cache
         if not isinstance(first, dict) or first.get("content") != expected or ours.cache_misses != 1:
-            raise RuntimeError(f"send_message answered {first!r} (misses {ours.cache_misses}), the raw SDK {expected!r}")
+            raise RuntimeError(
+                f"send_message answered {first!r} (misses {ours.cache_misses}), the raw SDK {expected!r}"
+            )
         requests_before = len(server.requests)
 
         hit = lambda: ours.send_message(BENCH_MESSAGES)  # noqa: E731
@@ -123,16 +143,27 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
     hit_median, trip_median = median(hit_us), median(trip_us)
     times = trip_median / hit_median
     return [
-        Row(TOPIC, f"send_message cache hit, median ({len(hit_us)} hits)", f"{hit_median:.1f} us",
-            f"< {GOAL_HIT_US:.0f} us", hit_median < GOAL_HIT_US),
+        Row(
+            TOPIC,
+            f"send_message cache hit, median ({len(hit_us)} hits)",
+            f"{hit_median:.1f} us",
+            f"< {GOAL_HIT_US:.0f} us",
+            hit_median < GOAL_HIT_US,
+        ),
         info_row(TOPIC, "send_message cache hit, p90", f"{percentile(hit_us, 90):.1f} us"),
-        info_row(TOPIC, f"raw SDK loopback round trip, median / p90 ({len(trip_us)} calls)",
-                 f"{trip_median:.0f} / {percentile(trip_us, 90):.0f} us"),
-        Row(TOPIC, "round trip / cache hit, median", f"{times:.1f}x",
-            f">= {GOAL_ROUND_TRIP_OVER_HIT:.0f}x", times >= GOAL_ROUND_TRIP_OVER_HIT),
+        info_row(
+            TOPIC,
+            f"raw SDK loopback round trip, median / p90 ({len(trip_us)} calls)",
+            f"{trip_median:.0f} / {percentile(trip_us, 90):.0f} us",
+        ),
+        Row(
+            TOPIC,
+            "round trip / cache hit, median",
+            f"{times:.1f}x",
+            f">= {GOAL_ROUND_TRIP_OVER_HIT:.0f}x",
+            times >= GOAL_ROUND_TRIP_OVER_HIT,
+        ),
     ]
-
-
 
 
 # -- 2. write cost as the file grows ------------------------------------------------------------
@@ -213,10 +244,16 @@ def _write_cost(plan: Plan, tmp: Path) -> list[Row]:
         writes = plan.write_rounds * per_round
         ratio = large_s / small_s
         rows += [
-            info_row(TOPIC, f"{name}: per write at ~{SMALL} / ~{LARGE:,} entries ({writes} writes each)",
-                     f"{_duration(small_s)} / {_duration(large_s)}"),
-            info_row(TOPIC, f"{name}: bytes written per write at ~{SMALL} / ~{LARGE:,}",
-                     f"{_size(small_bytes)} / {_size(large_bytes)} ({large_bytes / small_bytes:.0f}x)"),
+            info_row(
+                TOPIC,
+                f"{name}: per write at ~{SMALL} / ~{LARGE:,} entries ({writes} writes each)",
+                f"{_duration(small_s)} / {_duration(large_s)}",
+            ),
+            info_row(
+                TOPIC,
+                f"{name}: bytes written per write at ~{SMALL} / ~{LARGE:,}",
+                f"{_size(small_bytes)} / {_size(large_bytes)} ({large_bytes / small_bytes:.0f}x)",
+            ),
         ]
         if make is ResponseCache:
             rows.append(ratio_row(TOPIC, f"{name}: per write, {LARGE:,} / {SMALL} entries", ratio, GOAL_WRITE_GROWTH))
@@ -225,7 +262,9 @@ def _write_cost(plan: Plan, tmp: Path) -> list[Row]:
     return rows
 
 
-def _sizes_compared(make: Callable[[Path], Any], folder: Path, rounds: int, per_round: int) -> tuple[tuple[float, int], tuple[float, int]]:
+def _sizes_compared(
+    make: Callable[[Path], Any], folder: Path, rounds: int, per_round: int
+) -> tuple[tuple[float, int], tuple[float, int]]:
     """Median over `rounds` sub-batches of per-write cost near SMALL and near LARGE entries.
 
     The large cache is filled once and grows by rounds * per_round (2% at most); each small
@@ -269,8 +308,11 @@ def _load_time(plan: Plan, path: Path) -> list[Row]:
             raise RuntimeError(f"loaded {count} entries of {plan.load_entries} from {path}")
     load = median(seconds)
     return [
-        info_row(TOPIC, f"load {plan.load_entries:,} entries ({_size(size)}), median of {plan.loads}",
-                 f"{load * 1000:.0f} ms"),
+        info_row(
+            TOPIC,
+            f"load {plan.load_entries:,} entries ({_size(size)}), median of {plan.loads}",
+            f"{load * 1000:.0f} ms",
+        ),
         info_row(TOPIC, "load rate", f"{plan.load_entries / load:,.0f} entries/s"),
     ]
 

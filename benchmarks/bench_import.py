@@ -54,7 +54,9 @@ def run(quick: bool) -> list[Row]:
         ratio_row(TOPIC, "import openai_utils / import openai", median(ours_ms) / median(sdk_ms), GOAL_RATIO),
     ]
     rows += [
-        check_row(TOPIC, f"'{name}' in sys.modules after import openai_utils", name not in loaded, "not loaded", "LOADED")
+        check_row(
+            TOPIC, f"'{name}' in sys.modules after import openai_utils", name not in loaded, "not loaded", "LOADED"
+        )
         for name in LAZY_MODULES
     ]
     return rows

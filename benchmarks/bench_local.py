@@ -80,7 +80,11 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
     rows.append(info_row(TOPIC, "  of which the request itself", f"{first_call - start_s:.2f} s"))
     started = time.perf_counter()
     client.send_message(MESSAGES, temperature=0, max_tokens=24)
-    rows.append(info_row(TOPIC, "the same send_message again (server up, prompt cached)", f"{time.perf_counter() - started:.2f} s"))
+    rows.append(
+        info_row(
+            TOPIC, "the same send_message again (server up, prompt cached)", f"{time.perf_counter() - started:.2f} s"
+        )
+    )
 
     # -- generation speed: 64 tokens, EOS ignored so every run generates all of them ------
     runs = 3 if quick else 8
@@ -114,9 +118,19 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
         )
     )
     if server_rates:
-        rows.append(info_row(TOPIC, "  generation only (llama.cpp timings), median", f"{median(server_rates):.1f} tokens/s"))
-    rows.append(info_row(TOPIC, "  64-token completion latency, median / max", f"{median(latencies):.2f} / {max(latencies):.2f} s"))
-    rows.append(info_row(TOPIC, "  threads / context / slots", f"{chat.spec.threads} / {chat.spec.context_size} / {chat.spec.slots}"))
+        rows.append(
+            info_row(TOPIC, "  generation only (llama.cpp timings), median", f"{median(server_rates):.1f} tokens/s")
+        )
+    rows.append(
+        info_row(
+            TOPIC, "  64-token completion latency, median / max", f"{median(latencies):.2f} / {max(latencies):.2f} s"
+        )
+    )
+    rows.append(
+        info_row(
+            TOPIC, "  threads / context / slots", f"{chat.spec.threads} / {chat.spec.context_size} / {chat.spec.slots}"
+        )
+    )
 
     # -- embeddings: conversion, start, single and batch latency --------------------------
     started = time.perf_counter()

@@ -76,13 +76,14 @@ def run(quick: bool) -> list[Row]:
     return [
         info_row(TOPIC, "raw SDK chat.completions.create, median / p90", _us_pair(raw_us)),
         info_row(TOPIC, "send_message (cache off), median / p90", _us_pair(ours_us)),
-        ratio_row(TOPIC, f"send_message / raw SDK, median ({plan.calls} calls each)", ours_median / raw_median, GOAL_RATIO),
+        ratio_row(
+            TOPIC, f"send_message / raw SDK, median ({plan.calls} calls each)", ours_median / raw_median, GOAL_RATIO
+        ),
         info_row(TOPIC, "send_message / raw SDK, p90", f"{percentile(ours_us, 90) / percentile(raw_us, 90):.2f}x"),
         info_row(TOPIC, "send_message - raw SDK, median", f"{ours_median - raw_median:+.0f} us"),
         info_row(TOPIC, "library code only (SDK+network stubbed), median / p90", _us_pair(library_us)),
         info_row(TOPIC, "library code only / raw SDK call, median", f"{100 * library_median / raw_median:.1f}%"),
     ]
-
 
 
 def _check_same_answer(raw: openai.OpenAI, ours: OpenAIClient) -> bytes:
@@ -96,7 +97,6 @@ def _check_same_answer(raw: openai.OpenAI, ours: OpenAIClient) -> bytes:
     if not isinstance(reply, dict) or reply.get("content") != expected:
         raise RuntimeError(f"send_message answered {reply!r}, the raw SDK {expected!r}: not the same call")
     return response.content
-
 
 
 def _interleaved(a: Callable[[], object], b: Callable[[], object], plan: Plan) -> tuple[list[float], list[float]]:

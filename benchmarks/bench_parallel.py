@@ -73,12 +73,29 @@ def run(quick: bool) -> list[Row]:
         ratio_row(TOPIC, "send_messages cold / ideal", cold_seconds / ideal, GOAL_VS_IDEAL),
         info_row(TOPIC, "sync one by one would take about", f"{count * LATENCY:.0f} s"),
         Row(
-            TOPIC, f"send_messages x {count} again, every answer cached", f"{warm_seconds:.2f} s",
-            f"< {GOAL_WARM_SECONDS:.2f} s", warm_seconds < GOAL_WARM_SECONDS,
+            TOPIC,
+            f"send_messages x {count} again, every answer cached",
+            f"{warm_seconds:.2f} s",
+            f"< {GOAL_WARM_SECONDS:.2f} s",
+            warm_seconds < GOAL_WARM_SECONDS,
         ),
-        check_row(TOPIC, "results in input order, both runs", cold == expected and warm == expected, "all in order", "WRONG"),
-        check_row(TOPIC, "requests sent: cold / warm", (cold_requests, warm_requests) == (count, 0), f"{count} / 0", f"{cold_requests} / {warm_requests}"),
-        Row(TOPIC, "most requests in flight seen by the server", str(most_in_flight), f"<= {CONCURRENCY}", most_in_flight <= CONCURRENCY),
+        check_row(
+            TOPIC, "results in input order, both runs", cold == expected and warm == expected, "all in order", "WRONG"
+        ),
+        check_row(
+            TOPIC,
+            "requests sent: cold / warm",
+            (cold_requests, warm_requests) == (count, 0),
+            f"{count} / 0",
+            f"{cold_requests} / {warm_requests}",
+        ),
+        Row(
+            TOPIC,
+            "most requests in flight seen by the server",
+            str(most_in_flight),
+            f"<= {CONCURRENCY}",
+            most_in_flight <= CONCURRENCY,
+        ),
         *_rate_limit_rows(),
     ]
 
@@ -123,6 +140,9 @@ def _densest_row(measure: str, times: list[float]) -> Row:
     count, seconds = max(windows, key=lambda window: window[0] - per_second * (1 + window[1]))
     allowed = per_second * (1 + seconds)
     return Row(
-        TOPIC, f"{measure}: densest arrivals", f"{count} in {seconds * 1000:.0f} ms",
-        f"<= {allowed:.1f} (+{JITTER * 1000:.0f} ms)", count <= per_second * (1 + seconds + JITTER),
+        TOPIC,
+        f"{measure}: densest arrivals",
+        f"{count} in {seconds * 1000:.0f} ms",
+        f"<= {allowed:.1f} (+{JITTER * 1000:.0f} ms)",
+        count <= per_second * (1 + seconds + JITTER),
     )

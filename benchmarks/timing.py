@@ -13,7 +13,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["BENCH_MODEL", "BENCH_KEY", "BENCH_MESSAGES", "Row", "median", "percentile", "info_row", "ratio_row", "check_row", "print_table", "time_calls", "loopback"]
+__all__ = [
+    "BENCH_MODEL",
+    "BENCH_KEY",
+    "BENCH_MESSAGES",
+    "Row",
+    "median",
+    "percentile",
+    "info_row",
+    "ratio_row",
+    "check_row",
+    "print_table",
+    "time_calls",
+    "loopback",
+]
 
 
 BENCH_MODEL = "gpt-4o-mini"
@@ -87,13 +100,15 @@ def print_table(rows: Sequence[Row]) -> None:
     right = {2, 3}  # numbers and goals line up on the right
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+        return "  ".join(
+            v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
 
     rule = "-" * len(line(["-" * w for w in widths]))
     print(line(headers))
     print(rule)
     previous = None
-    for row, values in zip(rows, cells):
+    for row, values in zip(rows, cells, strict=True):
         if previous is not None and row.topic != previous:
             print(rule)
         print(line(values))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 from .azure import AzureClient
-from .openai_client import OpenAIClient
 from .config import default, force_default_value
 from .exceptions import (
     APIConnectionError,
@@ -44,6 +43,7 @@ from .generation import generate_response
 from .llm_call import LLMCall
 from .local import LocalClient
 from .logs import install_fallback_handler
+from .openai_client import OpenAIClient
 from .registry import (
     _get_client_for_api_type,
     client,
@@ -74,6 +74,7 @@ def __getattr__(name: str) -> str:
         except PackageNotFoundError:  # imported from a source tree that was never installed
             return "0+unknown"
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "default",

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from dataclasses import dataclass
-
 from .backend import Backend
-from .openai_client import OpenAIClient
 from .config import default
 from .exceptions import MissingCredentialsError
+from .openai_client import OpenAIClient
 from .sdk_backend import OFFLINE_WAY_OUT, SDKBackend
 from .transport import SDKClient, build_azure_sdk
 
@@ -91,8 +90,13 @@ class AzureBackend(SDKBackend):
 
     def build_sdk(self, settings: AzureSettings, asynchronous: bool) -> SDKClient:
         return build_azure_sdk(
-            settings.endpoint, settings.base_url, settings.api_version,
-            settings.key, settings.ad_token, settings.token_provider, asynchronous,
+            settings.endpoint,
+            settings.base_url,
+            settings.api_version,
+            settings.key,
+            settings.ad_token,
+            settings.token_provider,
+            asynchronous,
         )
 
     def endpoint(self) -> str:

@@ -15,6 +15,7 @@ through a symbolic link, and nothing that is not a regular file, is renamed, rep
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -98,10 +99,8 @@ class InFlight:
             self.event.set()
             futures, self._futures = self._futures, []
         for future in futures:
-            try:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits there any more
                 future.get_loop().call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # its loop is closed: nobody waits there any more
-                pass
 
 
 def _resolve(future: Any) -> None:
@@ -148,7 +147,7 @@ class ResponseCache:
                 return MISSING
         # Already checked by the safe unpickler when it was read or written; a fresh copy each
         # time means a caller editing its answer cannot change what the next hit returns.
-        return pickle.loads(value_bytes)
+        return pickle.loads(value_bytes)  # noqa: S301 - checked by the safe unpickler when read
 
     def __len__(self) -> int:
         with self._lock:
@@ -166,7 +165,7 @@ class ResponseCache:
             self._sync()
             snapshot = list(self._entries.items())
         for key, value_bytes in snapshot:
-            yield key, pickle.loads(value_bytes)
+            yield key, pickle.loads(value_bytes)  # noqa: S301 - checked by the safe unpickler when read
 
     # -- writing -------------------------------------------------------------------------
 
@@ -328,7 +327,10 @@ class ResponseCache:
         except OSError as undo:
             logger.warning(
                 "cache %s: the answer was not stored (%s), and cutting the partial record failed (%s): "
-                "the next load cuts it off; the call is answered", self.path, error.strerror, undo.strerror,
+                "the next load cuts it off; the call is answered",
+                self.path,
+                error.strerror,
+                undo.strerror,
             )
             return
         self._not_stored(error)
@@ -336,7 +338,9 @@ class ResponseCache:
     def _not_stored(self, error: OSError) -> None:
         logger.warning(
             "cache %s: the answer was not stored (%s); the file keeps its %d whole entries and the call is answered",
-            self.path, error.strerror or error, len(self._entries),
+            self.path,
+            error.strerror or error,
+            len(self._entries),
         )
 
     def _rewrite(self) -> int:
@@ -426,7 +430,9 @@ class ResponseCache:
             try:
                 found = os.stat(self.path)
             except FileNotFoundError:
-                raise CacheError(f"cache file {self.path} is a symbolic link to {target}, which does not exist") from None
+                raise CacheError(
+                    f"cache file {self.path} is a symbolic link to {target}, which does not exist"
+                ) from None
             if not stat.S_ISREG(found.st_mode):
                 raise not_a_file(self.path, found.st_mode, through=f"a symbolic link to {target}, which ")
         elif not stat.S_ISREG(found.st_mode):
@@ -521,7 +527,13 @@ class ResponseCache:
                 f"openai_utils cache import-legacy {aside} --into {self.path} --trust (only if you trust the file: "
                 f"loading a plain pickle runs code)"
             )
-        logger.warning("cache %s could not be read (%s); it was moved to %s and a new cache started%s", self.path, reason, aside, hint)
+        logger.warning(
+            "cache %s could not be read (%s); it was moved to %s and a new cache started%s",
+            self.path,
+            reason,
+            aside,
+            hint,
+        )
 
     def _set_aside_tail(self, tail: bytes, at: int, damage: str) -> None:
         """Copy a damaged tail to a file of its own, then cut it: every whole record before it stays."""
@@ -536,7 +548,9 @@ class ResponseCache:
         except OSError as exc:
             if os.path.lexists(aside):
                 os.unlink(aside)
-            raise _ReadOnly(f"{damage}, and it cannot be set aside ({exc.strerror}); nothing is written after it") from None
+            raise _ReadOnly(
+                f"{damage}, and it cannot be set aside ({exc.strerror}); nothing is written after it"
+            ) from None
         self._cut(
             at,
             f"{damage}; kept the {len(self._entries)} entries before it and moved the {len(tail)} bytes from there on to {aside}",

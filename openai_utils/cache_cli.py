@@ -33,8 +33,12 @@ def add_cache_commands(commands: Any) -> None:
     export.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     show = cache_commands.add_parser("show", help="one entry's prompt and answer" + read_only)
     show.add_argument("file")
-    show.add_argument("entry", help="its number (1 is the first, in the order export lists them), or its key or the start of it")
-    search = cache_commands.add_parser("search", help="the prompt and answer of every entry containing TEXT" + read_only)
+    show.add_argument(
+        "entry", help="its number (1 is the first, in the order export lists them), or its key or the start of it"
+    )
+    search = cache_commands.add_parser(
+        "search", help="the prompt and answer of every entry containing TEXT" + read_only
+    )
     search.add_argument("file")
     search.add_argument("text", help="looked for in prompts and answers, ignoring case")
     compact = cache_commands.add_parser("compact", help="rewrite the file with one record per entry")
@@ -44,7 +48,9 @@ def add_cache_commands(commands: Any) -> None:
     )
     legacy.add_argument("file", help="the old pickle; it is only read")
     legacy.add_argument("--into", help="the cache to add its answers to (default: CACHE_FILE_NAME)")
-    legacy.add_argument("--trust", action="store_true", help="you trust the file: loading a plain pickle runs code it names")
+    legacy.add_argument(
+        "--trust", action="store_true", help="you trust the file: loading a plain pickle runs code it names"
+    )
 
 
 LEGACY_REFUSAL = (
@@ -118,7 +124,9 @@ def _compact(path: Path) -> int:
 
     if path.is_symlink():
         target = os.path.realpath(path)
-        raise CacheError(f"{path} is a symbolic link to {target}; compaction replaces a file, never through a link: run cache compact {target}")
+        raise CacheError(
+            f"{path} is a symbolic link to {target}; compaction replaces a file, never through a link: run cache compact {target}"
+        )
     read_cache(path)  # refuse a foreign or newer file here rather than move it aside
     cache = open_cache(path)
     saved = cache.compact()
@@ -145,12 +153,14 @@ def _import_legacy(path: Path, args: argparse.Namespace) -> int:
     report = import_legacy(path, open_cache(into))
     print(
         f"imported {report.imported} entries from {path} into {into} (kept for reading with cache show, search "
-        f"and export; they answer no new calls)"
-        + (f"; {report.already} were there already" if report.already else "")
+        f"and export; they answer no new calls)" + (f"; {report.already} were there already" if report.already else "")
     )
     if report.skipped:
         print(f"skipped {len(report.skipped)}: " + "; ".join(report.skipped))
     if report.not_stored:
-        print(f"error: {report.not_stored} entries could not be stored in {into} (see the warnings above)", file=sys.stderr)
+        print(
+            f"error: {report.not_stored} entries could not be stored in {into} (see the warnings above)",
+            file=sys.stderr,
+        )
         return 1
     return 0

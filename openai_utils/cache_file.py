@@ -85,7 +85,9 @@ def check_plain(value: Any, where: str = "value") -> None:
                 raise TypeError(f"cache {where} has a non-string key {k!r}")
             check_plain(item, f"{where}[{k!r}]")
         return
-    raise TypeError(f"cache {where} is a {type(value).__name__}; only plain data (dict, list, str, numbers, None) is cached")
+    raise TypeError(
+        f"cache {where} is a {type(value).__name__}; only plain data (dict, list, str, numbers, None) is cached"
+    )
 
 
 def request_bytes(request: Mapping[str, Any] | None) -> bytes:
@@ -224,7 +226,11 @@ def not_a_file(path: Path | str, mode: int, through: str = "") -> CacheError:
 def open_regular(path: Path | str, flags: int, follow_link: bool, mode: int = 0o600) -> int:
     """os.open for a regular file only: never blocks on a FIFO, never follows a final symbolic link
     unless asked. Raises `CacheError` for anything but a regular file, OSError as os.open does."""
-    extra = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | (0 if follow_link else getattr(os, "O_NOFOLLOW", 0))
+    extra = (
+        getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+        | (0 if follow_link else getattr(os, "O_NOFOLLOW", 0))
+    )
     try:
         fd = os.open(path, flags | extra, mode)
     except OSError as exc:

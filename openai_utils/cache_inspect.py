@@ -70,7 +70,10 @@ class Snapshot:
     def export_jsonl(self, out: IO[str]) -> int:
         """Write every entry as one JSON line {"key", "request", "value"}; return the count."""
         for entry in self.entries:
-            out.write(json.dumps({"key": entry.key, "request": entry.request, "value": entry.value}, ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps({"key": entry.key, "request": entry.request, "value": entry.value}, ensure_ascii=False)
+                + "\n"
+            )
         return len(self.entries)
 
     def find(self, ref: str) -> Entry:
@@ -84,7 +87,9 @@ class Snapshot:
         if len(matches) > 1:
             raise ValueError(f"{len(matches)} keys start with {ref!r}: give more of the key")
         if not matches:
-            raise LookupError(f"no entry {ref!r} in {self.path}: give a number from 1 to {len(self.entries)} or a key (6 characters at least)")
+            raise LookupError(
+                f"no entry {ref!r} in {self.path}: give a number from 1 to {len(self.entries)} or a key (6 characters at least)"
+            )
         return matches[0]
 
     def search(self, text: str) -> list[Entry]:
@@ -109,7 +114,9 @@ def read_cache(path: str | os.PathLike[str]) -> Snapshot:
         snapshot.incomplete_tail = len(data)
         return snapshot
     if kind == "newer":
-        raise CacheError(f"{path} is cache format version {detail}, newer than this library reads (v1): upgrade openai_utils")
+        raise CacheError(
+            f"{path} is cache format version {detail}, newer than this library reads (v1): upgrade openai_utils"
+        )
     if kind == "foreign":
         hint = ""
         if detail.startswith("it is a plain pickle"):
@@ -147,7 +154,10 @@ def describe_entry(entry: Entry) -> str:
     if request is not None:
         params = {name: value for name, value in request.items() if name not in _SHOWN_ELSEWHERE}
         if params:
-            lines += [", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in params.items()), ""]
+            lines += [
+                ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in params.items()),
+                "",
+            ]
     lines += ["### Input" if kind == "embedding" else "### Prompt", "", _prompt_text(request), "", "### Answer", ""]
     lines += _answer_lines(entry.value)
     return "\n".join(lines) + "\n"
@@ -170,7 +180,9 @@ def _message_text(message: Any) -> str:
     content = message.get("content")
     if isinstance(content, list):  # content parts: text is shown, anything else is named
         content = " ".join(
-            str(part.get("text")) if isinstance(part, Mapping) and part.get("type") == "text" else f"[{part.get('type') if isinstance(part, Mapping) else part}]"
+            str(part.get("text"))
+            if isinstance(part, Mapping) and part.get("type") == "text"
+            else f"[{part.get('type') if isinstance(part, Mapping) else part}]"
             for part in content
         )
     text = f"{message.get('role')}: {content if content is not None else ''}"

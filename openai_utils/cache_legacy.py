@@ -55,10 +55,12 @@ def import_legacy(source: Path, into: ResponseCache) -> LegacyImport:
         data = handle.read()
     try:
         legacy = pickle.loads(data)  # noqa: S301 - the caller vouched for this file; see the module doc
-    except Exception as exc:  # noqa: BLE001 - any failure of a foreign pickle is reported the same way
+    except Exception as exc:  # any failure of a foreign pickle is reported the same way
         raise CacheError(f"{source} could not be loaded as a pickle: {type(exc).__name__}: {exc}") from None
     if not isinstance(legacy, Mapping):
-        raise CacheError(f"{source} holds a pickled {type(legacy).__name__}, not the dict of answers the replaced module wrote")
+        raise CacheError(
+            f"{source} holds a pickled {type(legacy).__name__}, not the dict of answers the replaced module wrote"
+        )
     report = LegacyImport()
     for old_key, response in legacy.items():
         key = LEGACY_KEY_PREFIX + hashlib.sha256(str(old_key).encode("utf-8", "replace")).hexdigest()

@@ -71,10 +71,16 @@ def _parser() -> argparse.ArgumentParser:
         "The reply streams when standard output is a terminal.",
         epilog=EXIT_STATUS,
     )
-    chat.add_argument("text", nargs="?", metavar="TEXT", help="the message; '-', or nothing when standard input is a pipe, reads it from standard input")
+    chat.add_argument(
+        "text",
+        nargs="?",
+        metavar="TEXT",
+        help="the message; '-', or nothing when standard input is a pipe, reads it from standard input",
+    )
     chat.add_argument("--system", metavar="TEXT", help="a system message to send first")
     chat.add_argument(
-        "--stream", action=argparse.BooleanOptionalAction,
+        "--stream",
+        action=argparse.BooleanOptionalAction,
         help="print the reply as it arrives (default: only when standard output is a terminal)",
     )
     _add_call_options(chat)
@@ -85,7 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Print one JSON array per text, one per line, in the order given.",
         epilog=EXIT_STATUS,
     )
-    embed.add_argument("texts", nargs="*", metavar="TEXT", help="the texts; '-', or none when standard input is a pipe, reads one from standard input")
+    embed.add_argument(
+        "texts",
+        nargs="*",
+        metavar="TEXT",
+        help="the texts; '-', or none when standard input is a pipe, reads one from standard input",
+    )
     embed.add_argument("--lines", action="store_true", help="read standard input as one text per non-empty line")
     _add_client_options(embed, "embedding_model")
 
@@ -110,8 +121,19 @@ def _parser() -> argparse.ArgumentParser:
         "encoding files.",
         epilog=EXIT_STATUS,
     )
-    tokens.add_argument("text", nargs="?", metavar="TEXT", help="the text; '-', or nothing when standard input is a pipe, reads it from standard input")
-    tokens.add_argument("--model", metavar="NAME", default="gpt-4o", type=_setting_value("model"), help="decides the encoding (default: gpt-4o)")
+    tokens.add_argument(
+        "text",
+        nargs="?",
+        metavar="TEXT",
+        help="the text; '-', or nothing when standard input is a pipe, reads it from standard input",
+    )
+    tokens.add_argument(
+        "--model",
+        metavar="NAME",
+        default="gpt-4o",
+        type=_setting_value("model"),
+        help="decides the encoding (default: gpt-4o)",
+    )
 
     from .cache_cli import add_cache_commands
 
@@ -121,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     setup = local_commands.add_parser("setup", help="install the engine and models into this Python, convert, try them")
     setup.add_argument("--quiet", action="store_true", help="hide pip's output")
     local_commands.add_parser("status", help="what is installed, where the models are, what runs")
-    demo = local_commands.add_parser("demo", help="summarize a text with the shipped templates on the local model; print input, model, answer")
+    demo = local_commands.add_parser(
+        "demo", help="summarize a text with the shipped templates on the local model; print input, model, answer"
+    )
     demo.add_argument("text", nargs="?", help="the text (default: a paragraph about this library)")
     return parser
 
@@ -188,24 +212,51 @@ def _whole_number(text: str) -> int:
 
 def _add_client_options(command: argparse.ArgumentParser, model_setting: str) -> None:
     """Which client and model a command calls."""
-    command.add_argument("--api-type", metavar="TYPE", type=_setting_value("api_type"), help="a registered api type: openai, azure, local, ... (default: API_TYPE in config)")
+    command.add_argument(
+        "--api-type",
+        metavar="TYPE",
+        type=_setting_value("api_type"),
+        help="a registered api type: openai, azure, local, ... (default: API_TYPE in config)",
+    )
     key = _rule(model_setting).key
-    command.add_argument("--model", metavar="NAME", type=_setting_value(model_setting), help=f"model, or Azure deployment (default: {key} in config)")
+    command.add_argument(
+        "--model",
+        metavar="NAME",
+        type=_setting_value(model_setting),
+        help=f"model, or Azure deployment (default: {key} in config)",
+    )
 
 
 def _add_call_options(command: argparse.ArgumentParser) -> None:
     """The options every chat call takes; each is checked before anything is sent."""
     _add_client_options(command, "model")
-    for option, name, metavar in (("--temperature", "temperature", "X"), ("--max-tokens", "max_tokens", "N"), ("--top-p", "top_p", "P")):
+    for option, name, metavar in (
+        ("--temperature", "temperature", "X"),
+        ("--max-tokens", "max_tokens", "N"),
+        ("--top-p", "top_p", "P"),
+    ):
         rule = _rule(name)
-        command.add_argument(option, metavar=metavar, type=_setting_value(name), help=f"{rule.allowed()} (default: {rule.key} in config)")
-    command.add_argument("--seed", metavar="N", type=_whole_number, help="ask for a reproducible answer (servers that support it)")
-    command.add_argument("--json", action="store_true", help="print the whole reply as JSON: the message, finish_reason, usage, model, cached")
+        command.add_argument(
+            option, metavar=metavar, type=_setting_value(name), help=f"{rule.allowed()} (default: {rule.key} in config)"
+        )
+    command.add_argument(
+        "--seed", metavar="N", type=_whole_number, help="ask for a reproducible answer (servers that support it)"
+    )
+    command.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole reply as JSON: the message, finish_reason, usage, model, cached",
+    )
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of send_message the options gave; None leaves config in charge."""
-    params: dict[str, Any] = {"model": args.model, "temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p}
+    params: dict[str, Any] = {
+        "model": args.model,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "top_p": args.top_p,
+    }
     if args.seed is not None:
         params["seed"] = args.seed
     return params

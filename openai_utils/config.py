@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import configparser
 import difflib
-import math
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -93,9 +93,7 @@ class Setting:
         if self.kind == "bool":
             return _to_bool(value, self.allowed())
         number = _to_number(value, self.kind, self.allowed())
-        if (self.minimum is not None and number < self.minimum) or (
-            self.maximum is not None and number > self.maximum
-        ):
+        if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
             raise ValueError(f"expected {self.allowed()}")
         return number
 
@@ -154,37 +152,162 @@ def _setting(key: str, default: Any, kind: str, doc: str, name: str | None = Non
 
 
 SETTINGS: tuple[Setting, ...] = (
-    _setting("API_TYPE", "openai", "str", "Which registered client `client()` returns: openai, azure, or a type added with register_client."),
+    _setting(
+        "API_TYPE",
+        "openai",
+        "str",
+        "Which registered client `client()` returns: openai, azure, or a type added with register_client.",
+    ),
     _setting("MODEL", "gpt-4o-mini", "str", "Model for send_message; for Azure, the deployment name."),
-    _setting("MAX_TOKENS", None, "int", "Upper bound on generated tokens per call.", optional=True, minimum=1, maximum=1_000_000),
+    _setting(
+        "MAX_TOKENS",
+        None,
+        "int",
+        "Upper bound on generated tokens per call.",
+        optional=True,
+        minimum=1,
+        maximum=1_000_000,
+    ),
     _setting("TEMPERATURE", None, "float", "Sampling temperature.", optional=True, minimum=0, maximum=2),
     _setting("TOP_P", None, "float", "Nucleus sampling mass.", optional=True, minimum=0, maximum=1),
-    _setting("FREQ_PENALTY", None, "float", "Frequency penalty.", name="frequency_penalty", optional=True, minimum=-2, maximum=2),
+    _setting(
+        "FREQ_PENALTY",
+        None,
+        "float",
+        "Frequency penalty.",
+        name="frequency_penalty",
+        optional=True,
+        minimum=-2,
+        maximum=2,
+    ),
     _setting("PRESENCE_PENALTY", None, "float", "Presence penalty.", optional=True, minimum=-2, maximum=2),
     _setting("TIMEOUT", 60.0, "float", "Seconds to wait for one HTTP attempt.", minimum=0.001, maximum=86_400),
-    _setting("MAX_RESPONSE_BYTES", 64 * 1024 * 1024, "int", "Most bytes one answer (a whole stream included) may take once decompressed; a larger one is a MalformedResponseError, before it fills the memory.", minimum=1024, maximum=2**40),
+    _setting(
+        "MAX_RESPONSE_BYTES",
+        64 * 1024 * 1024,
+        "int",
+        "Most bytes one answer (a whole stream included) may take once decompressed; a larger one is a MalformedResponseError, before it fills the memory.",
+        minimum=1024,
+        maximum=2**40,
+    ),
     _setting("MAX_ATTEMPTS", 5, "int", "HTTP attempts per call in total, the first included.", minimum=1, maximum=1000),
     _setting("WAITING_TIME", 1.0, "float", "Seconds to wait before the first retry.", minimum=0, maximum=86_400),
-    _setting("EXPONENTIAL_BACKOFF_FACTOR", 2.0, "float", "Each further retry waits this many times longer.", minimum=1, maximum=100),
-    _setting("MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0, maximum=86_400),
-    _setting("MAX_CONCURRENT_MODEL_CALLS", 16, "int", "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.", minimum=0, maximum=1000),
-    _setting("REQUESTS_PER_MINUTE", 0, "int", "Most requests a minute to one model on one server, over every client and thread of this process; requests wait instead of getting a 429. 0: no limit.", minimum=0, maximum=1_000_000),
-    _setting("TOKENS_PER_MINUTE", 0, "int", "Most tokens a minute (prompt counted with tiktoken, plus max_tokens) to one model on one server; requests wait. 0: no limit.", minimum=0, maximum=10_000_000_000),
-    _setting("RAISE_ON_FAILURE", False, "bool", "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError."),
-    _setting("REASONING_MODELS", "o1,o3,o4,gpt-5", "str", "Comma-separated name prefixes of reasoning models (or Azure deployments): they get max_completion_tokens and no sampling parameters."),
-    _setting("REASONING_EFFORT", None, "str", "reasoning_effort sent to reasoning models (minimal, low, medium, high); empty: the server's default.", optional=True),
-    _setting("EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."),
+    _setting(
+        "EXPONENTIAL_BACKOFF_FACTOR",
+        2.0,
+        "float",
+        "Each further retry waits this many times longer.",
+        minimum=1,
+        maximum=100,
+    ),
+    _setting(
+        "MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0, maximum=86_400
+    ),
+    _setting(
+        "MAX_CONCURRENT_MODEL_CALLS",
+        16,
+        "int",
+        "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.",
+        minimum=0,
+        maximum=1000,
+    ),
+    _setting(
+        "REQUESTS_PER_MINUTE",
+        0,
+        "int",
+        "Most requests a minute to one model on one server, over every client and thread of this process; requests wait instead of getting a 429. 0: no limit.",
+        minimum=0,
+        maximum=1_000_000,
+    ),
+    _setting(
+        "TOKENS_PER_MINUTE",
+        0,
+        "int",
+        "Most tokens a minute (prompt counted with tiktoken, plus max_tokens) to one model on one server; requests wait. 0: no limit.",
+        minimum=0,
+        maximum=10_000_000_000,
+    ),
+    _setting(
+        "RAISE_ON_FAILURE",
+        False,
+        "bool",
+        "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError.",
+    ),
+    _setting(
+        "REASONING_MODELS",
+        "o1,o3,o4,gpt-5",
+        "str",
+        "Comma-separated name prefixes of reasoning models (or Azure deployments): they get max_completion_tokens and no sampling parameters.",
+    ),
+    _setting(
+        "REASONING_EFFORT",
+        None,
+        "str",
+        "reasoning_effort sent to reasoning models (minimal, low, medium, high); empty: the server's default.",
+        optional=True,
+    ),
+    _setting(
+        "EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."
+    ),
     _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),
-    _setting("CACHE_FILE_NAME", "openai_api_cache.pickle", "str", "The cache file, relative to the working directory; /dev/null turns the cache off."),
-    _setting("CACHE_FSYNC", False, "bool", "fsync the cache file after each new entry: survives a power cut, at a disk-flush per call."),
+    _setting(
+        "CACHE_FILE_NAME",
+        "openai_api_cache.pickle",
+        "str",
+        "The cache file, relative to the working directory; /dev/null turns the cache off.",
+    ),
+    _setting(
+        "CACHE_FSYNC",
+        False,
+        "bool",
+        "fsync the cache file after each new entry: survives a power cut, at a disk-flush per call.",
+    ),
     _setting("AZURE_API_VERSION", "2024-10-21", "str", "Azure OpenAI data-plane API version."),
-    _setting("BASE_URL", None, "str", "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.", optional=True),
-    _setting("LOCAL_CHAT_MODEL", None, "str", "GGUF chat model for api_type local; empty: the packaged SmolLM2-135M-Instruct.", optional=True),
-    _setting("LOCAL_EMBEDDING_MODEL", None, "str", "GGUF embedding model for api_type local; empty: all-MiniLM-L6-v2, converted once into the user cache folder.", optional=True),
-    _setting("LOCAL_THREADS", 1, "int", "CPU threads for the local server; 1 keeps a 2-core machine responsive.", minimum=1, maximum=1024),
-    _setting("LOCAL_CONTEXT_SIZE", 4096, "int", "Context tokens of the local chat server, split across its slots.", minimum=256, maximum=1_048_576),
+    _setting(
+        "BASE_URL",
+        None,
+        "str",
+        "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.",
+        optional=True,
+    ),
+    _setting(
+        "LOCAL_CHAT_MODEL",
+        None,
+        "str",
+        "GGUF chat model for api_type local; empty: the packaged SmolLM2-135M-Instruct.",
+        optional=True,
+    ),
+    _setting(
+        "LOCAL_EMBEDDING_MODEL",
+        None,
+        "str",
+        "GGUF embedding model for api_type local; empty: all-MiniLM-L6-v2, converted once into the user cache folder.",
+        optional=True,
+    ),
+    _setting(
+        "LOCAL_THREADS",
+        1,
+        "int",
+        "CPU threads for the local server; 1 keeps a 2-core machine responsive.",
+        minimum=1,
+        maximum=1024,
+    ),
+    _setting(
+        "LOCAL_CONTEXT_SIZE",
+        4096,
+        "int",
+        "Context tokens of the local chat server, split across its slots.",
+        minimum=256,
+        maximum=1_048_576,
+    ),
     _setting("LOCAL_SLOTS", 1, "int", "Requests the local chat server runs at once.", minimum=1, maximum=256),
-    _setting("PROMPTS_PATH", None, "str", "Folders searched for templates, separated by the OS path separator; empty: ./prompts, then the packaged templates.", optional=True),
+    _setting(
+        "PROMPTS_PATH",
+        None,
+        "str",
+        "Folders searched for templates, separated by the OS path separator; empty: ./prompts, then the packaged templates.",
+        optional=True,
+    ),
 )
 
 _BY_KEY = {s.key.lower(): s for s in SETTINGS}
@@ -382,9 +505,7 @@ def _read_settings(path: Path, parser: configparser.ConfigParser) -> list[tuple[
         try:
             found.append((setting, setting.coerce(raw_value)))
         except ValueError as exc:
-            raise ConfigError(
-                f"{path}: [{CONFIG_SECTION}] {setting.key} = {raw_value!r} is not valid: {exc}"
-            ) from None
+            raise ConfigError(f"{path}: [{CONFIG_SECTION}] {setting.key} = {raw_value!r} is not valid: {exc}") from None
     return found
 
 
@@ -419,4 +540,3 @@ def force_default_value(key: str, value: Any) -> None:
     listing the valid keys.
     """
     default.force(key, value)
-

@@ -30,7 +30,9 @@ async def generate_response(
     `aprocess_streaming_response`. A stream read to its end tells how it ended, as a plain
     reply does: `.finish_reason`, `.truncated`, `.usage`, `.reply`.
     """
-    reply = await client().asend_message(messages, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream, **params)
+    reply = await client().asend_message(
+        messages, model=model, max_tokens=max_tokens, temperature=temperature, stream=stream, **params
+    )
     if stream or reply is None:
         return reply  # type: ignore[no-any-return]
     return reply.get("content")  # type: ignore[no-any-return]

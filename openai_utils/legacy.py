@@ -51,9 +51,10 @@ def adapt(cls: type) -> None:
             f"this library replaces but cannot be adapted (expected a plain "
             f"`def _raw_model_call(self, model, chat_api_params)`): {PORTING}"
         )
-    setattr(cls, "_legacy_raw_model_call", raw)
-    setattr(cls, "_raw_model_call", _adapted_call)
-    setattr(cls, "_raw_stream_call", _no_stream)
+    # setattr: `cls` is typed as a plain `type`, which has none of these attributes for mypy
+    setattr(cls, "_legacy_raw_model_call", raw)  # noqa: B010
+    setattr(cls, "_raw_model_call", _adapted_call)  # noqa: B010
+    setattr(cls, "_raw_stream_call", _no_stream)  # noqa: B010
 
 
 def _parameter_names(function: Callable[..., Any]) -> list[str]:

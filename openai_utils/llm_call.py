@@ -46,7 +46,12 @@ class LLMCall:
         self.model_output = await client().asend_message(self.messages, **self.model_params)
         return _content(self.model_output)
 
-    def map(self, list_of_rendering_configs: Sequence[Mapping[str, Any]], max_workers: int | None = None, progress: Any = None) -> list[Any]:
+    def map(
+        self,
+        list_of_rendering_configs: Sequence[Mapping[str, Any]],
+        max_workers: int | None = None,
+        progress: Any = None,
+    ) -> list[Any]:
         """`call` for each dict of variables, in a thread pool; results in input order.
 
         A failed item holds its exception object, an item whose retries ran out holds None.
@@ -59,7 +64,9 @@ class LLMCall:
     def _render(self, variables: dict[str, Any], allow_missing: bool) -> list[dict[str, Any]]:
         messages = [{"role": "system", "content": render_template(self.system_template_name, variables, allow_missing)}]
         if self.user_template_name is not None:
-            messages.append({"role": "user", "content": render_template(self.user_template_name, variables, allow_missing)})
+            messages.append(
+                {"role": "user", "content": render_template(self.user_template_name, variables, allow_missing)}
+            )
         return messages
 
     def __repr__(self) -> str:
@@ -69,7 +76,9 @@ class LLMCall:
             return f"LLMCall({templates}{params}) [not called yet]"
         if self.messages and not isinstance(self.messages[0], Mapping):  # after map()
             missing = sum(output is None for output in self.model_output)
-            return f"LLMCall({templates}{params}) -> mapped over {len(self.messages)} items, {missing} without an answer"
+            return (
+                f"LLMCall({templates}{params}) -> mapped over {len(self.messages)} items, {missing} without an answer"
+            )
         output = _content(self.model_output)
         shown = repr(output) if output is None or len(str(output)) <= 80 else repr(str(output)[:77] + "...")
         return f"LLMCall({templates}{params}) -> {shown}"

@@ -34,10 +34,11 @@ from collections.abc import (
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from . import flow
 from .backend import Backend
 from .cache import MISSING, ResponseCache, cache_for_calls
+from .concurrency import call_slots
 from .config import default
-from . import flow
 from .exceptions import (
     APIError,
     InvalidRequestError,
@@ -47,7 +48,6 @@ from .exceptions import (
 )
 from .forksafe import renew_in_child
 from .legacy import adapt as adapt_legacy
-from .concurrency import call_slots
 from .ratelimit import rate_gate
 from .request import (
     CHAT,
@@ -61,10 +61,10 @@ from .request import (
 )
 from .response import chat_record, chat_result, check_record, embedding_record
 from .retry import RetryPolicy
+from .sdk_backend import OpenAIBackend
 from .streaming import AsyncTextStream, TextStream, areplay, replay
 from .structured import Parser, response_format_for_wire
 from .tokens import count_tokens
-from .sdk_backend import OpenAIBackend
 from .transport import SDKClient
 from .usage import UsageStats, format_stats, process_usage
 
@@ -73,7 +73,6 @@ __all__ = ["OpenAIClient", "CHAT", "EMBEDDING"]
 logger = logging.getLogger("openai_utils")
 
 T = TypeVar("T")
-
 
 
 @dataclass
@@ -230,12 +229,23 @@ class OpenAIClient:
         echo: bool,
         stream: bool,
     ) -> _Call:
-        validate_arguments({
-            "model": model, "temperature": temperature, "max_tokens": max_tokens, "top_p": top_p,
-            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty, "timeout": timeout,
-            "max_attempts": max_attempts, "waiting_time": waiting_time,
-            "exponential_backoff_factor": exponential_backoff_factor, "n": n, "echo": echo, "stream": stream,
-        })
+        validate_arguments(
+            {
+                "model": model,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "top_p": top_p,
+                "frequency_penalty": frequency_penalty,
+                "presence_penalty": presence_penalty,
+                "timeout": timeout,
+                "max_attempts": max_attempts,
+                "waiting_time": waiting_time,
+                "exponential_backoff_factor": exponential_backoff_factor,
+                "n": n,
+                "echo": echo,
+                "stream": stream,
+            }
+        )
         if stream and (n != 1 or echo):
             raise InvalidRequestError("stream=True returns one answer's text: it cannot be combined with n > 1 or echo")
         params: dict[str, Any] = {
@@ -259,9 +269,13 @@ class OpenAIClient:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "sending %d message(s) to %s, about %s prompt tokens",
-                len(request["messages"]), request["model"], count_tokens(request["messages"], request["model"]),
+                len(request["messages"]),
+                request["model"],
+                count_tokens(request["messages"], request["model"]),
             )
-        call = self._prepare(CHAT, request, timeout, self._policy(max_attempts, waiting_time, exponential_backoff_factor))
+        call = self._prepare(
+            CHAT, request, timeout, self._policy(max_attempts, waiting_time, exponential_backoff_factor)
+        )
         call.parse = parse
         return call
 
@@ -394,7 +408,11 @@ class OpenAIClient:
         return send_messages(self, conversations, max_workers, progress, params)
 
     def get_embedding(
-        self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
+        self,
+        text: str | Sequence[str],
+        model: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
     ) -> Any:
         """One vector for a string, or a list of vectors (in order) for a list of strings.
 
@@ -410,7 +428,11 @@ class OpenAIClient:
         return vectors[0] if isinstance(text, str) else vectors
 
     async def aget_embedding(
-        self, text: str | Sequence[str], model: str | None = None, timeout: float | None = None, max_attempts: int | None = None
+        self,
+        text: str | Sequence[str],
+        model: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
     ) -> Any:
         """The async form of get_embedding."""
         vectors: list[Any] = []
@@ -654,8 +676,20 @@ def _interrupted(opened: flow.OpenStream, error: APIError) -> StreamInterruptedE
 
 
 CHAT_ARGUMENTS = (
-    "model", "temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty", "stop", "timeout",
-    "max_attempts", "waiting_time", "exponential_backoff_factor", "n", "echo", "stream",
+    "model",
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "timeout",
+    "max_attempts",
+    "waiting_time",
+    "exponential_backoff_factor",
+    "n",
+    "echo",
+    "stream",
 )
 """The named parameters of send_message / asend_message, passed on to `_prepare_chat` by name."""
 

@@ -56,8 +56,8 @@ from .config import default
 from .exceptions import InvalidRequestError
 
 if TYPE_CHECKING:
-    from .openai_client import OpenAIClient
     from .llm_call import LLMCall
+    from .openai_client import OpenAIClient
 
 __all__ = ["map_calls", "send_messages", "map_llm_call", "default_workers", "PROGRESS_MIN_ITEMS", "THREAD_NAME_PREFIX"]
 
@@ -165,7 +165,12 @@ def map_calls(
         index, error = first_failure
         logger.warning(
             "%s: %d of %d item(s) raised; their slots hold the exception (first: item %d, %s: %s)",
-            description, failures, total, index, type(error).__name__, error,
+            description,
+            failures,
+            total,
+            index,
+            type(error).__name__,
+            error,
         )
     return results
 
@@ -201,7 +206,9 @@ def send_messages(
     """
     params = dict(params or {})
     if params.get("stream"):
-        raise InvalidRequestError("send_messages cannot stream: call send_message(..., stream=True) for each conversation")
+        raise InvalidRequestError(
+            "send_messages cannot stream: call send_message(..., stream=True) for each conversation"
+        )
 
     def one(conversation: Sequence[Mapping[str, Any]]) -> Any:
         return client.send_message(conversation, **params)
@@ -323,6 +330,6 @@ def _in_jupyter_kernel() -> bool:
         return False
     try:
         shell = ipython.get_ipython()
-    except Exception:  # noqa: BLE001  (a half-initialised IPython must not break a map)
+    except Exception:  # a half-initialised IPython must not break a map
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None

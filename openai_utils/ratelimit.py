@@ -205,7 +205,9 @@ class EndpointPause:
     use goes through the `endpoint_pauses` instance below.
     """
 
-    def __init__(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None) -> None:
+    def __init__(
+        self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None
+    ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep or _asyncio_sleep
@@ -219,7 +221,9 @@ class EndpointPause:
         not a lock a parent thread may hold."""
         self._lock = threading.Lock()
 
-    def set_clock(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None) -> None:
+    def set_clock(
+        self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None
+    ) -> None:
         """Measure pauses on another clock from now on; every pause is forgotten (see `RateGate.set_clock`)."""
         with self._lock:
             self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep or _asyncio_sleep
@@ -338,7 +342,9 @@ class RateGate:
         """A forked child keeps the buckets but not a lock a parent thread may hold."""
         self._lock = threading.Lock()
 
-    def set_clock(self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None) -> None:
+    def set_clock(
+        self, clock: Clock = time.monotonic, sleep: Sleep = time.sleep, async_sleep: AsyncSleep | None = None
+    ) -> None:
         """Run this gate and its pauses on another clock from now on, starting afresh.
 
         The one switch that puts the process-wide gate on a simulated clock (tests that must
@@ -359,7 +365,11 @@ class RateGate:
             found = self._buckets.get(key)
             if found is None or found.rate_per_minute != float(rate_per_minute):
                 found = self._buckets[key] = TokenBucket(
-                    rate_per_minute, self._clock, self._sleep, burst_seconds=self._burst_seconds, async_sleep=self._async_sleep
+                    rate_per_minute,
+                    self._clock,
+                    self._sleep,
+                    burst_seconds=self._burst_seconds,
+                    async_sleep=self._async_sleep,
                 )
             return found
 

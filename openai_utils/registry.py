@@ -49,7 +49,6 @@ def register_client(api_type: str, client: OpenAIClient) -> None:
         _clients[api_type] = client
 
 
-
 def _get_client_for_api_type(api_type: str) -> OpenAIClient:
     """The client registered for `api_type`; a ValueError lists the registered ones."""
     with _lock:

@@ -10,7 +10,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
@@ -46,11 +45,12 @@ def validate_messages(messages: Any) -> None:
     """Reject a conversation the API would reject, before spending a request on it."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidRequestError(
-            f"messages must be a list of dicts like {{'role': 'user', 'content': '...'}}, "
-            f"not {type(messages).__name__}"
+            f"messages must be a list of dicts like {{'role': 'user', 'content': '...'}}, not {type(messages).__name__}"
         )
     if not messages:
-        raise InvalidRequestError("messages is empty: give at least one message, e.g. {'role': 'user', 'content': '...'}")
+        raise InvalidRequestError(
+            "messages is empty: give at least one message, e.g. {'role': 'user', 'content': '...'}"
+        )
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping):
             raise InvalidRequestError(f"messages[{index}] must be a dict with a 'role', not {type(message).__name__}")
@@ -73,9 +73,17 @@ def validate_messages(messages: Any) -> None:
 ARGUMENT_SETTINGS = {
     s.name: s
     for s in SETTINGS
-    if s.name in (
-        "temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty",
-        "timeout", "max_attempts", "waiting_time", "exponential_backoff_factor",
+    if s.name
+    in (
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "timeout",
+        "max_attempts",
+        "waiting_time",
+        "exponential_backoff_factor",
     )
 }
 """Call arguments that override a setting of the same name: one rule for a file, a forced value
@@ -160,7 +168,9 @@ def _unsendable(value: Any, where: str, depth: int) -> str | None:
         try:
             json.dumps(value, allow_nan=False)
         except ValueError:
-            return f"{where} is {short_repr(value)}: JSON has no NaN, infinity or integers that long; give a finite number"
+            return (
+                f"{where} is {short_repr(value)}: JSON has no NaN, infinity or integers that long; give a finite number"
+            )
         return None
     if depth >= SENDABLE_DEPTH:
         return None
@@ -168,7 +178,9 @@ def _unsendable(value: Any, where: str, depth: int) -> str | None:
         for key, item in value.items():
             if key is not None and not isinstance(key, (str, int, float, bool)):
                 return f"{where} has a key of type {type(key).__name__}: JSON object keys are text"
-            problem = _unsendable(key, f"{where} (a key)", depth + 1) or _unsendable(item, f"{where}[{key!r}]", depth + 1)
+            problem = _unsendable(key, f"{where} (a key)", depth + 1) or _unsendable(
+                item, f"{where}[{key!r}]", depth + 1
+            )
             if problem is not None:
                 return problem
         return None
@@ -182,8 +194,6 @@ def _unsendable(value: Any, where: str, depth: int) -> str | None:
         f"{where} is a {type(value).__name__}, which cannot be sent as JSON: "
         f"use text, numbers, True/False, None, lists and dicts"
     )
-
-
 
 
 def build_chat_request(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -201,7 +211,15 @@ def build_chat_request(messages: Sequence[Mapping[str, Any]], params: Mapping[st
     return request
 
 
-REASONING_UNSUPPORTED = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias")
+REASONING_UNSUPPORTED = (
+    "temperature",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+)
 """Parameters reasoning models reject: sending any of them fails every request."""
 
 
@@ -285,9 +303,7 @@ def cache_key(api_type: str, endpoint: str, kind: str, request: Mapping[str, Any
     """
     body = {k: v for k, v in request.items() if k not in KEY_EXCLUDED}
     try:
-        text = json.dumps(
-            [api_type, endpoint, kind, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        text = json.dumps([api_type, endpoint, kind, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except TypeError as exc:
         raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

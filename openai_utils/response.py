@@ -108,7 +108,9 @@ def chat_result(
     return result
 
 
-def _reply(record: Mapping[str, Any], choice: Mapping[str, Any], parse: Callable[[str], Any] | None, cached: bool) -> Reply:
+def _reply(
+    record: Mapping[str, Any], choice: Mapping[str, Any], parse: Callable[[str], Any] | None, cached: bool
+) -> Reply:
     finish_reason = choice.get("finish_reason")
     if finish_reason == "content_filter":
         results = choice.get("content_filter_results")

@@ -7,8 +7,8 @@ which keeps every decision here free of I/O and shared by sync and async code.
 
 from __future__ import annotations
 
-import math
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -96,7 +96,11 @@ class Attempts:
         wait = self.policy.wait_before_retry(self.number, error.retry_after, self._random())
         logger.info(
             "attempt %d of %d failed (%s: %s); retrying in %.2f s",
-            self.number, self.policy.max_attempts, type(error).__name__, error, wait,
+            self.number,
+            self.policy.max_attempts,
+            type(error).__name__,
+            error,
+            wait,
         )
         self.number += 1
         return wait

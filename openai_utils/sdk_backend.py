@@ -23,7 +23,6 @@ from .config import default
 from .exceptions import MissingCredentialsError
 from .forksafe import keep_forever, renew_in_child
 from .redact import remember
-from .request import CHAT
 from .transport import (
     SDKClient,
     aopen_stream,

@@ -93,7 +93,10 @@ class StreamAssembler:
 
     def record(self) -> dict[str, Any]:
         """The finished answer, in the shape `response.chat_record` gives a non-streamed one."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.text if self.parts or not self.tool_calls else None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": self.text if self.parts or not self.tool_calls else None,
+        }
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         if self.refusal:
@@ -200,7 +203,9 @@ class _TextStreamBase(Generic[_Chunks]):
 
     def __repr__(self) -> str:
         if self._reply is not None:
-            state = f"done, finish_reason={self._reply.finish_reason!r}, {len(self._reply.get('content') or '')} characters"
+            state = (
+                f"done, finish_reason={self._reply.finish_reason!r}, {len(self._reply.get('content') or '')} characters"
+            )
         else:
             state = self._no_reply or "not read to its end yet"
         return f"<{type(self).__name__}: {state}>"
@@ -239,7 +244,9 @@ class TextStream(_TextStreamBase[Iterator[str]], Iterator[str]):
     def __enter__(self) -> TextStream:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -272,7 +279,9 @@ class AsyncTextStream(_TextStreamBase[AsyncIterator[str]], AsyncIterator[str]):
     async def __aenter__(self) -> AsyncTextStream:
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         await self.aclose()
 
 

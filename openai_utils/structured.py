@@ -45,7 +45,10 @@ def response_format_for_wire(value: Any) -> tuple[Any, Parser | None]:
     if kind == "text":
         return dict(value), None
     strict = value.get("additionalProperties") is False
-    wire = {"type": "json_schema", "json_schema": {"name": str(value.get("title") or "response"), "schema": dict(value), "strict": strict}}
+    wire = {
+        "type": "json_schema",
+        "json_schema": {"name": str(value.get("title") or "response"), "schema": dict(value), "strict": strict},
+    }
     return wire, json.loads
 
 

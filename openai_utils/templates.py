@@ -27,7 +27,7 @@ def packaged_prompts() -> Path | None:
     spec = importlib.util.find_spec("openai_utils.prompts")
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def search_path() -> list[Path]:
@@ -46,7 +46,9 @@ def search_path() -> list[Path]:
 def find_template(name: str) -> Path:
     """The first file called `name` (with or without .mustache) along the search path."""
     if not isinstance(name, str):
-        raise TemplateError(f"a template name must be a str like 'summarize.system', not {type(name).__name__} {name!r}")
+        raise TemplateError(
+            f"a template name must be a str like 'summarize.system', not {type(name).__name__} {name!r}"
+        )
     file_name = name if name.endswith(TEMPLATE_SUFFIX) else name + TEMPLATE_SUFFIX
     folders = search_path()
     for folder in folders:
@@ -135,7 +137,8 @@ def _parse(path: Path) -> _Parsed:
         line = data[: exc.start].count(b"\n") + 1
         raise TemplateSyntaxError(
             f"template {str(path)!r} is not UTF-8 text: byte {data[exc.start]:#04x} at line {line}; save it as UTF-8",
-            str(path), line,
+            str(path),
+            line,
         ) from None
     return _Parsed(path, text, _tokens(text, str(path)))
 
@@ -161,7 +164,8 @@ def _tokens(text: str, where: str) -> list[tuple[str, str]]:
             line = _line_of(text, re.compile(r"\{\{\{\s*" + re.escape(key)))
             raise TemplateSyntaxError(
                 f"template {where!r}{_at(line)}: {{{{{{{key}}}}} is opened with {{{{{{ but not closed with }}}}}}",
-                where, line,
+                where,
+                line,
             )
         if not key and kind not in ("literal", "comment", "set delimiter"):
             line = _line_of(text, _EMPTY_TAG)
@@ -206,9 +210,10 @@ def _required(template: _Parsed, partials: Mapping[str, _Parsed], chain: tuple[P
             raise TemplateSyntaxError(
                 f"template {str(partial.path)!r} includes itself (through {key!r}) outside any section, "
                 f"so rendering it would never end; put the inclusion inside a section",
-                str(partial.path), None,
+                str(partial.path),
+                None,
             )
-        for name, where in _required(partial, partials, chain + (partial.path,)).items():
+        for name, where in _required(partial, partials, (*chain, partial.path)).items():
             used.setdefault(name, where)
     return used
 

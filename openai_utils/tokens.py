@@ -101,10 +101,7 @@ def has_known_encoding(model: str) -> bool:
 
 def _matched_encoding(model: str) -> str | None:
     base = model.strip().lower().rpartition("/")[2]
-    if base.startswith("ft:"):
-        base = base.split(":")[1]
-    else:
-        base = base.partition(":")[0]
+    base = base.split(":")[1] if base.startswith("ft:") else base.partition(":")[0]
     for prefix, encoding_name in _ENCODING_BY_PREFIX:
         if base.startswith(prefix):
             return encoding_name
@@ -225,7 +222,7 @@ def _load_encoding(name: str) -> Encoding:
     """
     variable, cache_dir = _pinned_cache_dir()
     if cache_dir is not None:
-        cache_key = hashlib.sha1(_ENCODING_URL.format(name=name).encode()).hexdigest()
+        cache_key = hashlib.sha1(_ENCODING_URL.format(name=name).encode(), usedforsecurity=False).hexdigest()
         if not os.path.exists(os.path.join(cache_dir, cache_key)):
             raise EncodingUnavailableError(
                 f"tiktoken's encoding {name} is not in {variable}={cache_dir} (no file {cache_key}): "

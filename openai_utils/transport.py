@@ -12,6 +12,7 @@ next one) and MAX_RESPONSE_BYTES once decompressed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -131,7 +132,9 @@ def post_json(sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float
     return _decode(raw, path)
 
 
-async def apost_json(sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str) -> dict[str, Any]:
+async def apost_json(
+    sdk: SDKClient, path: str, body: Mapping[str, Any], timeout: float, auth_hint: str
+) -> dict[str, Any]:
     """The async form of `post_json`; the attempt is cancelled at its deadline."""
     import anyio
     import openai
@@ -156,9 +159,13 @@ def _decode(raw: bytes, path: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise MalformedResponseError(f"the server answered {path} with a body that is not JSON: {raw[:200]!r}") from None
+        raise MalformedResponseError(
+            f"the server answered {path} with a body that is not JSON: {raw[:200]!r}"
+        ) from None
     except RecursionError:
-        raise MalformedResponseError(f"the server answered {path} with JSON nested too deep to read: {raw[:200]!r}") from None
+        raise MalformedResponseError(
+            f"the server answered {path} with JSON nested too deep to read: {raw[:200]!r}"
+        ) from None
     if not isinstance(data, dict):
         raise MalformedResponseError(f"the server answered {path} with JSON that is not an object: {raw[:200]!r}")
     return data
@@ -179,7 +186,14 @@ def open_stream(
 
     try:
         with bounded(attempt_bounds(timeout)) as bounds:
-            stream = sdk.post(path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.Stream[object])
+            stream = sdk.post(
+                path,
+                body=body,
+                cast_to=object,
+                options={"timeout": timeout},
+                stream=True,
+                stream_cls=openai.Stream[object],
+            )
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
     return _translated(stream, bounds.deadline, auth_hint)
@@ -197,10 +211,8 @@ def _translated(chunks: Iterable[Any], deadline: Deadline, auth_hint: str) -> It
     finally:
         close = getattr(chunks, "close", None)  # closed early: hand the connection back now
         if close is not None:
-            try:
+            with contextlib.suppress(Exception):  # the stream already failed or ended; closing only releases it
                 close()
-            except Exception:  # the stream already failed or ended; closing only releases it
-                pass
 
 
 def _unreadable_chunk(exc: Exception) -> MalformedResponseError:
@@ -221,7 +233,12 @@ async def aopen_stream(
     try:
         with bounded(attempt_bounds(timeout)) as bounds, anyio.fail_after(timeout):
             stream = await sdk.post(
-                path, body=body, cast_to=object, options={"timeout": timeout}, stream=True, stream_cls=openai.AsyncStream[object]
+                path,
+                body=body,
+                cast_to=object,
+                options={"timeout": timeout},
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
             )
     except openai.APIError as exc:
         raise translate_error(exc, auth_hint) from exc
@@ -262,10 +279,8 @@ async def _aclose_quietly(resource: Any) -> None:
     close = getattr(resource, "aclose", None) or getattr(resource, "close", None)
     if close is None:
         return
-    try:
+    with contextlib.suppress(Exception):  # the stream already failed or ended; closing only releases it
         await close()
-    except Exception:  # the stream already failed or ended; closing only releases it
-        pass
 
 
 def _stream_errors() -> tuple[type[Exception], ...]:
@@ -340,7 +355,9 @@ def translate_error(exc: Exception, auth_hint: str) -> APIError:
         categories = filtered_categories(results)
         return ContentFilterError(
             f"{message} (filtered: {', '.join(categories) or 'categories not given'})",
-            categories=categories, results=results, **fields,
+            categories=categories,
+            results=results,
+            **fields,
         )
     return InvalidRequestError(message, **fields)
 
@@ -374,7 +391,8 @@ def _error_message(exc: openai.APIStatusError) -> tuple[str, str | None]:
             return str(inner["message"]), str(code) if code is not None else None
         problems = [
             f"{'.'.join(str(p) for p in v.get('location', []))}: {v.get('message')}"
-            for v in body.get("validation") or [] if isinstance(v, Mapping)
+            for v in body.get("validation") or []
+            if isinstance(v, Mapping)
         ]
         parts = [str(body[k]) for k in ("title", "detail") if body.get(k)] + problems
         if parts:

@@ -18,8 +18,17 @@ from .pricing import Price, price_for
 
 __all__ = ["UsageStats", "process_usage", "format_stats"]
 
-_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "model_calls", "cached_calls",
-           "saved_tokens", "cost_usd", "saved_cost_usd", "unpriced_calls")
+_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "model_calls",
+    "cached_calls",
+    "saved_tokens",
+    "cost_usd",
+    "saved_cost_usd",
+    "unpriced_calls",
+)
 
 
 @dataclass
@@ -121,7 +130,9 @@ def format_stats(stats: Mapping[str, Any], out: TextIO | None = None) -> str:
     by_model = stats.get("by_model") or {}
     if by_model:
         width = max(len(m) for m in by_model)
-        lines.append(f"{'model'.ljust(width)}  {'calls':>6}  {'cached':>6}  {'input':>9}  {'output':>9}  {'cost $':>10}")
+        lines.append(
+            f"{'model'.ljust(width)}  {'calls':>6}  {'cached':>6}  {'input':>9}  {'output':>9}  {'cost $':>10}"
+        )
         for model, tally in by_model.items():
             lines.append(
                 f"{model.ljust(width)}  {tally['model_calls']:>6}  {tally['cached_calls']:>6}  "

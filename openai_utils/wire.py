@@ -313,7 +313,7 @@ class _Client(openai.DefaultHttpxClient):
         try:
             if not self.is_closed:
                 self.close()
-        except Exception:
+        except Exception:  # noqa: S110 - a finaliser must not raise, and may run at exit
             pass
 
 
@@ -324,7 +324,7 @@ class _AsyncClient(openai.DefaultAsyncHttpxClient):
         try:
             if not self.is_closed:
                 asyncio.get_running_loop().create_task(self.aclose())
-        except Exception:  # no running loop (or interpreter exit): nothing can close it here
+        except Exception:  # noqa: S110 - no running loop (or interpreter exit): nothing can close it here
             pass
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from openai_utils import OpenAIClient, default, force_api_cache, force_api_type, register_client
-from openai_utils import registry
+from openai_utils import OpenAIClient, default, force_api_cache, force_api_type, register_client, registry
 from openai_utils.ratelimit import rate_gate
 from tests import shared_files
 from tests.fake_server import FakeOpenAIServer

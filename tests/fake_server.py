@@ -36,6 +36,7 @@ Semantics worth knowing when writing tests against it:
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import json
@@ -69,7 +70,11 @@ _WORD_PIECES = re.compile(r"\s*\S+\s*|\s+")
 # (type, message, code) used when a status fault or a handler error has no body.
 _DEFAULT_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("invalid_request_error", "Invalid request.", None),
-    401: ("invalid_request_error", "Incorrect API key provided: sk-****. You can find your API key at https://platform.openai.com/account/api-keys.", "invalid_api_key"),
+    401: (
+        "invalid_request_error",
+        "Incorrect API key provided: sk-****. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "invalid_api_key",
+    ),
     403: ("permission_error", "You are not allowed to access this resource.", "permission_denied"),
     404: ("invalid_request_error", "The requested resource was not found.", "not_found"),
     405: ("invalid_request_error", "Method not allowed.", "method_not_allowed"),
@@ -295,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
-        except (ConnectionError, socket.timeout, OSError):
+        except (TimeoutError, ConnectionError, OSError):
             self.close_connection = True
 
     def do_GET(self) -> None:
@@ -380,10 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        try:
+        with contextlib.suppress(OSError):
             self.connection.close()
-        except OSError:
-            pass
 
 
 class _StreamDropped(Exception):
@@ -437,10 +440,8 @@ class FakeOpenAIServer:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None
@@ -639,7 +640,9 @@ class FakeOpenAIServer:
         else:
             answer = b'data: {"choices": []}\n\ndata: ' if stream else json.dumps(self._chat_body(req.body)).encode()
             h.send_bytes(
-                200, gzip_bomb(answer, fault.after_chunks), "text/event-stream" if stream else "application/json",
+                200,
+                gzip_bomb(answer, fault.after_chunks),
+                "text/event-stream" if stream else "application/json",
                 {**headers, "Content-Encoding": "gzip"},
             )
 
@@ -648,7 +651,10 @@ class FakeOpenAIServer:
         """A small valid chat completion, for the answers that carry one."""
         text = default_reply(body) if isinstance(body, dict) else "echo: "
         return {
-            "id": "chatcmpl-bomb", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+            "id": "chatcmpl-bomb",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o-mini",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
 
@@ -758,11 +764,13 @@ class FakeOpenAIServer:
         if body.get("stream") is True:
             drop_after = fault.after_chunks if fault is not None and fault.kind == "stream_drop" else None
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream_chat(h, cid, created, model, texts, finishes, is_tool, usage, include_usage, headers, drop_after)
+            self._stream_chat(
+                h, cid, created, model, texts, finishes, is_tool, usage, include_usage, headers, drop_after
+            )
             return
 
         choices = []
-        for i, (text, finish) in enumerate(zip(texts, finishes)):
+        for i, (text, finish) in enumerate(zip(texts, finishes, strict=True)):
             message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
             if is_tool:
                 message["content"] = None
@@ -827,7 +835,7 @@ class FakeOpenAIServer:
             sent += 1
 
         h.start_stream(headers)
-        for i, (text, finish) in enumerate(zip(texts, finishes)):
+        for i, (text, finish) in enumerate(zip(texts, finishes, strict=True)):
             if is_tool:
                 first_call = {
                     "index": 0,

@@ -91,7 +91,12 @@ def ensure_prism() -> Path:
     try:
         done = subprocess.run(
             ["bash", str(INSTALL_SCRIPT)],
-            cwd=PROJECT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False,
+            cwd=PROJECT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{INSTALL_SCRIPT} did not finish within {INSTALL_TIMEOUT:.0f} s") from exc
@@ -140,7 +145,9 @@ class PrismServer:
         self._started_at = time.monotonic()
         self._process = subprocess.Popen(
             [str(binary), "mock", str(self.spec), "-h", "127.0.0.1", "-p", str(self.port), "-v", "warn"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait(self, timeout: float = START_TIMEOUT) -> str:
@@ -149,7 +156,9 @@ class PrismServer:
         deadline = self._started_at + timeout
         while not _answers(self.base_url):
             if self._process.poll() is not None:
-                raise RuntimeError(f"prism mock {self.spec.name} exited with {self._process.returncode}:\n{self.output()}")
+                raise RuntimeError(
+                    f"prism mock {self.spec.name} exited with {self._process.returncode}:\n{self.output()}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"prism mock {self.spec.name} did not answer on {self.base_url} within {timeout:.0f} s:\n{self.output()}"

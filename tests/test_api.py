@@ -10,10 +10,23 @@ from openai_utils import exceptions
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 PUBLIC = {
-    "default", "logger", "LLMCall", "OpenAIClient", "AzureClient", "register_client",
-    "_get_client_for_api_type", "client", "force_api_type", "force_api_cache", "force_default_value",
-    "process_streaming_response", "aprocess_streaming_response", "generate_response",
-    "get_cost_stats", "reset_cost_stats", "pretty_print_cost_stats",
+    "default",
+    "logger",
+    "LLMCall",
+    "OpenAIClient",
+    "AzureClient",
+    "register_client",
+    "_get_client_for_api_type",
+    "client",
+    "force_api_type",
+    "force_api_cache",
+    "force_default_value",
+    "process_streaming_response",
+    "aprocess_streaming_response",
+    "generate_response",
+    "get_cost_stats",
+    "reset_cost_stats",
+    "pretty_print_cost_stats",
     *exceptions.__all__,
 }
 

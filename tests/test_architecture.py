@@ -66,7 +66,10 @@ def imports_of(path: Path) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
     modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
     # a package imports its __init__ first: `from .local import x` is an edge to openai_utils.local
-    return {name: {target for target in imports_of(path) if target in modules and target != name} for name, path in modules.items()}
+    return {
+        name: {target for target in imports_of(path) if target in modules and target != name}
+        for name, path in modules.items()
+    }
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -78,7 +81,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return stack[stack.index(target) :] + [target]
+                return [*stack[stack.index(target) :], target]
             if target not in state and (found := walk(target)):
                 return found
         stack.pop()

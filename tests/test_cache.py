@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -166,7 +167,9 @@ class Boom:
 
 
 @pytest.mark.parametrize("kind", ["random", "plain-pickle-that-runs-code", "record-that-runs-code", "bad-checksum"])
-def test_unreadable_data_is_set_aside_never_run_and_never_lost(tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreadable_data_is_set_aside_never_run_and_never_lost(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A file that is not a cache is moved aside whole; a damaged record is moved aside with what
     follows it, and every whole record before it stays."""
     path = tmp_path / "c.pickle"
@@ -218,7 +221,9 @@ def test_a_newer_format_is_refused_left_untouched_and_the_call_answered(
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["c.pickle"]
 
 
-def test_a_broken_cache_does_not_break_send_message(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_a_broken_cache_does_not_break_send_message(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     path = tmp_path / "c.pickle"
     path.write_bytes(b"\x80garbage")
     force_api_cache(True, str(path))
@@ -291,7 +296,9 @@ def test_after_another_process_compacts_the_file_is_read_again(tmp_path: Path) -
     assert mine.get("new") == "x" and len(mine) == 6
 
 
-def test_eight_threads_distinct_prompts_make_exactly_200_requests(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_eight_threads_distinct_prompts_make_exactly_200_requests(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     errors: list[BaseException] = []
 
@@ -300,7 +307,7 @@ def test_eight_threads_distinct_prompts_make_exactly_200_requests(oai: OpenAICli
             for i in range(25):
                 assert oai.send_message([{"role": "user", "content": f"t{t} p{i}"}]) is not None
                 assert oai.send_message([{"role": "user", "content": f"t{t} p{i}"}]) is not None
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
@@ -314,7 +321,9 @@ def test_eight_threads_distinct_prompts_make_exactly_200_requests(oai: OpenAICli
     assert (oai.cache_hits, oai.cache_misses) == (200, 200)
 
 
-def test_eight_threads_asking_the_same_prompt_at_once_make_one_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eight_threads_asking_the_same_prompt_at_once_make_one_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeOpenAIServer(latency=0.3) as slow:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         force_api_cache(True, str(tmp_path / "c.pickle"))
@@ -386,7 +395,9 @@ def test_four_processes_share_one_file_without_losing_an_entry(server: FakeOpenA
     path = tmp_path / "c.pickle"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test"}
     workers = [
-        subprocess.Popen([sys.executable, "-c", PROCESS_WORKER, str(path), server.base_url, str(w)], env=env, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS_WORKER, str(path), server.base_url, str(w)], env=env, stderr=subprocess.PIPE
+        )
         for w in range(4)
     ]
     for worker in workers:
@@ -410,7 +421,9 @@ def test_stats_export_and_compact_from_the_command_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "openai_utils", "cache", *args], capture_output=True, text=True, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "openai_utils", "cache", *args], capture_output=True, text=True, env=env, timeout=60
+        )
 
     stats = cli("stats", str(path))
     assert stats.returncode == 0, stats.stderr
@@ -429,7 +442,9 @@ def test_stats_export_and_compact_from_the_command_line(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no cache file" in missing.stderr
 
 
-def test_cache_fsync_from_config_flushes_each_append(oai: OpenAIClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_fsync_from_config_flushes_each_append(
+    oai: OpenAIClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from openai_utils import force_default_value
 
     synced: list[int] = []
@@ -462,7 +477,9 @@ def listing(folder: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
 def call_with_a_deadline(client: OpenAIClient, text: str, seconds: float = 30) -> Any:
     """Send one message in a thread so a call that hangs fails the test instead of the run."""
     result: list[Any] = []
-    worker = threading.Thread(target=lambda: result.append(client.send_message([{"role": "user", "content": text}])), daemon=True)
+    worker = threading.Thread(
+        target=lambda: result.append(client.send_message([{"role": "user", "content": text}])), daemon=True
+    )
     worker.start()
     worker.join(seconds)
     assert not worker.is_alive(), f"the call with {text!r} hung"
@@ -509,10 +526,8 @@ def test_a_path_that_is_not_a_cache_file_is_never_touched_and_the_call_is_answer
             assert call_with_a_deadline(oai, "Hi") == {"role": "assistant", "content": "echo: Hi"}
     finally:
         if kind == "fifo":  # let a reader stuck in open() go, whatever the outcome
-            try:
+            with contextlib.suppress(OSError):
                 os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                pass
     assert len(server.requests) == 2  # answered both times, stored never
     assert listing(tmp_path) == before
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and str(path) in r.getMessage()]
@@ -522,7 +537,9 @@ def test_a_path_that_is_not_a_cache_file_is_never_touched_and_the_call_is_answer
     assert listing(tmp_path) == before
 
 
-def test_dev_null_turns_the_cache_off(oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_dev_null_turns_the_cache_off(
+    oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
     import stat as st
 
     # First, and before any call: a cache object must refuse the device, so that no regression
@@ -550,10 +567,16 @@ def test_a_link_to_a_real_cache_is_read_through_and_never_written(
     before = listing(tmp_path)
     force_api_cache(True, str(link))
     with caplog.at_level(logging.WARNING, logger="openai_utils"):
-        assert oai.send_message([{"role": "user", "content": "stored"}]) == {"role": "assistant", "content": "echo: stored"}
+        assert oai.send_message([{"role": "user", "content": "stored"}]) == {
+            "role": "assistant",
+            "content": "echo: stored",
+        }
         assert len(server.requests) == 1  # a hit, read through the link
         for _ in range(2):
-            assert oai.send_message([{"role": "user", "content": "new"}]) == {"role": "assistant", "content": "echo: new"}
+            assert oai.send_message([{"role": "user", "content": "new"}]) == {
+                "role": "assistant",
+                "content": "echo: new",
+            }
     assert len(server.requests) == 3  # the miss was answered each time and never stored
     with pytest.raises(CacheError, match="symbolic link"):
         open_cache(link).compact()
@@ -610,7 +633,9 @@ print(json.dumps({"limit": limit, "replies": [r["content"] for r in replies]}))
 """
 
 
-def test_a_full_disk_loses_no_answer_and_no_earlier_entry(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_a_full_disk_loses_no_answer_and_no_earlier_entry(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     path = tmp_path / "c.pickle"
     force_api_cache(True, str(path))
     for i in range(22):
@@ -618,7 +643,10 @@ def test_a_full_disk_loses_no_answer_and_no_earlier_entry(oai: OpenAIClient, ser
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test", "PYTHONDONTWRITEBYTECODE": "1"}
     child = subprocess.run(
         [sys.executable, "-c", FULL_DISK_WORKER, str(path), server.base_url, "1500"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert child.returncode == 0, child.stderr
     shown = json.loads(child.stdout)
@@ -627,7 +655,9 @@ def test_a_full_disk_loses_no_answer_and_no_earlier_entry(oai: OpenAIClient, ser
     assert path.stat().st_size <= shown["limit"]
     stored = len(fresh(path)) - 22
     assert 1 <= stored < 10  # some fitted, the rest did not
-    not_stored = [line for line in child.stderr.splitlines() if line.startswith("WARNING openai_utils") and "not stored" in line]
+    not_stored = [
+        line for line in child.stderr.splitlines() if line.startswith("WARNING openai_utils") and "not stored" in line
+    ]
     assert len(not_stored) == 10 - stored, child.stderr
     # Space is back: every entry is still there, and the answers that did not fit are stored now.
     oai.cache_hits = oai.cache_misses = 0
@@ -730,7 +760,14 @@ class ReadOnly:
         nobody = {"user": 65534, "group": 65534, "extra_groups": []}
         probe = [sys.executable, "-c", "import openai_utils"]
         try:
-            subprocess.run(probe, check=True, capture_output=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}, **nobody)
+            subprocess.run(
+                probe,
+                check=True,
+                capture_output=True,
+                timeout=60,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                **nobody,
+            )
             self.run_as = nobody
             return
         except (OSError, subprocess.CalledProcessError):
@@ -771,11 +808,21 @@ def test_a_read_only_cache_serves_hits_and_answers_misses(
     read_only.seal(path)
     before = listing(read_only.folder)
     server.reset()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test", "HOME": str(read_only.folder),
-           "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OPENAI_API_KEY": "sk-test",
+        "HOME": str(read_only.folder),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     child = subprocess.run(
         [sys.executable, "-c", READ_ONLY_WORKER, str(path), server.base_url],
-        capture_output=True, text=True, env=env, cwd=read_only.folder, timeout=120, **read_only.run_as,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=read_only.folder,
+        timeout=120,
+        **read_only.run_as,
     )
     assert child.returncode == 0, child.stderr
     shown = json.loads(child.stdout)
@@ -811,20 +858,22 @@ def test_each_answer_keeps_the_request_that_produced_it(oai: OpenAIClient, tmp_p
 def test_records_with_a_request_still_read_as_plain_values_by_the_older_reader(tmp_path: Path) -> None:
     path = tmp_path / "c.pickle"
     open_cache(path).put("k", record(1), {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-    data = path.read_bytes()[len(HEADER):]
+    data = path.read_bytes()[len(HEADER) :]
     length, crc = struct.unpack_from(">II", data)
     payload = data[8 : 8 + length]
     assert zlib.crc32(payload) == crc
     (key_length,) = struct.unpack_from(">H", payload)
     # The version 1 reader unpickles everything after the key and gets the value alone.
-    assert pickle.loads(payload[2 + key_length :]) == record(1)
+    assert pickle.loads(payload[2 + key_length :]) == record(1)  # noqa: S301 - a file this test wrote
 
 
 def test_a_request_never_keeps_transport_headers(tmp_path: Path) -> None:
     from openai_utils.cache_inspect import read_cache
 
     path = tmp_path / "c.pickle"
-    open_cache(path).put("k", 1, {"model": "m", "input": "x", "extra_headers": {"api-key": "secret"}, "extra_query": {"key": "s"}})
+    open_cache(path).put(
+        "k", 1, {"model": "m", "input": "x", "extra_headers": {"api-key": "secret"}, "extra_query": {"key": "s"}}
+    )
     [entry] = read_cache(path).entries
     assert entry.request == {"model": "m", "input": "x"}
     assert b"secret" not in path.read_bytes()

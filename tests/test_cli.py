@@ -44,11 +44,18 @@ def run_cli(
     """`python -m openai_utils ARGS`; standard input is a pipe (empty unless `input` is given)."""
     return subprocess.run(
         [sys.executable, "-m", "openai_utils", *args],
-        capture_output=True, text=True, env=_env(env), cwd=cwd, timeout=60, input=input or "",
+        capture_output=True,
+        text=True,
+        env=_env(env),
+        cwd=cwd,
+        timeout=60,
+        input=input or "",
     )
 
 
-def run_on_terminal(*args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None, stdin_terminal: bool = False) -> tuple[int, str, str]:
+def run_on_terminal(
+    *args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None, stdin_terminal: bool = False
+) -> tuple[int, str, str]:
     """Run with standard output (or, with stdin_terminal, standard input) on a pseudo-terminal,
     as from an interactive shell; returns (status, what the terminal showed, stderr)."""
     master, slave = pty.openpty()
@@ -56,7 +63,9 @@ def run_on_terminal(*args: str, env: dict[str, str | None] | None = None, cwd: P
         [sys.executable, "-m", "openai_utils", *args],
         stdin=slave if stdin_terminal else subprocess.DEVNULL,
         stdout=subprocess.PIPE if stdin_terminal else slave,
-        stderr=subprocess.PIPE, env=_env(env), cwd=cwd,
+        stderr=subprocess.PIPE,
+        env=_env(env),
+        cwd=cwd,
     )
     os.close(slave)
     shown = b""
@@ -90,7 +99,14 @@ def one_line(stderr: str) -> str:
 
 
 def test_chat_prints_the_reply(server: FakeOpenAIServer, tmp_path: Path) -> None:
-    result = run_cli("chat", "Hello there", "--model", "m1", env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": server.base_url}, cwd=tmp_path)
+    result = run_cli(
+        "chat",
+        "Hello there",
+        "--model",
+        "m1",
+        env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": server.base_url},
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "echo: Hello there\n"
     assert server.requests[0].body["model"] == "m1"
@@ -121,8 +137,14 @@ def test_chat_reports_a_bad_config_value(tmp_path: Path) -> None:
 
 def test_chat_with_azure(server: FakeOpenAIServer, tmp_path: Path) -> None:
     result = run_cli(
-        "chat", "Hi", "--api-type", "azure", "--model", "dep",
-        env={"AZURE_OPENAI_ENDPOINT": server.url, "AZURE_OPENAI_KEY": "k"}, cwd=tmp_path,
+        "chat",
+        "Hi",
+        "--api-type",
+        "azure",
+        "--model",
+        "dep",
+        env={"AZURE_OPENAI_ENDPOINT": server.url, "AZURE_OPENAI_KEY": "k"},
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert server.requests[0].path == "/openai/deployments/dep/chat/completions"
@@ -152,7 +174,11 @@ def test_console_script_is_installed_and_is_the_same_command(server: FakeOpenAIS
     assert (version.returncode, version.stdout) == (0, f"openai-utils {setup_cfg_version()}\n")
     chat = subprocess.run(
         [str(CONSOLE_SCRIPT), "chat", "Hi from the script"],
-        capture_output=True, text=True, timeout=60, env=_env(openai_env(server)), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(openai_env(server)),
+        cwd=tmp_path,
     )
     assert (chat.returncode, chat.stdout) == (0, "echo: Hi from the script\n"), chat.stderr
 
@@ -165,8 +191,13 @@ def test_version_of_python_m_is_the_package_version(tmp_path: Path) -> None:
     assert openai_utils.__version__ == setup_cfg_version()
 
 
-@pytest.mark.parametrize(("args", "shown"), [((), ["chat", "embed", "call", "tokens", "cache", "local"]), (("cache",), ["stats", "export", "compact"])])
-def test_a_bare_command_prints_its_help_on_stderr_with_status_2(args: tuple[str, ...], shown: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [((), ["chat", "embed", "call", "tokens", "cache", "local"]), (("cache",), ["stats", "export", "compact"])],
+)
+def test_a_bare_command_prints_its_help_on_stderr_with_status_2(
+    args: tuple[str, ...], shown: list[str], tmp_path: Path
+) -> None:
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
@@ -232,15 +263,35 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
-def test_chat_sends_the_system_message_and_sampling_options(cli: Any, oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_chat_sends_the_system_message_and_sampling_options(
+    cli: Any, oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     status, out, err = cli(
-        "chat", "Hello", "--system", "Be brief.", "--model", "m2", "--temperature", "0.5",
-        "--max-tokens", "7", "--top-p", "0.9", "--seed", "42",
+        "chat",
+        "Hello",
+        "--system",
+        "Be brief.",
+        "--model",
+        "m2",
+        "--temperature",
+        "0.5",
+        "--max-tokens",
+        "7",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "42",
     )
     assert (status, out) == (0, "echo: Hello\n"), err
     body = server.requests[0].body
     assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
-    assert (body["model"], body["temperature"], body["max_tokens"], body["top_p"], body["seed"]) == ("m2", 0.5, 7, 0.9, 42)
+    assert (body["model"], body["temperature"], body["max_tokens"], body["top_p"], body["seed"]) == (
+        "m2",
+        0.5,
+        7,
+        0.9,
+        42,
+    )
     assert "stream" not in body  # standard output is not a terminal
 
 
@@ -256,7 +307,9 @@ def test_chat_sends_the_system_message_and_sampling_options(cli: Any, oai: OpenA
         ("--model", "", "non-empty"),
     ],
 )
-def test_bad_option_values_are_usage_errors(option: str, value: str, said: str, cli: Any, oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_bad_option_values_are_usage_errors(
+    option: str, value: str, said: str, cli: Any, oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     status, out, err = cli("chat", "Hello", option, value)
     assert status == 2
     line = one_line(err)
@@ -269,7 +322,9 @@ def test_stream_on_a_pipe_streams(cli: Any, oai: OpenAIClient, server: FakeOpenA
     assert server.requests[0].body["stream"] is True
 
 
-def test_chat_json_prints_the_whole_reply(cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_chat_json_prints_the_whole_reply(
+    cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     (tmp_path / "config.ini").write_text("[OpenAI]\nCACHE_API_CALLS = True\n")
     replies = []
     for _ in range(2):
@@ -296,7 +351,9 @@ def test_a_cut_off_answer_is_printed_with_one_warning(cli: Any, oai: OpenAIClien
     assert one_line(err).startswith("warning: the answer from ") and "cut off" in err
 
 
-def test_a_call_whose_attempts_run_out_says_so_once(cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+def test_a_call_whose_attempts_run_out_says_so_once(
+    cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]
+) -> None:
     default.force("max_attempts", 2)
     server.fail_always(Fault.status(503))
     status, out, err = cli("embed", "Hello")
@@ -318,7 +375,10 @@ def test_an_unknown_api_type_is_a_usage_error(cli: Any, oai: OpenAIClient, serve
 def test_embed_prints_one_vector_per_line_in_order(cli: Any, oai: OpenAIClient, server: FakeOpenAIServer) -> None:
     status, out, err = cli("embed", "first text", "second text")
     assert status == 0, err
-    assert [json.loads(line) for line in out.splitlines()] == [embedding_vector("first text"), embedding_vector("second text")]
+    assert [json.loads(line) for line in out.splitlines()] == [
+        embedding_vector("first text"),
+        embedding_vector("second text"),
+    ]
     assert len(server.requests) == 1
 
 
@@ -326,7 +386,10 @@ def test_embed_reads_one_text_or_lines_from_a_pipe(cli: Any, oai: OpenAIClient) 
     _, whole, _ = cli("embed", stdin="line one\nline two\n")
     assert [json.loads(line) for line in whole.splitlines()] == [embedding_vector("line one\nline two")]
     _, lines, _ = cli("embed", "--lines", stdin="line one\n\nline two\n")
-    assert [json.loads(line) for line in lines.splitlines()] == [embedding_vector("line one"), embedding_vector("line two")]
+    assert [json.loads(line) for line in lines.splitlines()] == [
+        embedding_vector("line one"),
+        embedding_vector("line two"),
+    ]
     status, _, err = cli("embed", "--lines", "a text", stdin="x\n")
     assert status == 2 and "--lines" in one_line(err)
 
@@ -334,22 +397,30 @@ def test_embed_reads_one_text_or_lines_from_a_pipe(cli: Any, oai: OpenAIClient) 
 # --- call --------------------------------------------------------------------------------
 
 
-def test_call_renders_the_template_pair_with_every_kind_of_variable(cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path, tmp_path: Path) -> None:
+def test_call_renders_the_template_pair_with_every_kind_of_variable(
+    cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path, tmp_path: Path
+) -> None:
     (tmp_path / "who.txt").write_text("Ada Lovelace")
     (prompts / "greet.system.mustache").write_text("You greet {{{who}}}.{{#langs}} Also in {{.}}.{{/langs}}")
-    status, out, err = cli("call", "greet", "who=@who.txt", "lang=French", 'langs:=["Latin", "Greek"]', "--temperature", "0")
+    status, out, err = cli(
+        "call", "greet", "who=@who.txt", "lang=French", 'langs:=["Latin", "Greek"]', "--temperature", "0"
+    )
     assert (status, out) == (0, "echo: Say hello to Ada Lovelace in French.\n"), err
     body = server.requests[0].body
     assert body["messages"][0] == {"role": "system", "content": "You greet Ada Lovelace. Also in Latin. Also in Greek."}
     assert body["temperature"] == 0
 
 
-def test_call_reads_a_variable_from_standard_input(cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
+def test_call_reads_a_variable_from_standard_input(
+    cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
+) -> None:
     status, out, _ = cli("call", "greet", "who=@-", "lang=Welsh", stdin="Grace\n")
     assert (status, out) == (0, "echo: Say hello to Grace in Welsh.\n")
 
 
-def test_call_with_a_system_template_alone_and_json(cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
+def test_call_with_a_system_template_alone_and_json(
+    cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
+) -> None:
     (prompts / "solo.system.mustache").write_text("Count to {{n}}.")
     status, out, err = cli("call", "solo", "n:=3", "--json")
     assert status == 0, err
@@ -369,7 +440,9 @@ def test_call_with_a_system_template_alone_and_json(cli: Any, oai: OpenAIClient,
         (("greet", "who=Ada", "lang=en", "--temperature", "-1"), "from 0 to 2"),
     ],
 )
-def test_call_usage_errors(args: tuple[str, ...], said: str, cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
+def test_call_usage_errors(
+    args: tuple[str, ...], said: str, cli: Any, oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
+) -> None:
     status, _, err = cli("call", *args)
     assert status == 2
     assert said in one_line(err)
@@ -437,7 +510,9 @@ needs_encodings = pytest.mark.skipif(
 def test_tokens_says_which_encoding_it_assumed_for_an_unknown_model(cli: Any) -> None:
     tokens._reset_encoding_cache()  # a failed load another test left behind must not decide this one
     assert cli("tokens", "--model", "llama3", stdin="hello world\n") == (
-        0, "2 tokens (o200k_base, model llama3)\n", "note: 'llama3' is not a model whose encoding is known; assumed o200k_base\n",
+        0,
+        "2 tokens (o200k_base, model llama3)\n",
+        "note: 'llama3' is not a model whose encoding is known; assumed o200k_base\n",
     )
     assert cli("tokens", "--model", "gpt-4", "hello world") == (0, "2 tokens (cl100k_base, model gpt-4)\n", "")
 
@@ -450,6 +525,8 @@ def test_docs_show_every_commands_current_help() -> None:
 
     problems = cli_docs.check()
     assert not problems, "\n".join(problems) + "\nrun `python scripts/cli_docs.py` to regenerate docs/cli.md"
+
+
 # -- cache commands ---------------------------------------------------------------------------
 
 
@@ -460,7 +537,12 @@ def folder_listing(folder: Path) -> dict[str, tuple[int, int, int, bytes | None]
     seen = {}
     for entry in sorted(folder.iterdir()):
         info = entry.lstat()
-        seen[entry.name] = (info.st_mode, info.st_ino, info.st_size, entry.read_bytes() if stat.S_ISREG(info.st_mode) else None)
+        seen[entry.name] = (
+            info.st_mode,
+            info.st_ino,
+            info.st_size,
+            entry.read_bytes() if stat.S_ISREG(info.st_mode) else None,
+        )
     return seen
 
 
@@ -471,7 +553,9 @@ def fill_cache(server: FakeOpenAIServer, path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     default.force("base_url", server.base_url)
     client = OpenAIClient(cache_api_calls=True, cache_file_name=str(path))
-    client.send_message([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Capital of France?"}], temperature=0.3)
+    client.send_message(
+        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Capital of France?"}], temperature=0.3
+    )
     client.send_message([{"role": "user", "content": "Largest planet?"}])
     client.get_embedding("a sentence to embed")
 
@@ -495,19 +579,32 @@ def damaged_cache() -> bytes:
 def legacy_completion(content: str) -> object:
     from openai.types.chat import ChatCompletion
 
-    return ChatCompletion.model_validate({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-    })
+    return ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        }
+    )
 
 
 def legacy_params(prompt: str) -> dict[str, object]:
     """The parameters the replaced module put in its key, as it built them."""
     return {
-        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}], "temperature": 0.7,
-        "max_tokens": 100, "top_p": 0, "frequency_penalty": 0, "presence_penalty": 0, "stop": [],
-        "timeout": 60, "stream": False, "n": 1,
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0.7,
+        "max_tokens": 100,
+        "top_p": 0,
+        "frequency_penalty": 0,
+        "presence_penalty": 0,
+        "stop": [],
+        "timeout": 60,
+        "stream": False,
+        "n": 1,
     }
 
 
@@ -522,7 +619,9 @@ def write_legacy_cache(path: Path) -> None:
     path.write_bytes(pickle.dumps(legacy))
 
 
-@pytest.mark.parametrize("kind", ["text", "legacy-pickle", "damaged", "newer-version", "fifo", "link-to-text", "directory"])
+@pytest.mark.parametrize(
+    "kind", ["text", "legacy-pickle", "damaged", "newer-version", "fifo", "link-to-text", "directory"]
+)
 def test_cache_stats_reports_a_file_that_is_not_a_whole_cache_and_changes_nothing(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "c.pickle"
     if kind == "text":
@@ -604,7 +703,9 @@ def test_cache_compact_refuses_a_link_and_compacts_the_file_itself(
     assert done.returncode == 0 and "3 entries" in done.stdout
 
 
-def test_cache_export_never_overwrites_without_force(server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_export_from_the_shell_never_overwrites_without_force(
+    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "c.pickle"
     fill_cache(server, path, monkeypatch)
     out = tmp_path / "out.jsonl"
@@ -627,7 +728,11 @@ def test_an_older_file_without_requests_still_shows_its_answers(tmp_path: Path) 
 
     from openai_utils.cache import HEADER
 
-    value = {"model": "m", "choices": [{"message": {"role": "assistant", "content": "old answer"}, "finish_reason": "stop"}], "usage": None}
+    value = {
+        "model": "m",
+        "choices": [{"message": {"role": "assistant", "content": "old answer"}, "finish_reason": "stop"}],
+        "usage": None,
+    }
     payload = struct.pack(">H", 3) + b"abc" + pickle.dumps(value, protocol=4)
     path = tmp_path / "c.pickle"
     path.write_bytes(HEADER + struct.pack(">II", len(payload), zlib.crc32(payload)) + payload)
@@ -652,11 +757,15 @@ def test_import_legacy_needs_trust(tmp_path: Path) -> None:
     assert not marker.exists() and not (tmp_path / "new.pickle").exists()
 
 
-def test_import_legacy_converts_answers_for_reading(server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_legacy_converts_answers_for_reading(
+    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     legacy = tmp_path / "openai_api_cache.pickle"
     write_legacy_cache(legacy)
     original = legacy.read_bytes()
-    same_place = run_cli("cache", "import-legacy", str(legacy), "--trust", cwd=tmp_path)  # --into defaults to CACHE_FILE_NAME
+    same_place = run_cli(
+        "cache", "import-legacy", str(legacy), "--trust", cwd=tmp_path
+    )  # --into defaults to CACHE_FILE_NAME
     assert same_place.returncode == 2 and "--into" in same_place.stderr
     into = tmp_path / "new.pickle"
     result = run_cli("cache", "import-legacy", str(legacy), "--into", str(into), "--trust", cwd=tmp_path)

@@ -93,6 +93,7 @@ def test_a_cancelled_async_waiter_gives_up_its_place() -> None:
 
     async def main() -> int:
         async with slots.ahold():
+
             async def wait_forever() -> None:
                 async with slots.ahold():
                     pass

@@ -176,14 +176,10 @@ def test_reset_and_reload_read_the_files_again(tmp_path: Path) -> None:
     assert default["model"] == "third"
 
 
-def test_dotenv_fills_missing_variables_without_overriding(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dotenv_fills_missing_variables_without_overriding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     unset_env_later(monkeypatch, "OU_TEST_FROM_DOTENV")
     monkeypatch.setenv("OU_TEST_PRESET", "already-set")
-    (tmp_path / ".env").write_text(
-        "OU_TEST_FROM_DOTENV=from-dotenv\nOU_TEST_PRESET=from-dotenv\n", encoding="utf-8"
-    )
+    (tmp_path / ".env").write_text("OU_TEST_FROM_DOTENV=from-dotenv\nOU_TEST_PRESET=from-dotenv\n", encoding="utf-8")
     assert "OU_TEST_FROM_DOTENV" not in os.environ
     default["model"]  # loading the config loads .env
     assert os.environ["OU_TEST_FROM_DOTENV"] == "from-dotenv"
@@ -244,9 +240,7 @@ def test_force_nan_is_rejected() -> None:
     assert default["temperature"] is None
 
 
-def test_unknown_key_warns_with_suggestion_and_is_ignored(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unknown_key_warns_with_suggestion_and_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_ini(tmp_path / "config.ini", "MODLE = typo\nMAX_TOKENS = 10")
     caplog.set_level(logging.WARNING, logger="openai_utils")
     assert default["model"] == "gpt-4o-mini"
@@ -260,9 +254,7 @@ def test_unknown_key_warns_with_suggestion_and_is_ignored(
     assert "modle" not in default
 
 
-def test_unknown_key_without_close_match_has_no_suggestion(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unknown_key_without_close_match_has_no_suggestion(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_ini(tmp_path / "config.ini", "ZZZZZZ = 1")
     caplog.set_level(logging.WARNING, logger="openai_utils")
     default["model"]
@@ -365,9 +357,7 @@ def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PROJECT_ROOT)
     env.pop(CONFIG_ENV_VAR, None)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_import_reads_no_config_file(tmp_path: Path) -> None:

@@ -298,7 +298,9 @@ def test_n_greater_than_one_matches_the_spec(request: pytest.FixtureRequest, ser
 
 
 @pytest.mark.parametrize(("server", "shape"), server_and_format_params())
-def test_response_format_matches_the_spec(request: pytest.FixtureRequest, server: str, shape: Mapping[str, Any]) -> None:
+def test_response_format_matches_the_spec(
+    request: pytest.FixtureRequest, server: str, shape: Mapping[str, Any]
+) -> None:
     any_client = client_for(request, server)
     try:
         send(any_client, shape)
@@ -385,13 +387,15 @@ def test_a_long_list_is_split_into_bodies_the_spec_accepts(request: pytest.Fixtu
     parts = build_embedding_requests(texts, "text-embedding-3-small")
     assert [len(part["input"]) for part in parts] == [2048, 1]
     for part in parts:
-        assert isinstance(accepted(any_client, lambda: any_client._raw_embedding_call(part, 30.0)), dict)
+        assert isinstance(accepted(any_client, lambda part=part: any_client._raw_embedding_call(part, 30.0)), dict)
 
 
 # -- async: the other SDK client ---------------------------------------------------------------
 
 
-def test_async_calls_match_the_spec(prism: dict[str, PrismServer], strict_calls: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_async_calls_match_the_spec(
+    prism: dict[str, PrismServer], strict_calls: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-contract-test")
     force_default_value("base_url", prism["openai"].base_url)
     plain = OpenAIClient()  # not the recording one: that would send from a thread
@@ -467,7 +471,9 @@ def test_a_401_becomes_authentication_error_naming_the_variable(server: str, req
         import openai
 
         sdk = real_build(settings, asynchronous)
-        stripped = sdk.with_options(http_client=openai.DefaultHttpxClient(event_hooks={"request": [_without_credentials]}))
+        stripped = sdk.with_options(
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [_without_credentials]})
+        )
         sdk.close()
         return stripped
 

@@ -90,7 +90,14 @@ def test_non_terminal_errors_are_exactly_the_retryable_ones() -> None:
     retryable = {cls for cls in ALL_CLASSES if issubclass(cls, NonTerminalError) and cls is not NonTerminalError}
     # StreamInterruptedError is worth sending again, but only by the caller: it is raised after
     # part of the answer reached them, so the library never retries it itself.
-    assert retryable == {RateLimitError, ServerError, APIConnectionError, APITimeoutError, MalformedResponseError, StreamInterruptedError}
+    assert retryable == {
+        RateLimitError,
+        ServerError,
+        APIConnectionError,
+        APITimeoutError,
+        MalformedResponseError,
+        StreamInterruptedError,
+    }
     assert issubclass(APITimeoutError, APIConnectionError)
     assert not issubclass(RetriesExhaustedError, NonTerminalError)
 

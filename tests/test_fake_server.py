@@ -84,7 +84,8 @@ def test_list_content_custom_reply_and_no_v1_prefix(srv: FakeOpenAIServer, sdk: 
 
     srv.reply = default_reply
     r = c.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+        model="m",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
     )
     assert r.choices[0].message.content == "echo: a b"
 
@@ -177,12 +178,18 @@ def test_delay_answers_normally(srv: FakeOpenAIServer, client: openai.OpenAI) ->
     assert client.chat.completions.create(model="m", messages=USER).choices[0].message.content == EXPECTED
 
 
-def test_hold_answers_once_released_and_arrivals_follow_the_servers_clock(srv: FakeOpenAIServer, client: openai.OpenAI) -> None:
+def test_hold_answers_once_released_and_arrivals_follow_the_servers_clock(
+    srv: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
     release = threading.Event()
     srv.script(Fault.hold(release))
     srv.clock = lambda: 42.0
     answers: list[str | None] = []
-    caller = threading.Thread(target=lambda: answers.append(client.chat.completions.create(model="m", messages=USER).choices[0].message.content))
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            client.chat.completions.create(model="m", messages=USER).choices[0].message.content
+        )
+    )
     caller.start()
     assert srv.wait_in_flight(1)
     assert answers == []  # held: nothing came back yet
@@ -224,9 +231,7 @@ def test_stream_matches_non_stream_and_usage(srv: FakeOpenAIServer, client: open
     assert len(chunks) == 1 + len(EXPECTED.split()) + 1
 
     chunks = list(
-        client.chat.completions.create(
-            model="m", messages=USER, stream=True, stream_options={"include_usage": True}
-        )
+        client.chat.completions.create(model="m", messages=USER, stream=True, stream_options={"include_usage": True})
     )
     assert _content(chunks) == EXPECTED
     assert chunks[-1].choices == []
@@ -288,12 +293,12 @@ def test_embeddings_single_list_and_base64(srv: FakeOpenAIServer, client: openai
     assert len(tokens.data) == 2 and tokens.data[0].embedding != tokens.data[1].embedding
 
 
-
 def test_embeddings_refuse_more_inputs_than_the_spec_allows(srv: FakeOpenAIServer, client: openai.OpenAI) -> None:
     ok = client.embeddings.create(model="e", input=["x"] * 2048, encoding_format="float")
     assert len(ok.data) == 2048
     with pytest.raises(openai.BadRequestError, match="at most 2048"):
         client.embeddings.create(model="e", input=["x"] * 2049, encoding_format="float")
+
 
 def test_models_list(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
@@ -361,7 +366,9 @@ def test_max_in_flight_counts_concurrency(sdk: Callable[..., openai.OpenAI]) -> 
             with lock:
                 results.append(r.choices[0].message.content)
 
-        def run(workers: int, gate: threading.Semaphore | None, barrier: threading.Barrier | None, in_flight: int) -> None:
+        def run(
+            workers: int, gate: threading.Semaphore | None, barrier: threading.Barrier | None, in_flight: int
+        ) -> None:
             """Every answer waits until `in_flight` requests are at the server together."""
             release = threading.Event()
             server.fail_always(Fault.hold(release))

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from openai_utils import AzureClient, OpenAIClient, client, default, register_client
-from openai_utils.openai_client import CHAT
 from openai_utils.concurrency import call_slots
 from openai_utils.local import LocalClient
+from openai_utils.openai_client import CHAT
 from openai_utils.ratelimit import rate_gate
 from tests.fake_server import FakeOpenAIServer
 
@@ -93,7 +93,7 @@ def test_parent_and_child_calling_right_after_a_fork_each_get_their_own_answers(
     for round_ in range(ROUNDS):
         mine = [f"parent {round_}.{i}" for i in range(PROMPTS)]
         theirs = [f"child {round_}.{i}" for i in range(PROMPTS)]
-        _, collect = in_child(lambda: [ask(p) for p in theirs])
+        _, collect = in_child(lambda theirs=theirs: [ask(p) for p in theirs])
         answers = [ask(p) for p in mine]
         assert collect() == [f"echo: {p}" for p in theirs]
         assert answers == [f"echo: {p}" for p in mine]
@@ -113,7 +113,7 @@ def test_async_calls_in_parent_and_child_after_a_fork_get_their_own_answers(oai:
         for round_ in range(ROUNDS):
             theirs = [f"child {round_}.{i}" for i in range(PROMPTS)]
             mine = [f"parent {round_}.{i}" for i in range(PROMPTS)]
-            _, collect = in_child(lambda: asyncio.run(ask_all(theirs)))
+            _, collect = in_child(lambda theirs=theirs: asyncio.run(ask_all(theirs)))
             answers = loop.run_until_complete(ask_all(mine))
             assert collect() == [f"echo: {p}" for p in theirs]
             assert answers == [f"echo: {p}" for p in mine]

@@ -10,7 +10,7 @@ import pytest
 
 from openai_utils import ConfigError, InvalidRequestError, NonTerminalError, OpenAIClient, default
 from tests.conftest import Sleeps
-from tests.fake_server import Fault, FakeOpenAIServer
+from tests.fake_server import FakeOpenAIServer, Fault
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -22,13 +22,17 @@ def test_call_renders_sends_and_returns_the_content(oai: OpenAIClient, server: F
     assert body["messages"] == call.messages and body["temperature"] == 0.2
 
 
-def test_system_template_alone_and_names_with_suffix(oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
+def test_system_template_alone_and_names_with_suffix(
+    oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
+) -> None:
     call = LLMCall("greet.system.mustache")
     call.call(who="Bo")
     assert call.messages == [{"role": "system", "content": "You greet Bo."}]
 
 
-def test_model_params_and_defaults_reach_the_request(oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
+def test_model_params_and_defaults_reach_the_request(
+    oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
+) -> None:
     force_default_value("model", "from-default")
     LLMCall("greet.system", "greet.user", max_tokens=30).call(who="A", lang="B")
     body = server.requests[0].body
@@ -47,7 +51,9 @@ def test_a_failed_call_returns_none_and_is_kept(oai: OpenAIClient, server: FakeO
     assert call.model_output is None and call.messages is not None
 
 
-def test_a_missing_variable_is_named_and_nothing_is_sent(oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
+def test_a_missing_variable_is_named_and_nothing_is_sent(
+    oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
+) -> None:
     with pytest.raises(TemplateVariableError, match="lang"):
         LLMCall("greet.system", "greet.user").call(who="A")
     assert server.requests == []

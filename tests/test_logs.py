@@ -78,7 +78,10 @@ def test_basic_config_takes_over_and_nothing_prints_twice(servers: tuple[str, st
     )
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert [line.split()[:3] for line in lines] == [["ROOT", "openai_utils", "WARNING"], ["ROOT", "openai_utils", "ERROR"]]
+    assert [line.split()[:3] for line in lines] == [
+        ["ROOT", "openai_utils", "WARNING"],
+        ["ROOT", "openai_utils", "ERROR"],
+    ]
 
 
 def test_a_handler_on_the_package_logger_takes_over(servers: tuple[str, str], tmp_path: Path) -> None:
@@ -104,7 +107,9 @@ def test_a_handler_on_the_package_logger_takes_over(servers: tuple[str, str], tm
         ('logging.getLogger("openai_utils").addHandler(logging.NullHandler())', []),
     ],
 )
-def test_the_documented_ways_to_quieten_it(setup: str, expected: list[str], servers: tuple[str, str], tmp_path: Path) -> None:
+def test_the_documented_ways_to_quieten_it(
+    setup: str, expected: list[str], servers: tuple[str, str], tmp_path: Path
+) -> None:
     done = run_script("import logging\n" + setup + "\n", servers, tmp_path)
     assert done.returncode == 0, done.stderr
     assert [line.split()[1].rstrip(":") for line in done.stderr.splitlines()] == expected

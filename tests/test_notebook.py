@@ -33,7 +33,8 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 def kernel_env() -> dict[str, str]:
     """This environment, less any secret: the kernel imports openai_utils from this checkout."""
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(("OPENAI_", "AZURE_")) or key == "OPENAI_UTILS_CACHE_DIR"
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -64,7 +65,9 @@ def outputs(notebook: Any) -> Iterator[Any]:
 
 
 def stderr_text(notebook: Any) -> str:
-    return "".join(output.text for output in outputs(notebook) if output.output_type == "stream" and output.name == "stderr")
+    return "".join(
+        output.text for output in outputs(notebook) if output.output_type == "stream" and output.name == "stderr"
+    )
 
 
 def stderr_of(cell: Any) -> list[str]:
@@ -90,7 +93,11 @@ def test_quickstart_runs_clean_in_a_kernel_and_a_rerun_comes_from_the_cache(tmp_
     pytest.importorskip("xllamacpp", reason=ENGINE_MISSING, exc_type=ImportError)
     first = execute(nbformat.read(QUICKSTART, as_version=4), tmp_path)
     assert_clean(first)
-    printed = {index: "".join(o.text for o in cell.outputs if o.get("name") == "stdout") for index, cell in enumerate(first.cells) if cell.cell_type == "code"}
+    printed = {
+        index: "".join(o.text for o in cell.outputs if o.get("name") == "stdout")
+        for index, cell in enumerate(first.cells)
+        if cell.cell_type == "code"
+    }
     assert all(text.strip() for index, text in printed.items() if "print(" in first.cells[index].source), printed
     bars = [output for output in outputs(first) if output.output_type == "display_data"]
     has_widgets = _imports("ipywidgets")
@@ -115,11 +122,15 @@ def test_the_quickstart_ships_without_outputs() -> None:
 
 # -- the progress bar in a kernel -------------------------------------------------------------
 
-MAP_TWELVE = "from openai_utils.parallel import map_calls\nresults = map_calls(lambda x: x * 2, range(12))\nprint(sum(results))"
+MAP_TWELVE = (
+    "from openai_utils.parallel import map_calls\nresults = map_calls(lambda x: x * 2, range(12))\nprint(sum(results))"
+)
 
 
 def test_a_kernel_without_ipywidgets_gets_the_text_bar_and_no_warning(tmp_path: Path) -> None:
-    notebook = execute(code_notebook("import sys\nsys.modules['ipywidgets'] = None  # as if not installed", MAP_TWELVE), tmp_path)
+    notebook = execute(
+        code_notebook("import sys\nsys.modules['ipywidgets'] = None  # as if not installed", MAP_TWELVE), tmp_path
+    )
     assert_clean(notebook)
     assert "calls: 100%" in stderr_text(notebook) and "12/12" in stderr_text(notebook)
     assert not any(output.output_type == "display_data" for output in outputs(notebook))
@@ -132,7 +143,9 @@ def test_a_kernel_with_ipywidgets_gets_the_widget_and_no_warning(tmp_path: Path)
     notebook = execute(code_notebook(MAP_TWELVE), tmp_path)
     assert_clean(notebook)
     assert stderr_text(notebook) == ""
-    widgets = [output for output in outputs(notebook) if output.output_type == "display_data" and WIDGET_VIEW in output.data]
+    widgets = [
+        output for output in outputs(notebook) if output.output_type == "display_data" and WIDGET_VIEW in output.data
+    ]
     assert len(widgets) == 1 and widgets[0].data["text/plain"].startswith("calls:")
 
 
@@ -155,7 +168,8 @@ def test_a_warning_shows_under_its_cell_once_and_logging_config_takes_over(tmp_p
                 "import os\nos.environ['OPENAI_API_KEY'] = 'sk-test'\n"
                 f"from openai_utils import client, force_default_value\nforce_default_value('base_url', {server.base_url!r})",
                 cut_off % "one two three four",
-                "import logging\nlogging.basicConfig(format='ROOT %(levelname)s %(message)s')\n" + cut_off % "five six seven eight",
+                "import logging\nlogging.basicConfig(format='ROOT %(levelname)s %(message)s')\n"
+                + cut_off % "five six seven eight",
             ),
             tmp_path,
         )

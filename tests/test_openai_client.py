@@ -39,7 +39,9 @@ def chat_requests(server: FakeOpenAIServer) -> list[Any]:
 # -- the happy path and what is sent ------------------------------------------------------
 
 
-def test_send_message_returns_the_assistant_message_as_a_plain_dict(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_send_message_returns_the_assistant_message_as_a_plain_dict(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     reply = client().send_message(HI, temperature=0)
     assert reply == {"role": "assistant", "content": "echo: Hi"}
     assert isinstance(reply, dict) and dict(reply) == reply
@@ -55,13 +57,31 @@ def test_unset_sampling_parameters_are_not_sent(oai: OpenAIClient, server: FakeO
 
 def test_every_parameter_and_pass_through_reaches_the_server(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
     oai.send_message(
-        HI, model="m", temperature=0.3, max_tokens=50, top_p=0.9, frequency_penalty=0.1,
-        presence_penalty=0.2, stop=["\n"], seed=7, user="u1", logprobs=True,
+        HI,
+        model="m",
+        temperature=0.3,
+        max_tokens=50,
+        top_p=0.9,
+        frequency_penalty=0.1,
+        presence_penalty=0.2,
+        stop=["\n"],
+        seed=7,
+        user="u1",
+        logprobs=True,
     )
     body = chat_requests(server)[0].body
     assert body == {
-        "messages": HI, "model": "m", "temperature": 0.3, "max_tokens": 50, "top_p": 0.9,
-        "frequency_penalty": 0.1, "presence_penalty": 0.2, "stop": ["\n"], "seed": 7, "user": "u1", "logprobs": True,
+        "messages": HI,
+        "model": "m",
+        "temperature": 0.3,
+        "max_tokens": 50,
+        "top_p": 0.9,
+        "frequency_penalty": 0.1,
+        "presence_penalty": 0.2,
+        "stop": ["\n"],
+        "seed": 7,
+        "user": "u1",
+        "logprobs": True,
     }
 
 
@@ -96,7 +116,10 @@ def test_echo_returns_the_conversation_and_the_reply(oai: OpenAIClient) -> None:
 
 
 def test_tool_calls_come_back_as_plain_dicts(oai: OpenAIClient) -> None:
-    reply = oai.send_message([{"role": "user", "content": "__tool__"}], tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+    reply = oai.send_message(
+        [{"role": "user", "content": "__tool__"}],
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    )
     assert reply is not None and not isinstance(reply, list)
     assert reply["content"] is None
     assert reply["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
@@ -130,7 +153,9 @@ def test_persistent_429_makes_exactly_max_attempts_requests_then_returns_none(
     assert len(errors) == 1 and "4 attempts" in errors[0].getMessage() and "RateLimitError" in errors[0].getMessage()
 
 
-def test_waits_follow_the_config_and_are_capped(oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+def test_waits_follow_the_config_and_are_capped(
+    oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]
+) -> None:
     force_default_value("max_attempts", 6)
     force_default_value("waiting_time", 2)
     force_default_value("exponential_backoff_factor", 2)
@@ -166,8 +191,14 @@ def test_retryable_statuses_are_retried(oai: OpenAIClient, server: FakeOpenAISer
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])
-def test_invalid_requests_raise_at_once_with_the_server_message(oai: OpenAIClient, server: FakeOpenAIServer, status: int) -> None:
-    server.script(Fault.status(status, body={"error": {"message": "you sent nonsense", "type": "invalid_request_error", "code": "bad"}}))
+def test_invalid_requests_raise_at_once_with_the_server_message(
+    oai: OpenAIClient, server: FakeOpenAIServer, status: int
+) -> None:
+    server.script(
+        Fault.status(
+            status, body={"error": {"message": "you sent nonsense", "type": "invalid_request_error", "code": "bad"}}
+        )
+    )
     with pytest.raises(InvalidRequestError) as caught:
         oai.send_message(HI)
     assert len(chat_requests(server)) == 1
@@ -185,7 +216,18 @@ def test_authentication_errors_name_the_variable(oai: OpenAIClient, server: Fake
 
 
 def test_insufficient_quota_is_not_retried(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    server.script(Fault.status(429, body={"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}))
+    server.script(
+        Fault.status(
+            429,
+            body={
+                "error": {
+                    "message": "You exceeded your current quota",
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                }
+            },
+        )
+    )
     with pytest.raises(QuotaExceededError, match="quota"):
         oai.send_message(HI)
     assert len(chat_requests(server)) == 1
@@ -245,7 +287,10 @@ def test_a_custom_client_raising_nonterminal_error_is_retried(sleeps: list[float
             Flaky.calls += 1
             if Flaky.calls < 3:
                 raise NonTerminalError("busy, try later")
-            return {"model": request["model"], "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}}]}
+            return {
+                "model": request["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}}],
+            }
 
     register_client("flaky", Flaky(sleep=sleeps.append, random_value=lambda: 0.5))
     from openai_utils import _get_client_for_api_type
@@ -254,11 +299,12 @@ def test_a_custom_client_raising_nonterminal_error_is_retried(sleeps: list[float
     assert Flaky.calls == 3 and sleeps == [1.0, 2.0]
 
 
-def test_secrets_are_never_logged(oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_are_never_logged(
+    oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
     server.script(Fault.status(500), Fault.status(401))
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(AuthenticationError):
-            oai.send_message(HI)
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthenticationError):
+        oai.send_message(HI)
     assert caplog.records, "expected retry logs"
     assert all("sk-test-secret" not in r.getMessage() for r in caplog.records)
 
@@ -366,7 +412,9 @@ def test_a_long_list_of_texts_goes_out_in_parts_the_spec_allows(
     assert [t for part in sent for t in part] == MANY_TEXTS
 
 
-def test_each_part_of_a_long_list_is_retried_on_its_own(oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+def test_each_part_of_a_long_list_is_retried_on_its_own(
+    oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]
+) -> None:
     server.script(Fault.delay(0), Fault.status(503), path="/embeddings")  # the second part fails once
     assert oai.get_embedding(MANY_TEXTS) == [embedding_vector(t) for t in MANY_TEXTS]
     sent = embedding_inputs(server)
@@ -403,7 +451,9 @@ def test_a_cache_hit_makes_no_request(oai: OpenAIClient, server: FakeOpenAIServe
     assert len(chat_requests(server)) == 2
 
 
-def test_a_cached_answer_can_be_edited_by_the_caller_without_changing_the_cache(oai: OpenAIClient, tmp_path: Any) -> None:
+def test_a_cached_answer_can_be_edited_by_the_caller_without_changing_the_cache(
+    oai: OpenAIClient, tmp_path: Any
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     reply = oai.send_message(HI)
     assert isinstance(reply, dict)
@@ -411,7 +461,9 @@ def test_a_cached_answer_can_be_edited_by_the_caller_without_changing_the_cache(
     assert oai.send_message(HI) == {"role": "assistant", "content": "echo: Hi"}
 
 
-def test_a_call_rate_limited_once_is_a_hit_next_time(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+def test_a_call_rate_limited_once_is_a_hit_next_time(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     server.script(Fault.status(429))
     oai.send_message(HI)
@@ -440,7 +492,9 @@ def azure(server: FakeOpenAIServer, sleeps: list[float], monkeypatch: pytest.Mon
     return fresh
 
 
-def test_azure_uses_the_deployment_url_api_version_and_api_key_header(azure: AzureClient, server: FakeOpenAIServer) -> None:
+def test_azure_uses_the_deployment_url_api_version_and_api_key_header(
+    azure: AzureClient, server: FakeOpenAIServer
+) -> None:
     reply = azure.send_message(HI, model="my-deployment")
     assert reply == {"role": "assistant", "content": "echo: Hi"}
     sent = server.requests[0]
@@ -462,7 +516,9 @@ def test_azure_embeddings_use_the_embedding_deployment(azure: AzureClient, serve
     assert server.requests[0].path == "/openai/deployments/emb-deploy/embeddings"
 
 
-def test_azure_accepts_the_alternative_key_variable(azure: AzureClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_azure_accepts_the_alternative_key_variable(
+    azure: AzureClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AZURE_OPENAI_KEY")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "other-secret")
     azure.send_message(HI, model="d")
@@ -496,12 +552,20 @@ def test_rate_limit_error_carries_the_retry_hint(oai: OpenAIClient, server: Fake
 # -- reasoning models ------------------------------------------------------------------------
 
 
-def test_reasoning_models_get_max_completion_tokens_and_no_sampling(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_reasoning_models_get_max_completion_tokens_and_no_sampling(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     force_default_value("temperature", 0.7)
     force_default_value("reasoning_effort", "low")
     oai.send_message(HI, model="o3-mini", max_tokens=300, top_p=0.5, presence_penalty=0.1, seed=1)
     body = chat_requests(server)[0].body
-    assert body == {"messages": HI, "model": "o3-mini", "max_completion_tokens": 300, "reasoning_effort": "low", "seed": 1}
+    assert body == {
+        "messages": HI,
+        "model": "o3-mini",
+        "max_completion_tokens": 300,
+        "reasoning_effort": "low",
+        "seed": 1,
+    }
 
 
 def test_a_call_can_set_reasoning_effort_and_retries_send_the_same(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
@@ -532,20 +596,34 @@ def test_ordinary_models_keep_their_parameters(oai: OpenAIClient, server: FakeOp
 
 def filtered_completion(finish_reason: str) -> dict[str, Any]:
     return {
-        "id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o",
-        "choices": [{
-            "index": 0, "finish_reason": finish_reason,
-            "message": {"role": "assistant", "content": None},
-            "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}, "violence": {"filtered": True, "severity": "medium"}},
-        }],
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "message": {"role": "assistant", "content": None},
+                "content_filter_results": {
+                    "hate": {"filtered": False, "severity": "safe"},
+                    "violence": {"filtered": True, "severity": "medium"},
+                },
+            }
+        ],
     }
 
 
-def test_a_filtered_answer_raises_with_its_categories(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any) -> None:
+def test_a_filtered_answer_raises_with_its_categories(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any
+) -> None:
     from openai_utils import ContentFilterError
 
     force_api_cache(True, str(tmp_path / "c.pickle"))
-    server.script(Fault.status(200, body=filtered_completion("content_filter")), Fault.status(200, body=filtered_completion("content_filter")))
+    server.script(
+        Fault.status(200, body=filtered_completion("content_filter")),
+        Fault.status(200, body=filtered_completion("content_filter")),
+    )
     with pytest.raises(ContentFilterError) as caught:
         oai.send_message(HI)
     assert caught.value.categories == ["violence"]
@@ -559,14 +637,24 @@ def test_a_filtered_answer_raises_with_its_categories(oai: OpenAIClient, server:
 def test_azures_content_filter_400_names_the_categories(azure: AzureClient, server: FakeOpenAIServer) -> None:
     from openai_utils import ContentFilterError
 
-    body = {"error": {
-        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
-        "type": None, "param": "prompt", "code": "content_filter", "status": 400,
-        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
-            "hate": {"filtered": True, "severity": "high"}, "self_harm": {"filtered": False, "severity": "safe"},
-            "sexual": {"filtered": False, "severity": "safe"}, "violence": {"filtered": True, "severity": "medium"},
-        }},
-    }}
+    body = {
+        "error": {
+            "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_result": {
+                    "hate": {"filtered": True, "severity": "high"},
+                    "self_harm": {"filtered": False, "severity": "safe"},
+                    "sexual": {"filtered": False, "severity": "safe"},
+                    "violence": {"filtered": True, "severity": "medium"},
+                },
+            },
+        }
+    }
     server.script(Fault.status(400, body=body))
     with pytest.raises(ContentFilterError, match="filtered: hate, violence") as caught:
         azure.send_message(HI, model="d")
@@ -589,8 +677,16 @@ def test_a_cut_off_answer_is_flagged_and_logged(oai: OpenAIClient, caplog: pytes
 # -- tools -------------------------------------------------------------------------------------
 
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 
 def test_a_tool_conversation_is_sent_and_counted(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
@@ -614,7 +710,9 @@ def test_a_tool_conversation_is_sent_and_counted(oai: OpenAIClient, server: Fake
 # -- Azure Entra ID ----------------------------------------------------------------------------
 
 
-def test_azure_uses_an_entra_token_from_the_environment(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_azure_uses_an_entra_token_from_the_environment(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
     monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", "entra-token-1")
     AzureClient().send_message(HI, model="d")
@@ -652,7 +750,9 @@ def test_azure_signs_in_with_azure_identity_and_refreshes(
     assert all("token-" not in r.getMessage() for r in caplog.records)
 
 
-def test_azure_without_any_credential_says_every_way_to_fix_it(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_azure_without_any_credential_says_every_way_to_fix_it(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
@@ -668,9 +768,27 @@ def test_azure_without_any_credential_says_every_way_to_fix_it(server: FakeOpenA
 # -- bad arguments are refused before any request ----------------------------------------------
 
 BAD_CALLS: list[tuple[str, str, tuple[Any, ...], dict[str, Any], tuple[str, ...]]] = [
-    ("surrogate", "send_message", ([{"role": "user", "content": "a\ud800b"}],), {}, ("messages[0]['content']", "surrogate")),
-    ("set-content", "send_message", ([{"role": "user", "content": {"a", "b"}}],), {}, ("messages[0]['content']", "set", "list of content parts")),
-    ("nested-set", "send_message", ([{"role": "user", "content": [{"type": "text", "text": {"a"}}]}],), {}, ("messages[0]['content'][0]['text']", "set")),
+    (
+        "surrogate",
+        "send_message",
+        ([{"role": "user", "content": "a\ud800b"}],),
+        {},
+        ("messages[0]['content']", "surrogate"),
+    ),
+    (
+        "set-content",
+        "send_message",
+        ([{"role": "user", "content": {"a", "b"}}],),
+        {},
+        ("messages[0]['content']", "set", "list of content parts"),
+    ),
+    (
+        "nested-set",
+        "send_message",
+        ([{"role": "user", "content": [{"type": "text", "text": {"a"}}]}],),
+        {},
+        ("messages[0]['content'][0]['text']", "set"),
+    ),
     ("temperature-nan", "send_message", (HI,), {"temperature": float("nan")}, ("temperature=nan", "from 0 to 2")),
     ("temperature-str", "send_message", (HI,), {"temperature": "0.5"}, ("temperature='0.5'", "a number from 0 to 2")),
     ("top_p-big", "send_message", (HI,), {"top_p": 2}, ("top_p=2", "from 0 to 1")),
@@ -681,7 +799,13 @@ BAD_CALLS: list[tuple[str, str, tuple[Any, ...], dict[str, Any], tuple[str, ...]
     ("max_attempts-zero", "send_message", (HI,), {"max_attempts": 0}, ("max_attempts=0", "from 1 to 1000")),
     ("max_attempts-huge", "send_message", (HI,), {"max_attempts": 1200}, ("max_attempts=1200", "from 1 to 1000")),
     ("waiting_time-huge", "send_message", (HI,), {"waiting_time": 1e300}, ("waiting_time=1e+300", "from 0 to 86400")),
-    ("factor-huge", "send_message", (HI,), {"exponential_backoff_factor": 1e300}, ("exponential_backoff_factor=1e+300", "from 1 to 100")),
+    (
+        "factor-huge",
+        "send_message",
+        (HI,),
+        {"exponential_backoff_factor": 1e300},
+        ("exponential_backoff_factor=1e+300", "from 1 to 100"),
+    ),
     ("n-zero", "send_message", (HI,), {"n": 0}, ("n=0", "from 1 to 128")),
     ("n-none", "send_message", (HI,), {"n": None}, ("n=None", "from 1 to 128")),
     ("stream-str", "send_message", (HI,), {"stream": "yes"}, ("stream='yes'", "True or False")),
@@ -697,10 +821,17 @@ BAD_CALLS: list[tuple[str, str, tuple[Any, ...], dict[str, Any], tuple[str, ...]
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
-@pytest.mark.parametrize(("method", "args", "kwargs", "fragments"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+@pytest.mark.parametrize(
+    ("method", "args", "kwargs", "fragments"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
+)
 def test_a_bad_argument_is_an_invalid_request_error_before_any_request(
-    oai: OpenAIClient, server: FakeOpenAIServer, asynchronous: bool,
-    method: str, args: tuple[Any, ...], kwargs: dict[str, Any], fragments: tuple[str, ...],
+    oai: OpenAIClient,
+    server: FakeOpenAIServer,
+    asynchronous: bool,
+    method: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    fragments: tuple[str, ...],
 ) -> None:
     import asyncio
 
@@ -716,9 +847,22 @@ def test_a_bad_argument_is_an_invalid_request_error_before_any_request(
 
 
 def test_good_arguments_at_the_ends_of_their_ranges_are_sent(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    assert oai.send_message(
-        HI, temperature=2, top_p=0, max_tokens=1, frequency_penalty=-2, presence_penalty=2, timeout=86_400,
-        max_attempts=1000, waiting_time=0, exponential_backoff_factor=100, n=1, stream=False,
-    ) is not None
+    assert (
+        oai.send_message(
+            HI,
+            temperature=2,
+            top_p=0,
+            max_tokens=1,
+            frequency_penalty=-2,
+            presence_penalty=2,
+            timeout=86_400,
+            max_attempts=1000,
+            waiting_time=0,
+            exponential_backoff_factor=100,
+            n=1,
+            stream=False,
+        )
+        is not None
+    )
     assert oai.get_embedding("x", timeout=0.5, max_attempts=1) is not None
     assert len(server.requests) == 2

@@ -116,7 +116,9 @@ def test_the_async_client_is_closed_when_its_loop_ends(oai: OpenAIClient) -> Non
     assert seen[0].is_closed()
 
 
-def test_a_key_change_rebuilds_the_async_client(oai: OpenAIClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_key_change_rebuilds_the_async_client(
+    oai: OpenAIClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def main() -> None:
         await oai.asend_message(HI)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-new")

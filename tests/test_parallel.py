@@ -50,12 +50,16 @@ def wait_for_workers_to_exit(seconds: float = 30.0) -> list[threading.Thread]:
 # -- order, the concurrency limit, failures --------------------------------------------------
 
 
-def send_messages_while_held(oai: OpenAIClient, server: FakeOpenAIServer, items: int, max_workers: int, in_flight: int) -> list[Any]:
+def send_messages_while_held(
+    oai: OpenAIClient, server: FakeOpenAIServer, items: int, max_workers: int, in_flight: int
+) -> list[Any]:
     """send_messages with every answer held at the server until `in_flight` requests are there."""
     release = threading.Event()
     server.fail_always(Fault.hold(release))
     results: list[Any] = []
-    runner = threading.Thread(target=lambda: results.extend(send_messages(oai, [conversation(i) for i in range(items)], max_workers)))
+    runner = threading.Thread(
+        target=lambda: results.extend(send_messages(oai, [conversation(i) for i in range(items)], max_workers))
+    )
     runner.start()
     try:
         assert server.wait_in_flight(in_flight)
@@ -114,7 +118,9 @@ def test_retries_exhausted_leave_none_as_send_message_returns(oai: OpenAIClient,
     assert len(server.requests) == 31  # item 23 tried twice
 
 
-def test_with_raise_on_failure_exhausted_retries_are_exceptions_in_their_slot(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_with_raise_on_failure_exhausted_retries_are_exceptions_in_their_slot(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     from openai_utils import RetriesExhaustedError
 
     force_default_value("raise_on_failure", True)
@@ -140,7 +146,9 @@ def test_an_empty_list_returns_at_once_without_threads() -> None:
     assert workers_alive() == []
 
 
-def test_cached_answers_are_served_again_without_requests(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_cached_answers_are_served_again_without_requests(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "cache.pickle"))
     first = send_messages(oai, [conversation(i) for i in range(30)], max_workers=8)
     again = send_messages(oai, [conversation(i) for i in range(30)], max_workers=8)
@@ -253,7 +261,9 @@ def test_ctrl_c_cancels_pending_items_and_leaves_no_thread(oai: OpenAIClient, se
     assert len(server.requests) == len(tracker.started) < 100
 
 
-def test_a_keyboard_interrupt_from_the_progress_callback_stops_cleanly(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_a_keyboard_interrupt_from_the_progress_callback_stops_cleanly(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     server.latency = 0.2
     tracker = Tracker(hold_after=5)
     seen: list[tuple[int, int]] = []
@@ -279,7 +289,9 @@ def test_a_keyboard_interrupt_from_the_progress_callback_stops_cleanly(oai: Open
     assert len(server.requests) == len(tracker.started)
 
 
-def test_answers_finished_before_ctrl_c_are_in_the_cache(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_answers_finished_before_ctrl_c_are_in_the_cache(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "cache.pickle"))
     server.latency = 0.02
     tracker = Tracker(hold_after=10)
@@ -321,7 +333,10 @@ def test_llm_call_map_returns_contents_in_order_and_keeps_each_items_state(
     results = map_llm_call(call, configs, max_workers=8)
     assert results == [f"echo: Say hello to P{i} in French." for i in range(30)]
     assert call.messages == [
-        [{"role": "system", "content": f"You greet P{i}."}, {"role": "user", "content": f"Say hello to P{i} in French."}]
+        [
+            {"role": "system", "content": f"You greet P{i}."},
+            {"role": "user", "content": f"Say hello to P{i} in French."},
+        ]
         for i in range(30)
     ]
     assert call.model_output == [{"role": "assistant", "content": r} for r in results]
@@ -331,7 +346,9 @@ def test_llm_call_map_returns_contents_in_order_and_keeps_each_items_state(
     assert call.messages[0] == {"role": "system", "content": "You greet Z."}
 
 
-def test_llm_call_map_reports_a_missing_variable_in_its_slot(oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path) -> None:
+def test_llm_call_map_reports_a_missing_variable_in_its_slot(
+    oai: OpenAIClient, server: FakeOpenAIServer, prompts: Path
+) -> None:
     call = LLMCall("greet.system", "greet.user")
     configs: list[dict[str, Any]] = [{"who": "A", "lang": "x"}, {"who": "B"}, {"who": "C", "lang": "y"}]
     results = map_llm_call(call, configs)

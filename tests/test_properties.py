@@ -100,8 +100,13 @@ def safe_defaults(server: FakeOpenAIServer) -> None:
     """What every call here runs under, forced over whatever an example set: the loopback server,
     one attempt, no cache file, no rate limit that could make a call wait a minute."""
     for name, value in (
-        ("base_url", server.base_url), ("max_attempts", 1), ("timeout", 10.0), ("cache_api_calls", False),
-        ("requests_per_minute", 0), ("tokens_per_minute", 0), ("raise_on_failure", False),
+        ("base_url", server.base_url),
+        ("max_attempts", 1),
+        ("timeout", 10.0),
+        ("cache_api_calls", False),
+        ("requests_per_minute", 0),
+        ("tokens_per_minute", 0),
+        ("raise_on_failure", False),
     ):
         force_default_value(name, value)
     rate_gate.reset()
@@ -112,14 +117,21 @@ def safe_defaults(server: FakeOpenAIServer) -> None:
 surrogate = st.integers(0xD800, 0xDFFF).map(chr)
 texts = st.text(max_size=20) | st.lists(st.text(max_size=3) | surrogate, min_size=1, max_size=4).map("".join)
 leaves = (
-    st.none() | st.booleans() | st.integers() | st.floats() | texts
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | texts
     | st.sampled_from([math.nan, math.inf, -math.inf, 1e300, b"bytes", 1j])
     | st.builds(pow, st.just(10), st.just(5000))  # past Python's int-to-text digit limit
-    | st.sets(st.integers(), max_size=2) | st.builds(object)
+    | st.sets(st.integers(), max_size=2)
+    | st.builds(object)
 )
 values = st.recursive(
     leaves,
-    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner) | st.dictionaries(texts | st.integers(), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.tuples(inner) | st.dictionaries(texts | st.integers(), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 numbers = st.none() | st.integers(-5, 2000) | st.floats() | st.sampled_from([0, 0.5, 1, 2, -1, 1e300, "1", True, [1]])
@@ -131,7 +143,11 @@ def mostly(valid: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> st.Sea
 
 
 roles = mostly(st.sampled_from(["system", "developer", "user", "assistant"]), texts | st.none() | st.integers())
-parts = st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": mostly(st.text(max_size=20), texts)}), min_size=1, max_size=2)
+parts = st.lists(
+    st.fixed_dictionaries({"type": st.just("text"), "text": mostly(st.text(max_size=20), texts)}),
+    min_size=1,
+    max_size=2,
+)
 contents = mostly(st.text(max_size=30) | parts, texts | st.none() | values)
 messages = mostly(
     st.lists(st.fixed_dictionaries({"role": roles, "content": contents}), min_size=1, max_size=3),
@@ -165,10 +181,15 @@ chat_arguments = st.fixed_dictionaries(
         "user": argument(st.text(max_size=10), values),
         "metadata": argument(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2), values),
         "reasoning_effort": argument(st.sampled_from(["low", "medium", "high"]), values),
-        "response_format": argument(st.sampled_from([{"type": "json_object"}, {"type": "text"}, {"title": "x"}]), values),
+        "response_format": argument(
+            st.sampled_from([{"type": "json_object"}, {"type": "text"}, {"title": "x"}]), values
+        ),
     },
 )
-embedding_texts = mostly(st.text(min_size=1, max_size=20) | st.lists(st.text(min_size=1, max_size=10), min_size=1, max_size=4), st.none() | texts | values)
+embedding_texts = mostly(
+    st.text(min_size=1, max_size=20) | st.lists(st.text(min_size=1, max_size=10), min_size=1, max_size=4),
+    st.none() | texts | values,
+)
 embedding_arguments = st.fixed_dictionaries(
     {},
     optional={
@@ -225,7 +246,7 @@ def test_any_call_raises_only_our_errors(
 KEYS = [s.key for s in SETTINGS]
 NAMES = [s.name for s in SETTINGS]
 config_text = st.text(max_size=15) | st.sampled_from(
-    ["1e300", "-1", "nan", "inf", "0", "0.0005", "1200", "true", "", " ", "0x10", "1_000", "１２", "%(x)s", "2, 3"]
+    ["1e300", "-1", "nan", "inf", "0", "0.0005", "1200", "true", "", " ", "0x10", "1_000", "１２", "%(x)s", "2, 3"]  # noqa: RUF001 - full-width digits on purpose
 )
 config_lines = st.lists(
     st.tuples(st.sampled_from(KEYS) | st.text(string.ascii_letters + "_", min_size=1, max_size=10), config_text).map(
@@ -235,18 +256,20 @@ config_lines = st.lists(
     | st.text(max_size=15),
     max_size=8,
 )
-config_files = (
-    st.tuples(st.sampled_from(["[OpenAI]", "[openai]", "\ufeff[OpenAI]", ""]), config_lines).map(lambda f: "\n".join([f[0], *f[1]]))
-    .map(lambda text: text.encode("utf-8", "surrogatepass"))
-    | st.binary(max_size=40)
-)
+config_files = st.tuples(st.sampled_from(["[OpenAI]", "[openai]", "\ufeff[OpenAI]", ""]), config_lines).map(
+    lambda f: "\n".join([f[0], *f[1]])
+).map(lambda text: text.encode("utf-8", "surrogatepass")) | st.binary(max_size=40)
 forced = st.lists(st.tuples(st.sampled_from(NAMES) | st.text(max_size=8), numbers | values | config_text), max_size=3)
 
 
 @bounded(max_examples=80)
 @given(contents=config_files, overrides=forced)
 def test_any_config_raises_only_config_errors_and_calls_still_work(
-    loopback: LoopbackClient, server: FakeOpenAIServer, tmp_path: Path, contents: bytes, overrides: list[tuple[str, Any]]
+    loopback: LoopbackClient,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    contents: bytes,
+    overrides: list[tuple[str, Any]],
 ) -> None:
     (tmp_path / "config.ini").write_bytes(contents)
     default.reset()
@@ -278,14 +301,26 @@ def accepted(name: str) -> st.SearchStrategy[float]:
 
 @bounded(max_examples=300)
 @given(
-    max_attempts=accepted("max_attempts"), waiting_time=accepted("waiting_time"),
-    factor=accepted("exponential_backoff_factor"), cap=accepted("max_waiting_time"),
-    retry=accepted("max_attempts"), random_value=st.floats(0, 1), hint=st.none() | st.floats(),
+    max_attempts=accepted("max_attempts"),
+    waiting_time=accepted("waiting_time"),
+    factor=accepted("exponential_backoff_factor"),
+    cap=accepted("max_waiting_time"),
+    retry=accepted("max_attempts"),
+    random_value=st.floats(0, 1),
+    hint=st.none() | st.floats(),
 )
 def test_every_accepted_backoff_gives_a_finite_capped_wait(
-    max_attempts: int, waiting_time: float, factor: float, cap: float, retry: int, random_value: float, hint: float | None
+    max_attempts: int,
+    waiting_time: float,
+    factor: float,
+    cap: float,
+    retry: int,
+    random_value: float,
+    hint: float | None,
 ) -> None:
-    policy = RetryPolicy(max_attempts=max_attempts, waiting_time=waiting_time, backoff_factor=factor, max_waiting_time=cap)
+    policy = RetryPolicy(
+        max_attempts=max_attempts, waiting_time=waiting_time, backoff_factor=factor, max_waiting_time=cap
+    )
     wait = policy.wait_before_retry(retry, hint, random_value)
     assert math.isfinite(wait) and 0.0 <= wait <= cap
 
@@ -294,19 +329,26 @@ def test_every_accepted_backoff_gives_a_finite_capped_wait(
 
 TAG_NAMES = ["a", "b", "part", "items", "x.y", "."]
 fragments = (
-    st.sampled_from(["{{", "}}", "{{{", "}}}", "{{#", "{{^", "{{/", "{{>", "{{&", "{{!", "{{=", "=}}", "<% %>", "\n", " ", "{", "}"])
+    st.sampled_from(
+        ["{{", "}}", "{{{", "}}}", "{{#", "{{^", "{{/", "{{>", "{{&", "{{!", "{{=", "=}}", "<% %>", "\n", " ", "{", "}"]
+    )
     | st.sampled_from(TAG_NAMES)
     | st.text(max_size=4)
 )
-template_files = st.lists(fragments, max_size=12).map("".join).map(lambda t: t.encode("utf-8", "surrogatepass")) | st.binary(max_size=20)
+template_files = st.lists(fragments, max_size=12).map("".join).map(
+    lambda t: t.encode("utf-8", "surrogatepass")
+) | st.binary(max_size=20)
 template_values = st.recursive(
     st.none() | st.booleans() | st.integers() | texts,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(TAG_NAMES) | texts, inner, max_size=3),
     max_leaves=8,
 )
 template_names = (
-    st.just("main") | st.sampled_from(["part", "missing", "", "../main", "main.mustache", "x" * 300, "a\x00b"])
-    | st.text(max_size=10) | st.integers() | st.none()
+    st.just("main")
+    | st.sampled_from(["part", "missing", "", "../main", "main.mustache", "x" * 300, "a\x00b"])
+    | st.text(max_size=10)
+    | st.integers()
+    | st.none()
 )
 
 

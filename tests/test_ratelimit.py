@@ -21,7 +21,6 @@ from openai_utils import (
     OpenAIClient,
     RateLimitError,
     ServerError,
-    client,
     default,
     force_default_value,
 )
@@ -702,7 +701,9 @@ BOTH = pytest.mark.parametrize("asynchronous", [False, True], ids=["threads", "a
 
 
 @BOTH
-def test_a_cold_process_sends_no_burst_above_the_rate(virtual: VirtualClock, server: FakeOpenAIServer, asynchronous: bool) -> None:
+def test_a_cold_process_sends_no_burst_above_the_rate(
+    virtual: VirtualClock, server: FakeOpenAIServer, asynchronous: bool
+) -> None:
     """16 calls at once in a fresh process, whose first requests spend a second building the
     SDK client: at 240 a minute the server sees 4 at once (a second's worth), then one every
     0.25 s, not the 8 whose turn had come while the client was being built."""
@@ -720,7 +721,9 @@ def test_a_cold_process_sends_no_burst_above_the_rate(virtual: VirtualClock, ser
 
 
 @BOTH
-def test_requests_held_up_by_busy_slots_leave_at_the_rate(virtual: VirtualClock, server: FakeOpenAIServer, asynchronous: bool) -> None:
+def test_requests_held_up_by_busy_slots_leave_at_the_rate(
+    virtual: VirtualClock, server: FakeOpenAIServer, asynchronous: bool
+) -> None:
     """Both concurrency slots are held by slow requests while 6 more wait: when the slow ones
     end, 2 s later, the 6 leave at 240 a minute (4 at once, then every 0.25 s), not together."""
     force_default_value("requests_per_minute", 240)
@@ -745,13 +748,17 @@ def test_requests_held_up_by_busy_slots_leave_at_the_rate(virtual: VirtualClock,
     assert times == [0.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.25, 2.5]
 
 
-def test_rpm_60_spaces_20_requests_from_send_messages_a_second_apart(virtual: VirtualClock, server: FakeOpenAIServer) -> None:
+def test_rpm_60_spaces_20_requests_from_send_messages_a_second_apart(
+    virtual: VirtualClock, server: FakeOpenAIServer
+) -> None:
     """A bucket of one second's worth: the first request at once, every later one a second after."""
     force_default_value("requests_per_minute", 60)
     client = SimulatedClient(virtual)
     conversations = [[{"role": "user", "content": f"q{i}"}] for i in range(20)]
     results: list[Any] = []
-    runner = threading.Thread(target=lambda: results.extend(client.send_messages(conversations, max_workers=8, progress=False)))
+    runner = threading.Thread(
+        target=lambda: results.extend(client.send_messages(conversations, max_workers=8, progress=False))
+    )
     runner.start()
     try:
         run_out(virtual, client, calls=20, at_once=8)
@@ -781,13 +788,17 @@ def test_after_a_429_nothing_else_reaches_the_server_until_the_pause_ends(
     assert times[:2] == [0.0, 1.0] and min(times[1:]) >= 1.0  # the 429 alone, then the pause
 
 
-def test_on_the_real_clock_requests_over_the_burst_wait_at_least_their_turn(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_on_the_real_clock_requests_over_the_burst_wait_at_least_their_turn(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     """The real clock and sleeps, end to end: at 600 a minute (10 at once, then one every 0.1 s)
     the 20th request cannot arrive before 1 s has passed. Only a lower bound, which a slow
     machine can only exceed."""
     force_default_value("requests_per_minute", 600)
     started = time.monotonic()
-    results = oai.send_messages([[{"role": "user", "content": f"q{i}"}] for i in range(20)], max_workers=8, progress=False)
+    results = oai.send_messages(
+        [[{"role": "user", "content": f"q{i}"}] for i in range(20)], max_workers=8, progress=False
+    )
     assert results == [{"role": "assistant", "content": f"echo: q{i}"} for i in range(20)]
     times = arrivals(server)
     assert len(times) == 20

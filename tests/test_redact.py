@@ -24,7 +24,9 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 def test_the_configured_key_is_masked_in_text_and_in_every_string_of_a_body(key: str) -> None:
     assert redact(f"Incorrect API key provided: Bearer {key}.") == f"Incorrect API key provided: Bearer {MASK}."
     body = {"error": {"message": f"bad key {key}", "seen": [key, 1, None, {"deeper": key + "!"}]}}
-    assert redact_value(body) == {"error": {"message": f"bad key {MASK}", "seen": [MASK, 1, None, {"deeper": MASK + "!"}]}}
+    assert redact_value(body) == {
+        "error": {"message": f"bad key {MASK}", "seen": [MASK, 1, None, {"deeper": MASK + "!"}]}
+    }
     assert body["error"]["seen"][0] == key  # the caller's value is not changed
 
 
@@ -52,7 +54,9 @@ def test_a_secret_containing_another_is_masked_whole(monkeypatch: pytest.MonkeyP
 
 def test_every_error_masks_its_message_code_request_id_and_body(key: str) -> None:
     error = NonTerminalError(f"echo {key}", code=key, request_id=key, body={"k": key})
-    assert key not in str(error) + repr(error) + error.message + repr(error.body) + str(error.code) + str(error.request_id)
+    assert key not in str(error) + repr(error) + error.message + repr(error.body) + str(error.code) + str(
+        error.request_id
+    )
     filtered = ContentFilterError(f"echo {key}", categories=[], results={"k": key})
     assert key not in repr(filtered.results) + str(filtered)
     broken = StreamInterruptedError("partial", 1, APIError(f"cause {key}"))

@@ -27,9 +27,7 @@ def test_valid_conversations_pass() -> None:
     validate_messages([USER])
     validate_messages(({"role": "system", "content": "Be brief"}, USER))
     # an assistant message that only calls tools needs no content
-    validate_messages(
-        [USER, {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function"}]}]
-    )
+    validate_messages([USER, {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function"}]}])
 
 
 @pytest.mark.parametrize(
@@ -134,7 +132,10 @@ def test_sendable_bodies_pass() -> None:
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        ({"messages": [USER, {"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]}, "messages[1]['content'][0]['text']"),
+        (
+            {"messages": [USER, {"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]},
+            "messages[1]['content'][0]['text']",
+        ),
         ({"tools": [{"function": {"parameters": {"x": float("inf")}}}]}, "tools[0]['function']['parameters']['x']"),
         ({"metadata": {("a", "b"): 1}}, "metadata has a key of type tuple"),
         ({"seed": 10**5000}, "seed"),

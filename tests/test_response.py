@@ -180,7 +180,11 @@ def embedding_vectors(data: dict[str, Any], count: int) -> list[list[float]]:
 def test_record_keeps_model_and_usage_for_accounting() -> None:
     data = embeddings((0, [0.5]))
     data["usage"] = {"prompt_tokens": 3, "total_tokens": 3}
-    assert embedding_record(data, 1) == {"model": "emb", "vectors": [[0.5]], "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+    assert embedding_record(data, 1) == {
+        "model": "emb",
+        "vectors": [[0.5]],
+        "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }
 
 
 def test_vectors_are_ordered_by_index() -> None:

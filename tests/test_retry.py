@@ -81,7 +81,14 @@ def test_nan_hint_is_not_returned_as_wait() -> None:
 
 @pytest.mark.parametrize(
     ("waiting_time", "factor", "cap"),
-    [(1e300, 1e300, 1e300), (86_400.0, 100.0, 86_400.0), (1.0, 2.0, 60.0), (1e-300, 100.0, 5.0), (0.0, 31.0, 0.0), (1.65e-300, 31.0, 60.0)],
+    [
+        (1e300, 1e300, 1e300),
+        (86_400.0, 100.0, 86_400.0),
+        (1.0, 2.0, 60.0),
+        (1e-300, 100.0, 5.0),
+        (0.0, 31.0, 0.0),
+        (1.65e-300, 31.0, 60.0),
+    ],
 )
 def test_long_runs_of_retries_never_overflow(waiting_time: float, factor: float, cap: float) -> None:
     # factor ** (retry - 1) leaves the float range after a few hundred retries (2 ** 1024); the
@@ -99,8 +106,10 @@ def test_attempts_at_the_top_of_every_range_count_to_the_end() -> None:
 
     top = {s.name: s.maximum for s in SETTINGS}
     p = policy(
-        max_attempts=int(top["max_attempts"]), waiting_time=top["waiting_time"],
-        factor=top["exponential_backoff_factor"], cap=top["max_waiting_time"],
+        max_attempts=int(top["max_attempts"]),
+        waiting_time=top["waiting_time"],
+        factor=top["exponential_backoff_factor"],
+        cap=top["max_waiting_time"],
     )
     attempts = p.start(lambda: 1.0)
     waits = [attempts.failed(ServerError("503")) for _ in range(p.max_attempts - 1)]

@@ -24,7 +24,12 @@ def run_contract_tests(tmp_path: Path, require: bool) -> subprocess.CompletedPro
         env[REQUIRE_VARIABLE] = "1"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_contract.py", "tests/test_api.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

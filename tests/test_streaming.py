@@ -48,7 +48,9 @@ def test_process_streaming_response_joins_a_stream(oai: OpenAIClient) -> None:
     assert process_streaming_response(oai.send_message(LONG, stream=True)) == EXPECTED
 
 
-def test_a_429_before_the_first_chunk_is_retried(oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]) -> None:
+def test_a_429_before_the_first_chunk_is_retried(
+    oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]
+) -> None:
     server.script(Fault.status(429, headers={"Retry-After": "2"}), Fault.reset())
     assert process_streaming_response(oai.send_message(LONG, stream=True)) == EXPECTED
     assert len(server.requests) == 3 and sleeps == [2.0, 2.0]
@@ -60,7 +62,9 @@ def test_a_drop_before_any_text_is_retried(oai: OpenAIClient, server: FakeOpenAI
     assert len(server.requests) == 2
 
 
-def test_a_drop_after_two_chunks_raises_and_caches_nothing(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_a_drop_after_two_chunks_raises_and_caches_nothing(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     server.script(Fault.stream_drop(2))
     got: list[str] = []
@@ -75,7 +79,9 @@ def test_a_drop_after_two_chunks_raises_and_caches_nothing(oai: OpenAIClient, se
     assert process_streaming_response(oai.send_message(LONG, stream=True)) == EXPECTED
 
 
-def test_streamed_then_plain_is_one_request_and_the_same_text(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_streamed_then_plain_is_one_request_and_the_same_text(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     streamed = process_streaming_response(oai.send_message(LONG, stream=True))
     plain = oai.send_message(LONG)
@@ -84,7 +90,9 @@ def test_streamed_then_plain_is_one_request_and_the_same_text(oai: OpenAIClient,
     assert (oai.cache_hits, oai.cache_misses) == (1, 1)
 
 
-def test_plain_then_streamed_replays_the_cached_answer_as_a_stream(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_plain_then_streamed_replays_the_cached_answer_as_a_stream(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     plain = oai.send_message(LONG)
     replayed = oai.send_message(LONG, stream=True)
@@ -100,7 +108,9 @@ def test_the_stored_stream_keeps_its_usage_and_finish_reason(oai: OpenAIClient, 
     assert stored["choices"][0]["finish_reason"] == "stop"
 
 
-def test_streamed_tool_calls_are_assembled_like_plain_ones(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_streamed_tool_calls_are_assembled_like_plain_ones(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     tool = [{"role": "user", "content": "__tool__"}]
     assert list(oai.send_message(tool, stream=True)) == []
@@ -197,10 +207,15 @@ def test_assembler_keeps_refusals() -> None:
     assert assembler.record()["choices"][0]["message"]["refusal"] == "I can't help with that."
 
 
-def test_a_json_answer_to_a_stream_request_is_retried_not_returned_empty(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_a_json_answer_to_a_stream_request_is_retried_not_returned_empty(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     plain_json = {
-        "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "not a stream"}, "finish_reason": "stop"}],
     }
     server.script(Fault.status(200, body=plain_json))
@@ -209,7 +224,9 @@ def test_a_json_answer_to_a_stream_request_is_retried_not_returned_empty(oai: Op
     assert oai.send_message(LONG)["content"] == EXPECTED  # the empty non-answer was never cached
 
 
-def test_a_stream_that_ends_without_a_finish_reason_is_interrupted(oai: OpenAIClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stream_that_ends_without_a_finish_reason_is_interrupted(
+    oai: OpenAIClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     real = oai._raw_stream_call
 
@@ -246,7 +263,12 @@ def test_a_finished_stream_exposes_what_the_plain_reply_does(oai: OpenAIClient) 
         assert getattr(stream, name) == getattr(plain, name), name
     for field in MESSAGE_FIELDS:
         assert getattr(stream, field) == plain.get(field), field
-    assert (stream.finish_reason, stream.truncated, stream.cached, stream.model) == ("stop", False, False, "gpt-4o-mini")
+    assert (stream.finish_reason, stream.truncated, stream.cached, stream.model) == (
+        "stop",
+        False,
+        False,
+        "gpt-4o-mini",
+    )
     assert stream.usage["completion_tokens"] == 10
     assert "finish_reason='stop'" in repr(stream)
 
@@ -270,12 +292,12 @@ def test_a_stream_cut_by_max_tokens_is_truncated_and_warns_as_a_plain_call_does(
 def test_reading_the_reply_before_the_end_is_a_clear_error(oai: OpenAIClient) -> None:
     stream = oai.send_message(LONG, stream=True)
     with pytest.raises(StreamNotFinishedError, match="not been read to its end"):
-        stream.truncated
+        _ = stream.truncated
     assert next(stream) == "echo: "
     with pytest.raises(StreamNotFinishedError, match="process_streaming_response"):
-        stream.reply
+        _ = stream.reply
     assert not stream.done and "not read to its end" in repr(stream)
-    assert "".join(stream) == EXPECTED[len("echo: "):]
+    assert "".join(stream) == EXPECTED[len("echo: ") :]
     assert stream.truncated is False
     assert list(stream) == []  # exhausted: stays exhausted, finished once
     assert oai.usage.snapshot()["model_calls"] == 1
@@ -289,7 +311,7 @@ def test_a_stream_closed_early_has_no_reply_and_frees_its_slot(oai: OpenAIClient
     assert call_slots.in_use == 0
     assert list(stream) == []
     with pytest.raises(StreamNotFinishedError, match="closed before its end"):
-        stream.finish_reason
+        _ = stream.finish_reason
     assert len(open_cache(tmp_path / "c.pickle")) == 0
 
 
@@ -299,7 +321,7 @@ def test_a_broken_stream_has_no_reply_and_says_why(oai: OpenAIClient, server: Fa
     with pytest.raises(StreamInterruptedError):
         list(stream)
     with pytest.raises(StreamNotFinishedError, match="ended with StreamInterruptedError"):
-        stream.usage
+        _ = stream.usage
     assert "StreamInterruptedError" in repr(stream)
 
 
@@ -328,7 +350,7 @@ def test_a_cached_answer_replayed_as_a_stream_exposes_the_same_reply(
     plain = oai.send_message(LONG, max_tokens=3)
     replayed = oai.send_message(LONG, stream=True, max_tokens=3)
     with pytest.raises(StreamNotFinishedError):
-        replayed.cached
+        _ = replayed.cached
     assert list(replayed) == [CUT]
     assert replayed.cached is True and replayed.truncated is True and replayed.finish_reason == "length"
     assert replayed.usage == plain.usage and replayed.reply == plain
@@ -345,7 +367,7 @@ def test_async_streams_expose_the_reply_live_and_replayed(
     async def main() -> tuple[Any, str, Any, list[str]]:
         live = await oai.asend_message(LONG, stream=True, max_tokens=3)
         with pytest.raises(StreamNotFinishedError):
-            live.usage
+            _ = live.usage
         text = await aprocess_streaming_response(live)
         replayed = await oai.asend_message(LONG, stream=True, max_tokens=3)
         chunks = [chunk async for chunk in replayed]
@@ -373,10 +395,12 @@ def test_an_async_stream_closed_early_has_no_reply_and_frees_its_slot(oai: OpenA
 
     stream = asyncio.run(main())
     with pytest.raises(StreamNotFinishedError, match="closed before its end"):
-        stream.reply
+        _ = stream.reply
 
 
-def test_a_stream_closed_early_closes_its_connection_in_its_own_task(oai: OpenAIClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_stream_closed_early_closes_its_connection_in_its_own_task(
+    oai: OpenAIClient, caplog: pytest.LogCaptureFixture
+) -> None:
     """Stopping after the first chunk (break, or aclose) must end the SDK's stream in the task
     that read it: left to the loop's shutdown, its generators cannot be closed and asyncio logs
     an error for each."""

@@ -19,7 +19,9 @@ from openai_utils import (
 from openai_utils.structured import response_format_for_wire
 from tests.fake_server import FakeOpenAIServer, Fault
 
-pydantic = pytest.importorskip("pydantic", reason="structured outputs with a model class need pydantic (extra 'structured')")
+pydantic = pytest.importorskip(
+    "pydantic", reason="structured outputs with a model class need pydantic (extra 'structured')"
+)
 
 HI = [{"role": "user", "content": "Who is on the team?"}]
 ANSWER = {"name": "Ana", "age": 41, "tags": ["lead"]}
@@ -28,7 +30,7 @@ ANSWER = {"name": "Ana", "age": 41, "tags": ["lead"]}
 class Person(pydantic.BaseModel):
     name: str
     age: int
-    tags: list[str] = []
+    tags: list[str] = []  # noqa: RUF012 - pydantic copies a field default for each instance
 
 
 @pytest.fixture
@@ -41,7 +43,10 @@ def json_server(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def completion(message: dict[str, Any], finish_reason: str = "stop") -> dict[str, Any]:
     return {
-        "id": "c1", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
     }
@@ -84,10 +89,16 @@ def test_json_schema_and_json_object_dicts_are_sent_as_given_and_parsed(json_ser
 
 
 def test_a_bare_schema_is_wrapped(json_server: FakeOpenAIServer) -> None:
-    bare = {"title": "person", "type": "object", "properties": {"name": {"type": "string"}}, "additionalProperties": False}
+    bare = {
+        "title": "person",
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "additionalProperties": False,
+    }
     assert OpenAIClient().send_message(HI, response_format=bare).parsed == ANSWER
     assert json_server.requests[0].body["response_format"] == {
-        "type": "json_schema", "json_schema": {"name": "person", "schema": bare, "strict": True}
+        "type": "json_schema",
+        "json_schema": {"name": "person", "schema": bare, "strict": True},
     }
     wire, _ = response_format_for_wire({"type": "object", "properties": {}})
     assert wire["json_schema"]["strict"] is False and wire["json_schema"]["name"] == "response"
@@ -97,7 +108,9 @@ def test_text_format_is_not_parsed(json_server: FakeOpenAIServer) -> None:
     assert OpenAIClient().send_message(HI, response_format={"type": "text"}).parsed is None
 
 
-def test_a_refusal_is_surfaced_not_parsed(oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refusal_is_surfaced_not_parsed(
+    oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
     refused = completion({"role": "assistant", "content": None, "refusal": "I can't help with that."})
     server.script(Fault.status(200, body=refused), Fault.status(200, body=refused))
     reply = oai.send_message(HI, response_format=Person)
@@ -107,7 +120,9 @@ def test_a_refusal_is_surfaced_not_parsed(oai: OpenAIClient, server: FakeOpenAIS
     assert any("refused" in r.getMessage() for r in caplog.records)
 
 
-def test_an_answer_that_does_not_parse_is_a_clear_error_and_not_cached(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_an_answer_that_does_not_parse_is_a_clear_error_and_not_cached(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     oai.set_api_cache(True, str(tmp_path / "c.pickle"))
     for _ in range(2):
         with pytest.raises(ResponseFormatError) as caught:

@@ -14,8 +14,8 @@ from openai_utils import (
     TemplateSyntaxError,
     TemplateVariableError,
     force_default_value,
+    templates,
 )
-from openai_utils import templates
 from openai_utils.config import CONFIG_ENV_VAR, default
 from openai_utils.templates import find_template, render_template, search_path, template_variables
 
@@ -294,7 +294,10 @@ def test_a_partial_may_recurse_inside_a_section(folders: tuple[Path, Path]) -> N
     write(folders[0], "tree", "{{> node}}")
     write(folders[0], "node", "{{name}}{{#children}}({{> node}}){{/children}}")
     leaf: list[object] = []
-    tree = {"name": "a", "children": [{"name": "b", "children": [{"name": "c", "children": leaf}]}, {"name": "d", "children": leaf}]}
+    tree = {
+        "name": "a",
+        "children": [{"name": "b", "children": [{"name": "c", "children": leaf}]}, {"name": "d", "children": leaf}],
+    }
     assert render_template("tree", tree) == "a(b(c))(d)"
     # without an empty list, mustache looks `children` up in the enclosing item: recursion without end
     del tree["children"][1]["children"]  # type: ignore[index]

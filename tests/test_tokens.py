@@ -18,8 +18,8 @@ import pytest
 from openai_utils import tokens
 from openai_utils.exceptions import ConfigError, EncodingUnavailableError
 from openai_utils.tokens import count_text_tokens, count_tokens, encoding_name_for, has_known_encoding, load_encoding
-from openai_utils.tokens import count_text_tokens, count_tokens, encoding_name_for
 from tests.shared_files import require_encodings
+
 
 # Tests that compare against tiktoken's own encodings need its encoding files: from
 # TIKTOKEN_CACHE_DIR (tests/conftest.py points it at ../shared/tiktoken when that exists) or
@@ -61,8 +61,7 @@ COOKBOOK_MESSAGES: list[dict[str, str]] = [
     },
     {
         "role": "user",
-        "content": "This late pivot means we don't have time to boil the ocean for the client "
-        "deliverable.",
+        "content": "This late pivot means we don't have time to boil the ocean for the client deliverable.",
     },
 ]
 
@@ -178,14 +177,14 @@ def test_cl100k_models(model: str) -> None:
     assert encoding_name_for(model) == "cl100k_base"
 
 
-@pytest.mark.parametrize(
-    "model", ["text-davinci-003", "text-davinci-002", "code-davinci-002", "code-cushman-001"]
-)
+@pytest.mark.parametrize("model", ["text-davinci-003", "text-davinci-002", "code-davinci-002", "code-cushman-001"])
 def test_p50k_models(model: str) -> None:
     assert encoding_name_for(model) == "p50k_base"
 
 
-@pytest.mark.parametrize("model", ["gpt-4o", "azure/gpt-4.1-mini", "ft:gpt-4o-mini:acme::abc", "gpt-35-turbo", "code-davinci-002"])
+@pytest.mark.parametrize(
+    "model", ["gpt-4o", "azure/gpt-4.1-mini", "ft:gpt-4o-mini:acme::abc", "gpt-35-turbo", "code-davinci-002"]
+)
 def test_known_families_are_known(model: str) -> None:
     assert has_known_encoding(model)
 
@@ -217,7 +216,7 @@ def test_cookbook_example_o200k(model: str) -> None:
 
 @needs_encodings
 def test_encodings_give_distinct_counts() -> None:
-    text = "Grüße aus München! 東京の天気はどうですか？ def f(x):\n\treturn x**2"
+    text = "Grüße aus München! 東京の天気はどうですか？ def f(x):\n\treturn x**2"  # noqa: RUF001 - a full-width question mark on purpose
     o200k, cl100k = _n(text, "o200k_base"), _n(text, "cl100k_base")
     assert o200k != cl100k
     assert count_text_tokens(text, "gpt-4o") == o200k
@@ -290,13 +289,19 @@ def test_tool_calls_and_tool_messages() -> None:
     assert count_tokens([assistant], "gpt-4o") == (
         3 + _n("assistant") + _n("get_weather") + _n(arguments) + _n("get_time") + _n("{}") + 3
     )
-    assert count_tokens([tool_reply], "gpt-4o") == (
-        3 + _n("tool") + _n("call_1") + _n("18°C and sunny") + 3
-    )
+    assert count_tokens([tool_reply], "gpt-4o") == (3 + _n("tool") + _n("call_1") + _n("18°C and sunny") + 3)
     # Reply priming is paid once per request, not once per message.
     assert count_tokens([assistant, tool_reply], "gpt-4o") == (
-        3 + _n("assistant") + _n("get_weather") + _n(arguments) + _n("get_time") + _n("{}")
-        + 3 + _n("tool") + _n("call_1") + _n("18°C and sunny")
+        3
+        + _n("assistant")
+        + _n("get_weather")
+        + _n(arguments)
+        + _n("get_time")
+        + _n("{}")
+        + 3
+        + _n("tool")
+        + _n("call_1")
+        + _n("18°C and sunny")
         + 3
     )
 
@@ -434,7 +439,11 @@ def test_import_does_not_import_tiktoken() -> None:
         "assert 'tiktoken' not in sys.modules, 'tiktoken imported eagerly'\n"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         cwd=Path(tokens.__file__).resolve().parents[1],
     )
     assert completed.returncode == 0, completed.stderr

@@ -88,7 +88,9 @@ def test_a_trickling_answer_ends_at_timeout_and_is_retried_as_a_timeout(
 
 
 @EVERY_PATH
-def test_a_trickled_attempt_fails_as_a_timeout(call: Callable[..., Any], oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_a_trickled_attempt_fails_as_a_timeout(
+    call: Callable[..., Any], oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     server.fail_always(Fault.trickle(0.2))
     default.force("raise_on_failure", True)
     started = time.monotonic()
@@ -124,7 +126,9 @@ def test_an_async_stream_read_slowly_is_no_timeout(oai: OpenAIClient, server: Fa
 
 
 @EVERY_PATH
-def test_json_nested_100000_deep_is_a_malformed_answer(call: Callable[..., Any], oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+def test_json_nested_100000_deep_is_a_malformed_answer(
+    call: Callable[..., Any], oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
     server.fail_always(Fault.deep_json(100_000))
     default.force("raise_on_failure", True)
     error = raised_by(call, oai, max_attempts=2)

@@ -27,7 +27,9 @@ def fresh_totals() -> None:
     reset_cost_stats()
 
 
-def test_uncached_and_cached_calls_are_counted_apart(oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_uncached_and_cached_calls_are_counted_apart(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     force_api_cache(True, str(tmp_path / "c.pickle"))
     reply = oai.send_message(HI, model="gpt-4o-mini")
     usage = reply.usage
@@ -69,7 +71,9 @@ def test_prices_come_from_config_and_unknown_models_are_unpriced(oai: OpenAIClie
     oai.send_message(HI, model="mystery")
     stats = oai.get_cost_stats()
     usage = reply.usage
-    assert stats["by_model"]["my-model-v2"]["cost_usd"] == pytest.approx(usage["prompt_tokens"] + 2 * usage["completion_tokens"])
+    assert stats["by_model"]["my-model-v2"]["cost_usd"] == pytest.approx(
+        usage["prompt_tokens"] + 2 * usage["completion_tokens"]
+    )
     assert stats["unpriced_calls"] == 1 and stats["by_model"]["mystery"]["cost_usd"] == 0
 
 

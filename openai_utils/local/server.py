@@ -167,7 +167,10 @@ class LocalServer:
             _track(self)
             logger.info(
                 "started the local %s server for %s on %s in %.2f s",
-                self.spec.kind, Path(self.spec.model_path).name, base_url, self.start_seconds,
+                self.spec.kind,
+                Path(self.spec.model_path).name,
+                base_url,
+                self.start_seconds,
             )
             return base_url
 
@@ -295,7 +298,7 @@ class LocalServer:
         found: dict[str, float] = {}
         for line in text.splitlines():
             if line.startswith("llamacpp:"):
-                name, _, value = line[len("llamacpp:"):].partition(" ")
+                name, _, value = line[len("llamacpp:") :].partition(" ")
                 try:
                     found[name] = float(value)
                 except ValueError:

@@ -92,4 +92,6 @@ def embedding_spec() -> ServerSpec:
         alias = path.stem
     # context_size 0: the model's own (an encoder cannot use more than it was trained on);
     # one slot: an embedding request is a single fast batch.
-    return ServerSpec(model_path=str(path), alias=alias, embedding=True, threads=default["local_threads"], context_size=0, slots=1)
+    return ServerSpec(
+        model_path=str(path), alias=alias, embedding=True, threads=default["local_threads"], context_size=0, slots=1
+    )

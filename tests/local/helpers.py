@@ -22,7 +22,9 @@ def start_python(site: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
     """A child Python in `site` that sees `site` first on its path and `cache` as its cache folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_"))}
     env.update(PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]), OPENAI_UTILS_CACHE_DIR=str(cache))
-    return subprocess.Popen([sys.executable, *args], env=env, cwd=site, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, *args], env=env, cwd=site, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(process: subprocess.Popen[str]) -> str:

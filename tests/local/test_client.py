@@ -24,7 +24,7 @@ from tests.local.helpers import HELLO
 
 
 def cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
@@ -78,7 +78,12 @@ def test_a_pydantic_response_format_comes_back_parsed(llm: LocalClient) -> None:
         city: str
         is_capital: bool
 
-    reply = llm.send_message([{"role": "user", "content": "Give a city in France as JSON."}], temperature=0, max_tokens=64, response_format=City)
+    reply = llm.send_message(
+        [{"role": "user", "content": "Give a city in France as JSON."}],
+        temperature=0,
+        max_tokens=64,
+        response_format=City,
+    )
     assert isinstance(reply.parsed, City) and reply.parsed.city
 
 
@@ -86,7 +91,9 @@ def test_llmcall_with_the_shipped_templates_returns_text(llm: LocalClient) -> No
     register_client("local", llm)
     force_api_type("local")
     call = LLMCall("summarize.system", "summarize.user", temperature=0, max_tokens=40)
-    summary = call.call(text="The river flooded the town in May. Volunteers rebuilt the bridge by June.", max_sentences=1)
+    summary = call.call(
+        text="The river flooded the town in May. Volunteers rebuilt the bridge by June.", max_sentences=1
+    )
     assert isinstance(summary, str) and summary.strip()
     assert call.messages is not None and "at most 1 sentences" in call.messages[0]["content"]
 
@@ -99,7 +106,9 @@ def test_a_stream_yields_several_chunks_that_join_to_the_plain_answer(llm: Local
     assert "".join(chunks) == plain["content"]
 
 
-def test_a_stream_cut_by_max_tokens_says_so_like_a_plain_call(llm: LocalClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_stream_cut_by_max_tokens_says_so_like_a_plain_call(
+    llm: LocalClient, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="openai_utils")
     question = [{"role": "user", "content": "Describe the sea in three long sentences."}]
     stream = llm.send_message(question, temperature=0, max_tokens=5, stream=True)
@@ -159,7 +168,7 @@ def test_a_batch_equals_the_single_calls_in_order(llm: LocalClient) -> None:
     texts = ["The cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew 4%."]
     batch = llm.get_embedding(texts)
     assert isinstance(batch, list) and len(batch) == 3
-    for text, vector in zip(texts, batch):
+    for text, vector in zip(texts, batch, strict=True):
         single = llm.get_embedding(text)
         assert isinstance(single, list)
         assert cosine(single, vector) > 0.9999

@@ -31,7 +31,9 @@ def _gguf_fields(path: Path) -> dict[str, Any]:
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.token")}
+    fields = {
+        name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.token")
+    }
     fields["tensor_count"] = len(reader.tensors)
     return fields
 
@@ -127,7 +129,9 @@ def test_two_installs_converting_at_once_keep_both_files(tmp_path: Path) -> None
         "os.replace = die",  # at the last moment: the whole file written, not yet renamed
     ],
 )
-def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str) -> None:
+def test_an_interrupted_conversion_leaves_no_file_status_calls_converted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str
+) -> None:
     """The real converter runs in a child that kills itself with SIGKILL (so no cleanup code
     runs) at a chosen moment: a crash at an exact point instead of a race with a timer."""
     _needs_converter()

@@ -42,11 +42,11 @@ def test_demo_prints_the_input_the_model_and_the_answer(engine: None, model_cach
     assert lines[1] == "[system]" and "[user]" in lines and text in lines
     assert headings[1].startswith(f"== model: {specs.CHAT_ALIAS} (api_type local, temperature 0, max_tokens 120)")
     assert f"file: {specs.chat_spec().model_path}" in lines
-    answer = lines[lines.index(headings[2]) + 1:]
+    answer = lines[lines.index(headings[2]) + 1 :]
     assert answer and answer[0].strip()
     # The second run is answered from the cache the first one wrote, and says so.
     assert "== answer (from the cache) ==" in again.splitlines()
-    assert again.splitlines()[lines.index(headings[2]) + 1:] == answer
+    assert again.splitlines()[lines.index(headings[2]) + 1 :] == answer
 
 
 def test_status_reports_without_starting_anything(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,6 @@ from openai_utils.local import LocalClient, specs
 from openai_utils.local.server import LocalServer, chat_server, embedding_server
 from tests.local.helpers import HELLO, ROOT, hide, says_how_to_install
 
-
 # -- the shared servers -----------------------------------------------------------------------
 
 
@@ -48,7 +47,9 @@ def test_parent_and_child_after_a_fork_each_get_their_own_answers(llm: LocalClie
     from tests.test_forksafe import in_child
 
     def ask(prompts: list[str]) -> list[Any]:
-        return [llm.send_message([{"role": "user", "content": p}], temperature=0, max_tokens=6)["content"] for p in prompts]
+        return [
+            llm.send_message([{"role": "user", "content": p}], temperature=0, max_tokens=6)["content"] for p in prompts
+        ]
 
     prompts = [f"Say {word}." for word in ("red", "blue", "green", "seven", "cat", "sun")]
     expected = ask(prompts)  # the parent now holds a pooled connection
