@@ -1,0 +1,73 @@
+"""benchmarks/compare.py reads run.py's table back and sets two runs side by side.
+
+The benchmarks themselves are measured, not tested; what is tested is that the comparison reads
+the table run.py prints (through the real printer) and computes its ratios right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}_under_test", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def printed(timing: ModuleType, rows: list[object]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        timing.print_table(rows)
+    return out.getvalue()
+
+
+def test_the_table_run_py_prints_is_read_back_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    compare, timing = load("compare", monkeypatch), load("timing", monkeypatch)
+    rows = [
+        timing.info_row("cache", "send_message cache hit, median (1000 hits)", "16.3 us"),
+        timing.ratio_row("cache", "per write, 10,000 / 100 entries", 1.25, 1.5),
+        timing.info_row("import", "import openai_utils", "12.0 ms"),
+        timing.check_row("import", "'openai' in sys.modules", True, "not loaded", "LOADED"),
+    ]
+    table = compare.parse_table("openai_utils benchmarks (quick run)\n\n" + printed(timing, rows) + "\n1 goal(s) met\n")
+    assert table == {
+        ("cache", "send_message cache hit, median (1000 hits)"): "16.3 us",
+        ("cache", "per write, 10,000 / 100 entries"): "1.25x",
+        ("import", "import openai_utils"): "12.0 ms",
+        ("import", "'openai' in sys.modules"): "not loaded",
+    }
+
+
+def test_ratios_are_after_over_before_of_each_number_s_median(monkeypatch: pytest.MonkeyPatch) -> None:
+    compare = load("compare", monkeypatch)
+    key, pair, check = ("cache", "hit"), ("cache", "round trip / p90"), ("import", "'openai' loaded")
+    before = [{key: "20.0 us", pair: "100 / 200 us", check: "not loaded"}, {key: "40.0 us", pair: "300 / 400 us"}]
+    after = [{key: "10.0 us", pair: "100 / 300 us", check: "not loaded"}, {key: "10.0 us", pair: "100 / 300 us"}]
+    assert compare.compare(before, after) == [
+        ("cache", "hit", "30", "10", "0.33"),
+        ("cache", "round trip / p90", "200 / 300", "100 / 300", "0.50 / 1.00"),
+    ]
+
+
+def test_a_missing_table_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    compare = load("compare", monkeypatch)
+    with pytest.raises(SystemExit, match="no results table"):
+        compare.parse_table("Traceback (most recent call last):\n")
+
+
+def test_numbers_keep_thousands_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load("compare", monkeypatch).numbers("25,452 entries/s, 1.5x, -2") == [25452.0, 1.5, -2.0]
