@@ -15,8 +15,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
-from .config import SETTINGS, short_repr
 from .exceptions import InvalidRequestError
+from .settings import SETTINGS, short_repr
 
 __all__ = [
     "CHAT",
