@@ -1,8 +1,8 @@
-"""Configuration: the one table of settings and their defaults, and the live `default` mapping.
+"""Configuration: the config files layered over the settings table, and the live `default` mapping.
 
-Values are layered key by key, later wins: the built-in defaults below, then `config.ini` in the
-current working directory, then the file named by OPENAI_UTILS_CONFIG, then anything set with
-`force_default_value`. Files are read on first use, not at import, and every call reads
+Values are layered key by key, later wins: the built-in defaults (the table in settings.py),
+then `config.ini` in the current working directory, then the file named by OPENAI_UTILS_CONFIG,
+then anything set with `force_default_value`. Files are read on first use, not at import, and every call reads
 `default` afresh, so a value forced in a notebook reaches the very next request.
 
 Secrets never live here: they are read from the environment when a client is built (a `.env`
@@ -24,8 +24,10 @@ from typing import Any
 
 from .exceptions import ConfigError
 from .pricing import DEFAULT_PRICES, Price
+from .settings import BY_KEY, BY_NAME, SETTINGS, Setting, short_repr
 
 __all__ = [
+    # defined in settings.py; the docs named them here first, so they stay importable from here
     "Setting",
     "SETTINGS",
     "CONFIG_SECTION",
@@ -45,277 +47,8 @@ KNOWN_SECTIONS = (CONFIG_SECTION, PRICES_SECTION)
 """The sections openai_utils reads, in their canonical spelling; any case is accepted."""
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One config key: its name in config.ini, its name in `default`, its default and its rule."""
-
-    key: str
-    name: str
-    default: Any
-    kind: str
-    doc: str
-    optional: bool = False
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def allowed(self) -> str:
-        """Describe the accepted values, for error messages and the docs."""
-        return self.rule() + (", or empty to leave it unset" if self.optional else "")
-
-    def rule(self) -> str:
-        """The accepted values other than "unset": also the rule for a call argument of this name."""
-        if self.kind == "bool":
-            return "true or false"
-        if self.kind == "str":
-            return "a non-empty text"
-        noun = "a whole number" if self.kind == "int" else "a number"
-        if self.minimum is not None and self.maximum is not None:
-            return f"{noun} from {_num(self.minimum)} to {_num(self.maximum)}"
-        if self.minimum is not None:
-            return f"{noun} of at least {_num(self.minimum)}"
-        if self.maximum is not None:
-            return f"{noun} of at most {_num(self.maximum)}"
-        return noun
-
-    def coerce(self, value: Any) -> Any:
-        """Turn text from a file, or a value from code, into this setting's type, or raise.
-
-        Raises ValueError with the allowed values; callers add where the value came from.
-        """
-        if value is None or (isinstance(value, str) and value.strip() == ""):
-            if self.optional:
-                return None
-            raise ValueError(f"a value is required: {self.allowed()}")
-        if self.kind == "str":
-            if not isinstance(value, str):
-                raise ValueError(f"expected {self.allowed()}")
-            return value.strip()
-        if self.kind == "bool":
-            return _to_bool(value, self.allowed())
-        number = _to_number(value, self.kind, self.allowed())
-        if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
-            raise ValueError(f"expected {self.allowed()}")
-        return number
-
-    def to_text(self, value: Any) -> str:
-        """Write a value the way config.ini spells it."""
-        if value is None:
-            return ""
-        if isinstance(value, bool):
-            return "True" if value else "False"
-        return str(value)
-
-
-def short_repr(value: Any, limit: int = 80) -> str:
-    """A repr for an error message, cut to `limit`; one that cannot be made must not hide the error."""
-    try:
-        text = repr(value)
-    except Exception:  # an int past Python's digit limit, an object whose __repr__ fails
-        return f"a {type(value).__name__}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _to_bool(value: Any, allowed: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
-    raise ValueError(f"expected {allowed}")
-
-
-def _to_number(value: Any, kind: str, allowed: str) -> float | int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected {allowed}")
-    try:
-        if kind == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"expected {allowed}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"expected {allowed}")
-    return number
-
-
-def _setting(key: str, default: Any, kind: str, doc: str, name: str | None = None, **rule: Any) -> Setting:
-    return Setting(key=key, name=name or key.lower(), default=default, kind=kind, doc=doc, **rule)
-
-
-SETTINGS: tuple[Setting, ...] = (
-    _setting(
-        "API_TYPE",
-        "openai",
-        "str",
-        "Which registered client `client()` returns: openai, azure, or a type added with register_client.",
-    ),
-    _setting("MODEL", "gpt-4o-mini", "str", "Model for send_message; for Azure, the deployment name."),
-    _setting(
-        "MAX_TOKENS",
-        None,
-        "int",
-        "Upper bound on generated tokens per call.",
-        optional=True,
-        minimum=1,
-        maximum=1_000_000,
-    ),
-    _setting("TEMPERATURE", None, "float", "Sampling temperature.", optional=True, minimum=0, maximum=2),
-    _setting("TOP_P", None, "float", "Nucleus sampling mass.", optional=True, minimum=0, maximum=1),
-    _setting(
-        "FREQ_PENALTY",
-        None,
-        "float",
-        "Frequency penalty.",
-        name="frequency_penalty",
-        optional=True,
-        minimum=-2,
-        maximum=2,
-    ),
-    _setting("PRESENCE_PENALTY", None, "float", "Presence penalty.", optional=True, minimum=-2, maximum=2),
-    _setting("TIMEOUT", 60.0, "float", "Seconds to wait for one HTTP attempt.", minimum=0.001, maximum=86_400),
-    _setting(
-        "MAX_RESPONSE_BYTES",
-        64 * 1024 * 1024,
-        "int",
-        "Most bytes one answer (a whole stream included) may take once decompressed; a larger one is a MalformedResponseError, before it fills the memory.",
-        minimum=1024,
-        maximum=2**40,
-    ),
-    _setting("MAX_ATTEMPTS", 5, "int", "HTTP attempts per call in total, the first included.", minimum=1, maximum=1000),
-    _setting("WAITING_TIME", 1.0, "float", "Seconds to wait before the first retry.", minimum=0, maximum=86_400),
-    _setting(
-        "EXPONENTIAL_BACKOFF_FACTOR",
-        2.0,
-        "float",
-        "Each further retry waits this many times longer.",
-        minimum=1,
-        maximum=100,
-    ),
-    _setting(
-        "MAX_WAITING_TIME", 60.0, "float", "Cap on any single wait, server hints included.", minimum=0, maximum=86_400
-    ),
-    _setting(
-        "MAX_CONCURRENT_MODEL_CALLS",
-        16,
-        "int",
-        "Requests in flight at once in this process, over every client, thread and async task; 0 for no limit.",
-        minimum=0,
-        maximum=1000,
-    ),
-    _setting(
-        "REQUESTS_PER_MINUTE",
-        0,
-        "int",
-        "Most requests a minute to one model on one server, over every client and thread of this process; requests wait instead of getting a 429. 0: no limit.",
-        minimum=0,
-        maximum=1_000_000,
-    ),
-    _setting(
-        "TOKENS_PER_MINUTE",
-        0,
-        "int",
-        "Most tokens a minute (prompt counted with tiktoken, plus max_tokens) to one model on one server; requests wait. 0: no limit.",
-        minimum=0,
-        maximum=10_000_000_000,
-    ),
-    _setting(
-        "RAISE_ON_FAILURE",
-        False,
-        "bool",
-        "When attempts run out: False returns None (and logs an ERROR), True raises RetriesExhaustedError.",
-    ),
-    _setting(
-        "REASONING_MODELS",
-        "o1,o3,o4,gpt-5",
-        "str",
-        "Comma-separated name prefixes of reasoning models (or Azure deployments): they get max_completion_tokens and no sampling parameters.",
-    ),
-    _setting(
-        "REASONING_EFFORT",
-        None,
-        "str",
-        "reasoning_effort sent to reasoning models (minimal, low, medium, high); empty: the server's default.",
-        optional=True,
-    ),
-    _setting(
-        "EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."
-    ),
-    _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),
-    _setting(
-        "CACHE_FILE_NAME",
-        "openai_api_cache.pickle",
-        "str",
-        "The cache file, relative to the working directory; /dev/null turns the cache off.",
-    ),
-    _setting(
-        "CACHE_FSYNC",
-        False,
-        "bool",
-        "fsync the cache file after each new entry: survives a power cut, at a disk-flush per call.",
-    ),
-    _setting("AZURE_API_VERSION", "2024-10-21", "str", "Azure OpenAI data-plane API version."),
-    _setting(
-        "BASE_URL",
-        None,
-        "str",
-        "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio), e.g. http://localhost:11434/v1.",
-        optional=True,
-    ),
-    _setting(
-        "LOCAL_CHAT_MODEL",
-        None,
-        "str",
-        "GGUF chat model for api_type local; empty: the packaged SmolLM2-135M-Instruct.",
-        optional=True,
-    ),
-    _setting(
-        "LOCAL_EMBEDDING_MODEL",
-        None,
-        "str",
-        "GGUF embedding model for api_type local; empty: all-MiniLM-L6-v2, converted once into the user cache folder.",
-        optional=True,
-    ),
-    _setting(
-        "LOCAL_THREADS",
-        1,
-        "int",
-        "CPU threads for the local server; 1 keeps a 2-core machine responsive.",
-        minimum=1,
-        maximum=1024,
-    ),
-    _setting(
-        "LOCAL_CONTEXT_SIZE",
-        4096,
-        "int",
-        "Context tokens of the local chat server, split across its slots.",
-        minimum=256,
-        maximum=1_048_576,
-    ),
-    _setting("LOCAL_SLOTS", 1, "int", "Requests the local chat server runs at once.", minimum=1, maximum=256),
-    _setting(
-        "PROMPTS_PATH",
-        None,
-        "str",
-        "Folders searched for templates, separated by the OS path separator; empty: ./prompts, then the packaged templates.",
-        optional=True,
-    ),
-)
-
-_BY_KEY = {s.key.lower(): s for s in SETTINGS}
-_BY_NAME = {s.name: s for s in SETTINGS}
-
-
 def _unknown(name: str) -> str:
-    return f"unknown default {name!r}; valid keys are: {', '.join(sorted(_BY_NAME))}"
+    return f"unknown default {name!r}; valid keys are: {', '.join(sorted(BY_NAME))}"
 
 
 class Defaults(Mapping[str, Any]):
@@ -333,15 +66,15 @@ class Defaults(Mapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         if name in self._forced:
             return self._forced[name]
-        if name not in _BY_NAME:
+        if name not in BY_NAME:
             raise KeyError(_unknown(name))
         return self._layers()[name][0]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_BY_NAME)
+        return iter(BY_NAME)
 
     def __len__(self) -> int:
-        return len(_BY_NAME)
+        return len(BY_NAME)
 
     def __repr__(self) -> str:
         return f"Defaults({dict(self)!r})"
@@ -350,13 +83,13 @@ class Defaults(Mapping[str, Any]):
         """Where the current value of `name` came from: a file, the built-in default, or code."""
         if name in self._forced:
             return "force_default_value"
-        if name not in _BY_NAME:
+        if name not in BY_NAME:
             raise KeyError(_unknown(name))
         return self._layers()[name][1]
 
     def force(self, name: str, value: Any) -> None:
         """Override one key for this process, checked like a file value would be."""
-        setting = _BY_NAME.get(name) if isinstance(name, str) else None
+        setting = BY_NAME.get(name) if isinstance(name, str) else None
         if setting is None:
             raise ConfigError(_unknown(name))
         try:
@@ -493,7 +226,7 @@ def _read_settings(path: Path, parser: configparser.ConfigParser) -> list[tuple[
     found = []
     spelled: dict[str, str] = {}
     for raw_key, raw_value in parser.items(CONFIG_SECTION):
-        setting = _BY_KEY.get(raw_key.lower())
+        setting = BY_KEY.get(raw_key.lower())
         if setting is None:
             _warn_unknown_key(path, raw_key)
             continue

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .exceptions import APIError, MalformedResponseError, NonTerminalError
-from .ratelimit import estimate_tokens, rate_gate
+from .ratelimit import rate_gate
+from .request import estimate_tokens
 from .streaming import StreamAssembler
 
 __all__ = ["Step", "Flow", "drive", "adrive", "attempt", "retrying", "open_stream", "OpenStream", "END"]

@@ -1,7 +1,9 @@
-"""Building and checking request bodies, and the cache key that identifies an answer.
+"""Building and checking request bodies, the cache key that identifies an answer, and the tokens
+a request will count against a rate limit.
 
-Pure functions with no I/O: the sync and async paths share them, and each request is built
-once, before the first attempt, so every retry sends exactly the same body.
+Pure functions with no I/O (but for the estimate's tiktoken encoding, loaded once): the sync and
+async paths share them, and each request is built once, before the first attempt, so every
+retry sends exactly the same body.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
-from .config import SETTINGS, short_repr
 from .exceptions import InvalidRequestError
+from .settings import SETTINGS, short_repr
 
 __all__ = [
     "CHAT",
@@ -29,6 +31,7 @@ __all__ = [
     "cache_key",
     "is_reasoning_model",
     "adapt_for_reasoning",
+    "estimate_tokens",
 ]
 
 logger = logging.getLogger("openai_utils")
@@ -307,3 +310,34 @@ def cache_key(api_type: str, endpoint: str, kind: str, request: Mapping[str, Any
     except TypeError as exc:
         raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def estimate_tokens(request: Mapping[str, Any], kind: str = CHAT) -> int:
+    """Tokens a request will count against a TPM limit: its prompt plus the completion budget.
+
+    Chat: prompt tokens (tiktoken, via `count_tokens`) plus `max_tokens` (or
+    `max_completion_tokens`) times `n` when set. Embeddings: the tokens of every input. When no
+    encoding loads, about four characters a token.
+    """
+    from .tokens import count_text_tokens, count_tokens
+
+    model = str(request.get("model") or "")
+    if kind == CHAT:
+        messages = request.get("messages") or []
+        prompt = count_tokens(messages, model, request.get("tools"))
+        if prompt is None:
+            prompt = _rough(messages) + _rough(request.get("tools") or "")
+        budget = request.get("max_completion_tokens", request.get("max_tokens")) or 0
+        choices = request.get("n") or 1
+        return int(prompt + budget * choices)
+    inputs = request.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    total = 0
+    for text in texts:
+        counted = count_text_tokens(text, model) if isinstance(text, str) else None
+        total += counted if counted is not None else (len(text) if isinstance(text, list) else _rough(text))
+    return total
+
+
+def _rough(value: Any) -> int:
+    return (len(str(value)) + 3) // 4

@@ -23,7 +23,7 @@ from openai_utils import AzureClient, OpenAIClient, client, default, register_cl
 from openai_utils.concurrency import call_slots
 from openai_utils.local import LocalClient
 from openai_utils.openai_client import CHAT
-from openai_utils.ratelimit import rate_gate
+from openai_utils.ratelimit import endpoint_pauses, rate_gate
 from tests.fake_server import FakeOpenAIServer
 
 pytestmark = [
@@ -181,7 +181,7 @@ def test_a_child_does_not_inherit_slots_or_locks_held_by_parent_threads(oai: Ope
     holding, release = threading.Event(), threading.Event()
 
     def hold_everything() -> None:
-        with call_slots.hold(), call_slots.hold(), rate_gate._lock, rate_gate.pauses._lock:
+        with call_slots.hold(), call_slots.hold(), rate_gate._lock, endpoint_pauses._lock:
             holding.set()
             release.wait(30)
 

@@ -1,4 +1,4 @@
-"""Tests for openai_utils.request: message validation, request bodies, the cache key."""
+"""Tests for openai_utils.request: message validation, request bodies, the cache key, token estimates."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from openai_utils.request import (
     build_embedding_requests,
     cache_key,
     check_sendable,
+    estimate_tokens,
     validate_arguments,
     validate_messages,
 )
@@ -303,3 +304,27 @@ def test_cache_key_of_non_json_param_is_invalid_request() -> None:
         key(base_request(seed=object()))
     with pytest.raises(InvalidRequestError):
         key(base_request(stop={"a", "b"}))
+
+
+# --- estimate_tokens ------------------------------------------------------------------------------
+
+
+def test_estimate_counts_the_prompt_and_the_completion_budget() -> None:
+    messages = [{"role": "user", "content": "Hello there"}]
+    bare = estimate_tokens({"model": "gpt-4o-mini", "messages": messages})
+    assert 5 < bare < 20
+    assert estimate_tokens({"model": "gpt-4o-mini", "messages": messages, "max_tokens": 100}) == bare + 100
+    assert estimate_tokens({"model": "gpt-4o-mini", "messages": messages, "max_tokens": 100, "n": 3}) == bare + 300
+
+
+def test_estimate_counts_embedding_inputs() -> None:
+    one = estimate_tokens({"model": "text-embedding-3-small", "input": "Hello there"}, "embedding")
+    assert one >= 2
+    assert estimate_tokens({"model": "text-embedding-3-small", "input": ["Hello there"] * 3}, "embedding") == 3 * one
+
+
+def test_estimate_falls_back_to_characters_without_an_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openai_utils import tokens
+
+    monkeypatch.setattr(tokens, "count_tokens", lambda *a, **k: None)
+    assert estimate_tokens({"model": "m", "messages": [{"role": "user", "content": "x" * 400}]}) >= 100
