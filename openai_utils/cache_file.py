@@ -9,10 +9,11 @@ Layout (see docs/cache.md)::
 The request was added to version 1 without a new version number: unpickling stops at the end of
 the first pickle, so a reader that knows nothing of requests reads the value alone, and a record
 written before requests were kept is a record whose request is unknown. Both readers (the live
-cache in cache.py and the read-only inspection in cache_inspect.py) parse files through here.
+cache in cache_sync.py and the read-only inspection in cache_inspect.py) parse files through here.
 
 Every open refuses what is not a regular file (a directory, FIFO, device or socket) with a
-`CacheError` naming it, and opens non-blocking so a FIFO can never hang a call.
+`CacheError` naming it, and opens non-blocking so a FIFO can never hang a call; `check_usable`
+examines a path the same way before a cache object is made for it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "looks_like_plain_pickle",
     "open_regular",
     "not_a_file",
+    "check_usable",
 ]
 
 HEADER = b"openai_utils-cache v1\n"
@@ -253,3 +255,48 @@ def open_regular(path: Path | str, flags: int, follow_link: bool, mode: int = 0o
         os.close(fd)
         raise not_a_file(path, st_mode)
     return fd
+
+
+def check_usable(path: Path) -> None:
+    """Raise CacheError for a path no cache may use: not a regular file, a link to anything but a
+    cache, a newer format, an unusable lock. Reads at most the first bytes; changes nothing."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise CacheError(f"cache file {path} cannot be examined ({exc.strerror})") from None
+    if found is not None:
+        through = ""
+        if stat.S_ISLNK(found.st_mode):
+            target = os.path.realpath(path)
+            through = f"a symbolic link to {target}, which "
+            try:
+                found = os.stat(path)
+            except OSError:
+                raise CacheError(
+                    f"cache file {path} is a symbolic link to {target}, which does not exist; a cache is never "
+                    f"created through a link, and the link is left as it is"
+                ) from None
+        if not stat.S_ISREG(found.st_mode):
+            raise not_a_file(path, found.st_mode, through)
+        try:
+            fd = open_regular(path, os.O_RDONLY, follow_link=True)
+        except OSError as exc:
+            raise CacheError(f"cache file {path} cannot be read ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as handle:
+            kind, detail = classify_header(handle.read(64))
+        if kind == "newer":
+            raise CacheError(
+                f"cache file {path} is format version {detail}, newer than this library reads (v1); it is left "
+                f"untouched. Upgrade openai_utils or set CACHE_FILE_NAME to another file"
+            )
+        if kind == "foreign" and through:
+            raise CacheError(f"cache file {path} is {through}is not a cache ({detail}); both are left untouched")
+    lock = Path(f"{path}.lock")
+    try:
+        lock_mode = os.lstat(lock).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(lock_mode):
+        raise CacheError(f"the lock file of cache {path}: {not_a_file(lock, lock_mode)}")

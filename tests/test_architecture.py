@@ -12,7 +12,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "openai_utils"
 MAX_LINES = 400
 LONGER = {
-    "cache.py": "the response cache: reading, writing and compacting one file; to be split by job",
     "openai_client.py": "the client, its call preparation and its two drivers; to be split into those three",
     "cli.py": "the command line, one function per command",
 }

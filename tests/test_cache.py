@@ -1,4 +1,5 @@
-"""The cache file: O(1) appends, crash safety, safe loading, sharing across threads and processes."""
+"""The response cache (cache.py): O(1) appends, compaction, sharing across threads and processes, paths
+that are not ours, read-only places, the request kept beside each answer."""
 
 from __future__ import annotations
 
@@ -7,41 +8,20 @@ import json
 import logging
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from openai_utils import CacheError, OpenAIClient, force_api_cache, register_client
-from openai_utils.cache import HEADER, MISSING, ResponseCache, open_cache
+from openai_utils import CacheError, OpenAIClient, force_api_cache
+from openai_utils.cache import HEADER, MISSING, open_cache
+from tests.cache_helpers import ROOT, fresh, raw_record, record
 from tests.fake_server import FakeOpenAIServer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def record(i: int) -> dict[str, Any]:
-    return {
-        "model": "gpt-4o-mini",
-        "choices": [{"message": {"role": "assistant", "content": f"answer {i} " + "x" * 300}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 60, "total_tokens": 70},
-    }
-
-
-def fresh(path: Path) -> ResponseCache:
-    """A cache object that reads the file from scratch, as a new process would."""
-    return ResponseCache(path.resolve())
-
-
-def raw_record(key: str, value_bytes: bytes) -> bytes:
-    payload = struct.pack(">H", len(key)) + key.encode() + value_bytes
-    return struct.pack(">II", len(payload), zlib.crc32(payload)) + payload
 
 
 def written_bytes() -> int:
@@ -104,134 +84,6 @@ def test_2000_cached_calls_write_about_the_final_file_size(tmp_path: Path) -> No
     assert client.cache_misses == 2000
 
 
-# -- crash safety and damaged files -------------------------------------------------------
-
-
-def test_a_torn_last_record_is_cut_off_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "c.pickle"
-    cache = open_cache(path)
-    for i in range(5):
-        cache.put(f"k{i}", record(i))
-    whole = path.read_bytes()
-    path.write_bytes(whole[:-40])  # the writer died in the middle of the last record
-    with caplog.at_level(logging.WARNING, logger="openai_utils"):
-        again = fresh(path)
-        assert len(again) == 4
-    assert any("incomplete record" in r.getMessage() for r in caplog.records)
-    assert again.get("k3") == record(3) and again.get("k4") is MISSING
-    again.put("k4", record(4))
-    assert len(fresh(path)) == 5
-
-
-WRITER = """
-import sys
-from openai_utils.cache import open_cache
-cache = open_cache(sys.argv[1])
-i = 0
-while True:
-    cache.put(f"key-{i}", {"i": i, "text": "z" * 5000})
-    i += 1
-"""
-
-
-def test_a_writer_killed_mid_stream_loses_nothing_complete(tmp_path: Path) -> None:
-    path = tmp_path / "c.pickle"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        deadline = time.monotonic() + 30
-        while (not path.exists() or path.stat().st_size < 2_000_000) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-    size_at_kill = path.stat().st_size
-    survivor = fresh(path)
-    count = len(survivor)
-    assert count >= 2_000_000 // 5100 - 1
-    # Every complete record is there, in order, with its value intact.
-    for i in range(count):
-        assert survivor.get(f"key-{i}") == {"i": i, "text": "z" * 5000}
-    assert path.stat().st_size <= size_at_kill
-    survivor.put("after", {"ok": True})
-    assert len(fresh(path)) == count + 1
-
-
-class Boom:
-    """Unpickling this would create the marker file: the proof a loader ran code."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Path(self.marker).touch, ())
-
-
-@pytest.mark.parametrize("kind", ["random", "plain-pickle-that-runs-code", "record-that-runs-code", "bad-checksum"])
-def test_unreadable_data_is_set_aside_never_run_and_never_lost(
-    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A file that is not a cache is moved aside whole; a damaged record is moved aside with what
-    follows it, and every whole record before it stays."""
-    path = tmp_path / "c.pickle"
-    marker = tmp_path / "code-ran"
-    kept = HEADER + raw_record("good", pickle.dumps(1))
-    if kind == "random":
-        kept, moved = b"", os.urandom(4096)
-    elif kind == "plain-pickle-that-runs-code":
-        kept, moved = b"", pickle.dumps({"k": Boom(str(marker))})
-    elif kind == "record-that-runs-code":
-        moved = raw_record("evil", pickle.dumps(Boom(str(marker))))
-    else:
-        bad = bytearray(raw_record("bad", pickle.dumps(2)))
-        bad[-1] ^= 0xFF
-        moved = bytes(bad) + raw_record("after", pickle.dumps(3))
-    path.write_bytes(kept + moved)
-    with caplog.at_level(logging.WARNING, logger="openai_utils"):
-        cache = fresh(path)
-        assert len(cache) == (1 if kept else 0)
-    assert not marker.exists(), "loading the cache ran code from the file"
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith(("c.pickle.unreadable-", "c.pickle.damaged-"))]
-    assert len(aside) == 1 and aside[0].read_bytes() == moved
-    assert aside[0].name.startswith("c.pickle.damaged-" if kept else "c.pickle.unreadable-")
-    assert (path.read_bytes() if path.exists() else b"") == kept
-    warning = " ".join(r.getMessage() for r in caplog.records)
-    assert str(path) in warning and str(aside[0]) in warning
-    assert ("import-legacy" in warning) == (kind == "plain-pickle-that-runs-code")
-    cache.put("new", 2)
-    assert len(fresh(path)) == (2 if kept else 1) and fresh(path).get("new") == 2
-
-
-def test_a_newer_format_is_refused_left_untouched_and_the_call_answered(
-    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "c.pickle"
-    content = b"openai_utils-cache v9\n" + os.urandom(100)
-    path.write_bytes(content)
-    with pytest.raises(CacheError, match="version 9"):
-        open_cache(path)
-    force_api_cache(True, str(path))
-    with caplog.at_level(logging.WARNING, logger="openai_utils"):
-        for _ in range(2):
-            assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
-    assert len(server.requests) == 2
-    assert [r.getMessage() for r in caplog.records if "version 9" in r.getMessage()] != []
-    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
-    assert fresh(path).get("k") is MISSING  # a cache object met directly degrades the same way
-    assert path.read_bytes() == content
-    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["c.pickle"]
-
-
-def test_a_broken_cache_does_not_break_send_message(
-    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
-) -> None:
-    path = tmp_path / "c.pickle"
-    path.write_bytes(b"\x80garbage")
-    force_api_cache(True, str(path))
-    assert oai.send_message([{"role": "user", "content": "Hi"}]) is not None
-    assert oai.send_message([{"role": "user", "content": "Hi"}]) is not None
-    assert len(server.requests) == 1
-
-
 # -- compaction -----------------------------------------------------------------------------
 
 
@@ -266,16 +118,6 @@ def test_one_cache_object_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert open_cache("c.pickle") is open_cache(tmp_path / "c.pickle")
 
 
-def test_a_miss_picks_up_what_another_process_appended(tmp_path: Path) -> None:
-    path = tmp_path / "c.pickle"
-    mine = open_cache(path)
-    mine.put("a", 1)
-    other = fresh(path)  # stands for another process with its own view of the file
-    other.put("b", 2)
-    assert mine.get("b") == 2
-    assert len(mine) == 2
-
-
 def test_an_appender_does_not_duplicate_a_key_another_process_wrote(tmp_path: Path) -> None:
     path = tmp_path / "c.pickle"
     mine, other = open_cache(path), fresh(path)
@@ -284,16 +126,6 @@ def test_an_appender_does_not_duplicate_a_key_another_process_wrote(tmp_path: Pa
     mine.put("k", "mine")
     assert mine.get("k") == "theirs"
     assert fresh(path).stats()["superseded_records"] == 0
-
-
-def test_after_another_process_compacts_the_file_is_read_again(tmp_path: Path) -> None:
-    path = tmp_path / "c.pickle"
-    mine, other = open_cache(path), fresh(path)
-    for i in range(5):
-        mine.put(f"k{i}", i)
-    other.compact()
-    other.put("new", "x")
-    assert mine.get("new") == "x" and len(mine) == 6
 
 
 def test_eight_threads_distinct_prompts_make_exactly_200_requests(
@@ -319,65 +151,6 @@ def test_eight_threads_distinct_prompts_make_exactly_200_requests(
     assert len(server.requests) == 200
     assert len(fresh(tmp_path / "c.pickle")) == 200
     assert (oai.cache_hits, oai.cache_misses) == (200, 200)
-
-
-def test_eight_threads_asking_the_same_prompt_at_once_make_one_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with FakeOpenAIServer(latency=0.3) as slow:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        force_api_cache(True, str(tmp_path / "c.pickle"))
-        client = OpenAIClient()
-        register_client("openai", client)
-        from openai_utils import default
-
-        default.force("base_url", slow.base_url)
-        results: list[Any] = []
-        barrier = threading.Barrier(8)
-
-        def work() -> None:
-            barrier.wait()
-            results.append(client.send_message([{"role": "user", "content": "same"}]))
-
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert len(slow.requests) == 1
-        assert results == [{"role": "assistant", "content": "echo: same"}] * 8
-
-
-def test_when_the_first_of_identical_calls_fails_the_next_one_tries(tmp_path: Path) -> None:
-    cache = open_cache(tmp_path / "c.pickle")
-    calls: list[int] = []
-    gate = threading.Event()
-
-    def failing() -> Any:
-        calls.append(1)
-        gate.wait()
-        raise RuntimeError("first one failed")
-
-    outcome: list[Any] = []
-
-    def first() -> None:
-        try:
-            cache.get_or_compute("k", failing)
-        except RuntimeError as exc:
-            outcome.append(exc)
-
-    t1 = threading.Thread(target=first)
-    t1.start()
-    while not calls:
-        time.sleep(0.001)
-    t2_result: list[Any] = []
-    t2 = threading.Thread(target=lambda: t2_result.append(cache.get_or_compute("k", lambda: "second")))
-    t2.start()
-    gate.set()
-    t1.join()
-    t2.join()
-    assert isinstance(outcome[0], RuntimeError)
-    assert t2_result == [("second", False)]
 
 
 PROCESS_WORKER = """
@@ -585,144 +358,7 @@ def test_a_link_to_a_real_cache_is_read_through_and_never_written(
     assert len(warnings) == 1 and str(link) in warnings[0] and str(target) in warnings[0]
 
 
-# -- private files --------------------------------------------------------------------------
-
-
-def test_a_new_cache_and_its_lock_are_readable_by_their_owner_only(tmp_path: Path) -> None:
-    path = tmp_path / "c.pickle"
-    old_umask = os.umask(0o022)
-    try:
-        open_cache(path).put("k", record(1))
-    finally:
-        os.umask(old_umask)
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert Path(f"{path}.lock").stat().st_mode & 0o777 == 0o600
-
-
-def test_an_existing_mode_is_kept_by_appends_and_compaction(tmp_path: Path) -> None:
-    path = tmp_path / "c.pickle"
-    path.write_bytes(HEADER + b"".join(raw_record(f"k{i % 3}", pickle.dumps(i)) for i in range(9)))
-    path.chmod(0o640)
-    inode = path.stat().st_ino
-    old_umask = os.umask(0o077)
-    try:
-        cache = fresh(path)
-        cache.put("new", 1)
-        assert path.stat().st_mode & 0o777 == 0o640
-        assert cache.compact() > 0
-    finally:
-        os.umask(old_umask)
-    assert path.stat().st_ino != inode  # really rewritten
-    assert path.stat().st_mode & 0o777 == 0o640
-    assert len(fresh(path)) == 4
-
-
-# -- full disk, damage, read-only places ----------------------------------------------------
-
-
-FULL_DISK_WORKER = """
-import json, logging, os, resource, sys
-logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-from openai_utils import OpenAIClient, default
-default.force("base_url", sys.argv[2])
-client = OpenAIClient(cache_api_calls=True, cache_file_name=sys.argv[1])
-limit = os.path.getsize(sys.argv[1]) + int(sys.argv[3])
-resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # writes past it fail with EFBIG, as on a full disk
-replies = [client.send_message([{"role": "user", "content": f"late prompt {i} " + "w" * 150}]) for i in range(10)]
-print(json.dumps({"limit": limit, "replies": [r["content"] for r in replies]}))
-"""
-
-
-def test_a_full_disk_loses_no_answer_and_no_earlier_entry(
-    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
-) -> None:
-    path = tmp_path / "c.pickle"
-    force_api_cache(True, str(path))
-    for i in range(22):
-        oai.send_message([{"role": "user", "content": f"early prompt {i}"}])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test", "PYTHONDONTWRITEBYTECODE": "1"}
-    child = subprocess.run(
-        [sys.executable, "-c", FULL_DISK_WORKER, str(path), server.base_url, "1500"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert child.returncode == 0, child.stderr
-    shown = json.loads(child.stdout)
-    late = [f"late prompt {i} " + "w" * 150 for i in range(10)]
-    assert shown["replies"] == [f"echo: {text}" for text in late]  # every call paid for was answered
-    assert path.stat().st_size <= shown["limit"]
-    stored = len(fresh(path)) - 22
-    assert 1 <= stored < 10  # some fitted, the rest did not
-    not_stored = [
-        line for line in child.stderr.splitlines() if line.startswith("WARNING openai_utils") and "not stored" in line
-    ]
-    assert len(not_stored) == 10 - stored, child.stderr
-    # Space is back: every entry is still there, and the answers that did not fit are stored now.
-    oai.cache_hits = oai.cache_misses = 0
-    for i in range(22):
-        oai.send_message([{"role": "user", "content": f"early prompt {i}"}])
-    for text in late:
-        oai.send_message([{"role": "user", "content": text}])
-    assert (oai.cache_hits, oai.cache_misses) == (22 + stored, 10 - stored)
-    assert len(fresh(path)) == 32
-
-
-def test_a_damaged_record_costs_only_what_follows_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "c.pickle"
-    whole = b"".join(raw_record(f"k{i}", pickle.dumps(record(i))) for i in range(22))
-    cut_short = raw_record("k22", pickle.dumps(record(22)))[:100]  # a short write nobody noticed
-    later = raw_record("k23", pickle.dumps(record(23)))  # appended once space came back
-    path.write_bytes(HEADER + whole + cut_short + later)
-    with caplog.at_level(logging.WARNING, logger="openai_utils"):
-        cache = fresh(path)
-        assert len(cache) == 22
-    assert cache.get("k21") == record(21)
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("c.pickle.damaged-")]
-    assert len(aside) == 1 and aside[0].read_bytes() == cut_short + later  # nothing lost, only set aside
-    assert path.read_bytes() == HEADER + whole
-    warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "22 entries" in warning and str(aside[0]) in warning
-    cache.put("k22", record(22))
-    assert len(fresh(path)) == 23
-
-
-def test_a_lock_file_that_cannot_be_made_costs_no_answer(
-    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / ("c" * 250 + ".pkl")  # a name the folder takes; "<name>.lock" is too long for it
-    force_api_cache(True, str(path))
-    with caplog.at_level(logging.WARNING, logger="openai_utils"):
-        for _ in range(2):
-            assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
-    assert len(server.requests) == 2
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 2 and all("not stored" in w and ".lock" in w for w in warnings), warnings
-
-
-@pytest.mark.parametrize("cut", [1, 9, 20, len(HEADER) - 1])
-def test_a_torn_header_is_cut_like_any_torn_write(
-    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path, cut: int, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "c.pickle"
-    path.write_bytes(HEADER[:cut])
-    force_api_cache(True, str(path))
-    with caplog.at_level(logging.WARNING, logger="openai_utils"):
-        assert oai.send_message([{"role": "user", "content": "Hi"}]) == {"role": "assistant", "content": "echo: Hi"}
-    assert "first write was cut short" in " ".join(r.getMessage() for r in caplog.records)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pickle", "c.pickle.lock"]
-    assert len(fresh(path)) == 1 and path.read_bytes().startswith(HEADER)
-
-
-def test_an_empty_file_is_an_empty_cache(tmp_path: Path) -> None:
-    path = tmp_path / "c.pickle"
-    path.touch()
-    cache = fresh(path)
-    assert len(cache) == 0
-    cache.put("k", 1)
-    assert fresh(path).get("k") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pickle", "c.pickle.lock"]
+# -- read-only places -----------------------------------------------------------------------
 
 
 READ_ONLY_WORKER = """
@@ -877,55 +513,3 @@ def test_a_request_never_keeps_transport_headers(tmp_path: Path) -> None:
     [entry] = read_cache(path).entries
     assert entry.request == {"model": "m", "input": "x"}
     assert b"secret" not in path.read_bytes()
-
-
-def test_a_task_waits_for_the_same_call_in_flight_in_a_thread(tmp_path: Path) -> None:
-    """Identical calls coalesce per cache file, whether they run in threads or in tasks."""
-    import asyncio
-
-    cache = ResponseCache((tmp_path / "shared.cache").resolve())
-    started, release = threading.Event(), threading.Event()
-    computed: list[str] = []
-    results: list[Any] = []
-
-    def in_thread() -> dict[str, int]:
-        computed.append("thread")
-        started.set()
-        release.wait(30)
-        return {"v": 1}
-
-    thread = threading.Thread(target=lambda: results.append(cache.get_or_compute("k", in_thread)))
-    thread.start()
-    assert started.wait(30)
-
-    async def in_task() -> dict[str, int]:
-        computed.append("task")
-        return {"v": 2}
-
-    async def main() -> Any:
-        waiter = asyncio.ensure_future(cache.aget_or_compute("k", in_task))
-        await asyncio.sleep(0)  # the task finds the call in flight and waits for it
-        release.set()
-        return await asyncio.wait_for(waiter, 30)
-
-    assert asyncio.run(main()) == ({"v": 1}, True)
-    thread.join(30)
-    assert computed == ["thread"] and results == [({"v": 1}, False)]
-
-
-def test_tasks_of_one_loop_share_one_computation(tmp_path: Path) -> None:
-    import asyncio
-
-    cache = ResponseCache((tmp_path / "shared.cache").resolve())
-    computed: list[int] = []
-
-    async def compute() -> dict[str, int]:
-        computed.append(1)
-        await asyncio.sleep(0)
-        return {"v": len(computed)}
-
-    async def main() -> list[Any]:
-        return list(await asyncio.gather(*(cache.aget_or_compute("k", compute) for _ in range(5))))
-
-    outcomes = asyncio.run(main())
-    assert computed == [1] and outcomes == [({"v": 1}, False)] + [({"v": 1}, True)] * 4
