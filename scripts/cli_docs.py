@@ -42,7 +42,7 @@ def _fixed_terminal() -> Iterator[None]:
 
 def help_pages() -> dict[str, str]:
     """Every command's help, as `openai-utils ... --help` prints it, in parser order."""
-    from openai_utils.cli import _parser
+    from openai_utils.cli_parser import build_parser
 
     pages: dict[str, str] = {}
 
@@ -54,7 +54,7 @@ def help_pages() -> dict[str, str]:
                     walk(sub_parser, f"{name} {sub_name}")
 
     with _fixed_terminal():
-        walk(_parser(), "openai-utils")
+        walk(build_parser(), "openai-utils")
     return pages
 
 

@@ -396,9 +396,9 @@ class _StreamDropped(Exception):
 class FakeOpenAIServer:
     """Scriptable OpenAI look-alike that records every request it sees."""
 
-    def __init__(self, latency: float = 0.0, reply: Callable[[dict], str] | None = None) -> None:
+    def __init__(self, latency: float = 0.0, reply: Callable[[dict[str, Any]], str] | None = None) -> None:
         self.latency = latency
-        self.reply: Callable[[dict], str] = reply or default_reply
+        self.reply: Callable[[dict[str, Any]], str] = reply or default_reply
         self.clock: Callable[[], float] = time.monotonic
         """Stamps each arrival (`RecordedRequest.time`); a test may give the clock its client runs on."""
         self.requests: list[RecordedRequest] = []

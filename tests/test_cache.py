@@ -14,7 +14,7 @@ import sys
 import threading
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +22,9 @@ from openai_utils import CacheError, OpenAIClient, force_api_cache
 from openai_utils.cache import HEADER, MISSING, open_cache
 from tests.cache_helpers import ROOT, fresh, raw_record, record
 from tests.fake_server import FakeOpenAIServer
+
+if TYPE_CHECKING:
+    from openai_utils.cache_inspect import Entry
 
 
 def written_bytes() -> int:
@@ -222,7 +225,12 @@ def test_cache_fsync_from_config_flushes_each_append(
 
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     force_api_cache(True, str(tmp_path / "c.pickle"))
     oai.send_message([{"role": "user", "content": "a"}])
     assert synced == []
@@ -393,7 +401,7 @@ class ReadOnly:
         self.folder.chmod(0o555)
         if os.geteuid() != 0:
             return
-        nobody = {"user": 65534, "group": 65534, "extra_groups": []}
+        nobody: dict[str, Any] = {"user": 65534, "group": 65534, "extra_groups": []}
         probe = [sys.executable, "-c", "import openai_utils"]
         try:
             subprocess.run(
@@ -472,6 +480,12 @@ def test_a_read_only_cache_serves_hits_and_answers_misses(
 # -- the request kept beside each answer ----------------------------------------------------
 
 
+def recorded(entry: Entry) -> dict[str, Any]:
+    """The request kept beside `entry`, which this version always records."""
+    assert entry.request is not None
+    return entry.request
+
+
 def test_each_answer_keeps_the_request_that_produced_it(oai: OpenAIClient, tmp_path: Path) -> None:
     from openai_utils.cache_inspect import read_cache
 
@@ -482,8 +496,8 @@ def test_each_answer_keeps_the_request_that_produced_it(oai: OpenAIClient, tmp_p
     streamed = "".join(oai.send_message([{"role": "user", "content": "streamed one"}], stream=True))
     oai.get_embedding("some text")
     entries = list(read_cache(path).entries)
-    assert [e.request["messages"] for e in entries[:2]] == [messages, [{"role": "user", "content": "streamed one"}]]
-    assert entries[0].request["temperature"] == 0.2
+    assert [recorded(e)["messages"] for e in entries[:2]] == [messages, [{"role": "user", "content": "streamed one"}]]
+    assert recorded(entries[0])["temperature"] == 0.2
     assert entries[0].value["choices"][0]["message"]["content"] == reply["content"]
     assert entries[1].value["choices"][0]["message"]["content"] == streamed
     assert entries[2].request == {"model": "text-embedding-3-small", "input": "some text"}

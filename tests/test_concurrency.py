@@ -79,7 +79,12 @@ def test_a_raised_limit_lets_a_waiting_thread_in() -> None:
     slots = CallSlots()
     entered = threading.Event()
     with slots.hold():
-        waiter = threading.Thread(target=lambda: slots.hold().__enter__() or entered.set())
+
+        def hold_then_signal() -> None:
+            slots.hold().__enter__()  # held until the context manager is collected, right away
+            entered.set()
+
+        waiter = threading.Thread(target=hold_then_signal)
         waiter.start()
         assert not entered.wait(0.2)
         force_default_value("max_concurrent_model_calls", 2)

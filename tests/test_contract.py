@@ -16,6 +16,7 @@ OPENAI_UTILS_REQUIRE_SHARED=1, which turns that skip into a failure (tests/share
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import urllib.error
 import urllib.request
@@ -130,17 +131,22 @@ FORMAT_SHAPES: dict[str, dict[str, Any]] = {
 
 
 class Recording:
-    """Mixin keeping the last body a client sent, to show it when Prism rejects it."""
+    """Mixin keeping the last body a client sent, to show it when Prism rejects it.
+
+    Its `super()` calls reach the client class it is mixed into, which mypy cannot see from here:
+    hence their `type: ignore[misc]`."""
 
     sent: list[dict[str, Any]]
 
     def _raw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         self.sent.append(dict(request))
-        return super()._raw_model_call(request, timeout)  # type: ignore[misc]
+        reply: dict[str, Any] = super()._raw_model_call(request, timeout)  # type: ignore[misc]
+        return reply
 
     def _raw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         self.sent.append(dict(request))
-        return super()._raw_embedding_call(request, timeout)  # type: ignore[misc]
+        reply: dict[str, Any] = super()._raw_embedding_call(request, timeout)  # type: ignore[misc]
+        return reply
 
     def _raw_stream_call(self, request: Mapping[str, Any], timeout: float) -> Any:
         self.sent.append(dict(request))
@@ -312,10 +318,12 @@ def test_response_format_matches_the_spec(
 
 @pytest.mark.parametrize("server", ["openai", pytest.param("azure", marks=AZURE_JSON_SCHEMA_ERRATUM)])
 def test_pydantic_response_format_matches_the_spec(request: pytest.FixtureRequest, server: str) -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("pydantic")
+    import pydantic
+
     any_client = client_for(request, server)
 
-    class Answer(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+    class Answer(pydantic.BaseModel):
         answer: str
         confidence: float = 0.5
         tags: tuple[str, ...] = ()
@@ -331,10 +339,12 @@ def test_pydantic_response_format_matches_the_spec(request: pytest.FixtureReques
 def test_the_azure_json_schema_erratum_is_the_only_objection(azure_client: RecordingAzureClient) -> None:
     """The xfails above fail for the spec's erratum alone: the library's own json_schema body
     (pydantic, the richest shape) passes once the inner `type` the erratum demands is added."""
-    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("pydantic")
+    import pydantic
+
     from openai_utils.transport import post_json
 
-    class Answer(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+    class Answer(pydantic.BaseModel):
         answer: str
         tags: tuple[str, ...] = ()
 
@@ -387,7 +397,7 @@ def test_a_long_list_is_split_into_bodies_the_spec_accepts(request: pytest.Fixtu
     parts = build_embedding_requests(texts, "text-embedding-3-small")
     assert [len(part["input"]) for part in parts] == [2048, 1]
     for part in parts:
-        assert isinstance(accepted(any_client, lambda part=part: any_client._raw_embedding_call(part, 30.0)), dict)
+        assert isinstance(accepted(any_client, functools.partial(any_client._raw_embedding_call, part, 30.0)), dict)
 
 
 # -- async: the other SDK client ---------------------------------------------------------------
@@ -477,7 +487,7 @@ def test_a_401_becomes_authentication_error_naming_the_variable(server: str, req
         sdk.close()
         return stripped
 
-    client.backend.build_sdk = build_without_credentials  # type: ignore[method-assign]
+    client.backend.build_sdk = build_without_credentials
     with pytest.raises(AuthenticationError) as caught:
         client.send_message(USER)
     assert caught.value.status_code == 401

@@ -49,3 +49,13 @@ def test_readme_names_every_config_key_section() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "docs/configuration.md" in readme
     assert re.search(r"make test", readme) and re.search(r"make demo", readme)
+
+
+def test_every_make_command_the_readme_names_is_a_target() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    named = set(re.findall(r"`make ([a-z][\w-]*)`", readme)) | set(re.findall(r"^make ([a-z][\w-]*)", readme, re.M))
+    assert {"demo", "test", "check"} <= named
+    assert named <= targets, f"the README names make targets that do not exist: {sorted(named - targets)}"
+    assert (ROOT / "scripts" / "check").stat().st_mode & 0o111, "scripts/check must be executable"

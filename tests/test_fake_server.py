@@ -13,13 +13,14 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
 
 try:  # works whether or not tests/ is a package / the repo root is on sys.path
     from tests.fake_server import FakeOpenAIServer, Fault, default_reply, embedding_vector
 except ImportError:  # pragma: no cover - depends on how pytest was configured
     from fake_server import FakeOpenAIServer, Fault, default_reply, embedding_vector  # type: ignore[no-redef]
 
-USER = [{"role": "user", "content": "hello brave new world"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello brave new world"}]
 EXPECTED = "echo: hello brave new world"
 
 
@@ -112,6 +113,7 @@ def test_tool_call(client: openai.OpenAI) -> None:
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
     [call] = choice.message.tool_calls or []
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)  # the fake server answers with a function tool
     assert call.id == "call_1"
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
@@ -350,7 +352,7 @@ def test_fail_always_and_reset(srv: FakeOpenAIServer, client: openai.OpenAI) -> 
 def test_max_in_flight_counts_concurrency(sdk: Callable[..., openai.OpenAI]) -> None:
     with FakeOpenAIServer() as server:
         c = sdk(server.base_url)
-        results: list[str | None] = []
+        results: list[str] = []
         lock = threading.Lock()
 
         def call(i: int, gate: threading.Semaphore | None, barrier: threading.Barrier | None) -> None:
@@ -364,7 +366,7 @@ def test_max_in_flight_counts_concurrency(sdk: Callable[..., openai.OpenAI]) -> 
                 if gate is not None:
                     gate.release()
             with lock:
-                results.append(r.choices[0].message.content)
+                results.append(r.choices[0].message.content or "")
 
         def run(
             workers: int, gate: threading.Semaphore | None, barrier: threading.Barrier | None, in_flight: int

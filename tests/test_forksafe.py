@@ -93,7 +93,11 @@ def test_parent_and_child_calling_right_after_a_fork_each_get_their_own_answers(
     for round_ in range(ROUNDS):
         mine = [f"parent {round_}.{i}" for i in range(PROMPTS)]
         theirs = [f"child {round_}.{i}" for i in range(PROMPTS)]
-        _, collect = in_child(lambda theirs=theirs: [ask(p) for p in theirs])
+
+        def child_asks(prompts: list[str] = theirs) -> list[str | None]:
+            return [ask(p) for p in prompts]
+
+        _, collect = in_child(child_asks)
         answers = [ask(p) for p in mine]
         assert collect() == [f"echo: {p}" for p in theirs]
         assert answers == [f"echo: {p}" for p in mine]
@@ -113,7 +117,11 @@ def test_async_calls_in_parent_and_child_after_a_fork_get_their_own_answers(oai:
         for round_ in range(ROUNDS):
             theirs = [f"child {round_}.{i}" for i in range(PROMPTS)]
             mine = [f"parent {round_}.{i}" for i in range(PROMPTS)]
-            _, collect = in_child(lambda theirs=theirs: asyncio.run(ask_all(theirs)))
+
+            def child_asks(prompts: list[str] = theirs) -> list[Any]:
+                return asyncio.run(ask_all(prompts))
+
+            _, collect = in_child(child_asks)
             answers = loop.run_until_complete(ask_all(mine))
             assert collect() == [f"echo: {p}" for p in theirs]
             assert answers == [f"echo: {p}" for p in mine]

@@ -313,10 +313,15 @@ def test_token_counts_are_computed_only_when_debug_is_on(
     oai: OpenAIClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import openai_utils.openai_client as clients_module
+    from openai_utils.tokens import count_tokens as real  # what clients_module calls
 
     counted: list[str] = []
-    real = clients_module.count_tokens
-    monkeypatch.setattr(clients_module, "count_tokens", lambda m, model: counted.append(model) or real(m, model))
+
+    def counting(m: Any, model: str) -> int | None:
+        counted.append(model)
+        return real(m, model)
+
+    monkeypatch.setattr(clients_module, "count_tokens", counting)
     oai.send_message(HI)
     assert counted == []
     with caplog.at_level(logging.DEBUG, logger="openai_utils"):
@@ -733,7 +738,12 @@ def test_azure_signs_in_with_azure_identity_and_refreshes(
 
     def get_bearer_token_provider(credential: object, scope: str) -> Any:
         scopes.append(scope)
-        return lambda: issued.append(f"token-{len(issued) + 1}") or issued[-1]
+
+        def issue() -> str:
+            issued.append(f"token-{len(issued) + 1}")
+            return issued[-1]
+
+        return issue
 
     identity = types.ModuleType("azure.identity")
     identity.DefaultAzureCredential = object  # type: ignore[attr-defined]

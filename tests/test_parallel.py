@@ -242,6 +242,7 @@ def test_ctrl_c_cancels_pending_items_and_leaves_no_thread(oai: OpenAIClient, se
     server.latency = 0.2  # requests are in flight when Ctrl-C comes
     tracker = Tracker(hold_after=6)
     main = threading.main_thread().ident
+    assert main is not None  # a started thread has its ident
     assert threading.current_thread() is threading.main_thread()
 
     def function(i: int) -> Any:
@@ -465,6 +466,7 @@ def test_llmcall_map_keeps_each_items_messages(oai: OpenAIClient, server: FakeOp
 
     call = LLMCall("answer.system", "answer.user", temperature=0)
     answers = call.map([{"question": f"q{i}?"} for i in range(12)], max_workers=3, progress=False)
+    assert call.messages is not None  # map fills it, one entry per item
     assert [a.strip() for a in answers] == [f"echo: q{i}?" for i in range(12)]
     assert [m[1]["content"].strip() for m in call.messages] == [f"q{i}?" for i in range(12)]
     assert repr(call).endswith("mapped over 12 items, 0 without an answer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,12 +19,15 @@ from openai_utils import (
 from openai_utils.structured import response_format_for_wire
 from tests.fake_server import FakeOpenAIServer, Fault
 
-pydantic = pytest.importorskip(
-    "pydantic", reason="structured outputs with a model class need pydantic (extra 'structured')"
-)
+if TYPE_CHECKING:
+    import pydantic
+else:
+    pydantic = pytest.importorskip(
+        "pydantic", reason="structured outputs with a model class need pydantic (extra 'structured')"
+    )
 
 HI = [{"role": "user", "content": "Who is on the team?"}]
-ANSWER = {"name": "Ana", "age": 41, "tags": ["lead"]}
+ANSWER: dict[str, Any] = {"name": "Ana", "age": 41, "tags": ["lead"]}
 
 
 class Person(pydantic.BaseModel):
@@ -152,6 +155,7 @@ def test_nested_models_are_closed_too() -> None:
         members: list[Person]
 
     wire, parse = response_format_for_wire(Team)
+    assert parse is not None  # a model class always comes with its parser
     person = wire["json_schema"]["schema"]["$defs"]["Person"]
     assert person["additionalProperties"] is False and person["required"] == ["name", "age", "tags"]
     assert parse(json.dumps({"lead": ANSWER, "members": [ANSWER]})).lead.name == "Ana"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,13 +295,13 @@ def test_a_partial_may_recurse_inside_a_section(folders: tuple[Path, Path]) -> N
     write(folders[0], "tree", "{{> node}}")
     write(folders[0], "node", "{{name}}{{#children}}({{> node}}){{/children}}")
     leaf: list[object] = []
-    tree = {
+    tree: dict[str, Any] = {
         "name": "a",
         "children": [{"name": "b", "children": [{"name": "c", "children": leaf}]}, {"name": "d", "children": leaf}],
     }
     assert render_template("tree", tree) == "a(b(c))(d)"
     # without an empty list, mustache looks `children` up in the enclosing item: recursion without end
-    del tree["children"][1]["children"]  # type: ignore[index]
+    del tree["children"][1]["children"]
     with pytest.raises(TemplateError, match="recursed"):
         render_template("tree", tree)
 

@@ -239,7 +239,7 @@ def test_text_tokens_treat_special_markers_as_text() -> None:
 
 @needs_encodings
 def test_list_content_counts_text_parts_only() -> None:
-    parts = [
+    parts: list[dict[str, Any]] = [
         {"type": "text", "text": "Describe this picture."},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
         {"type": "input_text", "text": "Be brief."},

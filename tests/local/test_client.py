@@ -72,7 +72,8 @@ def test_json_schema_response_format_is_followed(llm: LocalClient) -> None:
 
 
 def test_a_pydantic_response_format_comes_back_parsed(llm: LocalClient) -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("pydantic")
+    import pydantic
 
     class City(pydantic.BaseModel):
         city: str

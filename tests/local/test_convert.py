@@ -4,6 +4,7 @@ installs convert at once, and leaving nothing under the final name when killed m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -52,8 +53,13 @@ def test_conversion_is_atomic_reused_and_keeps_other_files(tmp_path: Path, monke
     assert path.stat().st_mode & 0o777 == 0o644
     written = path.stat().st_mtime_ns
     hashed: list[object] = []
-    real_sha256 = paths.hashlib.sha256
-    monkeypatch.setattr(paths.hashlib, "sha256", lambda *a: hashed.append(a) or real_sha256(*a))
+    real_sha256 = hashlib.sha256  # the module paths hashes with
+
+    def sha256(*a: Any) -> Any:
+        hashed.append(a)
+        return real_sha256(*a)
+
+    monkeypatch.setattr(hashlib, "sha256", sha256)
     assert convert.ensure_minilm_gguf() == path
     assert hashed == []  # every call asks for the path: the digest is remembered, not recomputed
     assert path.stat().st_mtime_ns == written
