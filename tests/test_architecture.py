@@ -14,7 +14,6 @@ MAX_LINES = 400
 LONGER = {
     "cache.py": "the response cache: reading, writing and compacting one file; to be split by job",
     "ratelimit.py": "the rate gate and its token estimate; to be split by job",
-    "openai_client.py": "the client, its call preparation and its two drivers; to be split into those three",
     "config.py": "the SETTINGS table, one entry per config key",
     "cli.py": "the command line, one function per command",
 }
