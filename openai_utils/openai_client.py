@@ -160,6 +160,8 @@ class OpenAIClient:
         """In a forked child: a fresh counter lock (the backend renews itself)."""
         self._counter_lock = threading.Lock()
 
+    # -- what preparing and running a call take from the client (call.py, drivers.py) ----
+
     def _target(self) -> Target:
         """What preparing a call needs from this client (call.py)."""
         return Target(self.api_type, self._default_model, self._endpoint, self._cache())
