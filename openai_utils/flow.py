@@ -4,7 +4,7 @@ Admission (rate limits, 429 pauses, a concurrency slot), one attempt, retrying, 
 stream up to its first text are generators that yield small step objects (`Sleep`, `HoldSlot`,
 `Send`, ...) and get each step's result back, in the manner of httpx's auth flows. `drive` runs
 a flow performing each step at once; `adrive` awaits each one. The steps say what to wait for;
-only the drivers (openai_client.py) know how, so the sync and async paths cannot drift apart.
+only the drivers (drivers.py) know how, so the sync and async paths cannot drift apart.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
 """OpenAIClient: chat and embeddings, sync and async, streamed or not.
 
 A client is cheap to build (no file, no connection): everything it needs is read from `default`
-and the environment at call time. The SDK clients behind it are built on first use and kept, so
-connections are reused, until their settings (key, endpoint) change; the async ones are kept per
-event loop and closed when that loop shuts down.
+and the environment at call time. Each request itself is its backend's (backend.py), which keeps
+the SDK clients behind it.
 
-Everything that is not I/O is shared by the sync and async paths: `_prepare` builds and checks
-the request, the cache key and the retry policy once; `retry.Attempts` decides every wait; the
-response and stream handling live in `response.py` and `streaming.py`. Admission, attempts,
-retrying and opening a stream are written once as flows (flow.py); the sync and async drivers
-below only perform their steps. Each request itself is the backend's (backend.py).
+This module is the public driver only: what a client offers (send_message, get_embedding, their
+async twins, the usage counts) and the hooks a subclass may override. Turning the public arguments
+into a prepared call is call.py's; running it, sync or async, through the flows of flow.py and the
+cache is drivers.py's.
 
 Custom clients subclass OpenAIClient and override `_raw_model_call` / `_raw_embedding_call`
 (one attempt each; their async twins default to running them in a thread); raising
@@ -18,8 +16,6 @@ NonTerminalError there makes the call retried.
 
 from __future__ import annotations
 
-import functools
-import logging
 import random
 import threading
 import time
@@ -31,61 +27,26 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import flow
+from . import drivers
 from .backend import Backend
-from .cache import MISSING, ResponseCache, cache_for_calls
-from .concurrency import call_slots
+from .cache import ResponseCache, cache_for_calls
+from .call import Call, Target, chat_arguments, prepare_chat, prepare_embedding
 from .config import default
-from .exceptions import (
-    APIError,
-    InvalidRequestError,
-    MalformedResponseError,
-    RetriesExhaustedError,
-    StreamInterruptedError,
-)
+from .exceptions import APIError
 from .forksafe import renew_in_child
 from .legacy import adapt as adapt_legacy
-from .ratelimit import rate_gate
-from .request import (
-    CHAT,
-    EMBEDDING,
-    adapt_for_reasoning,
-    build_chat_request,
-    build_embedding_requests,
-    cache_key,
-    is_reasoning_model,
-    validate_arguments,
-)
-from .response import chat_record, chat_result, check_record, embedding_record
-from .retry import RetryPolicy
+from .request import CHAT, EMBEDDING
+from .response import chat_result
 from .sdk_backend import OpenAIBackend
-from .streaming import AsyncTextStream, TextStream, areplay, replay
-from .structured import Parser, response_format_for_wire
 from .tokens import count_tokens
 from .transport import SDKClient
 from .usage import UsageStats, format_stats, process_usage
 
 __all__ = ["OpenAIClient", "CHAT", "EMBEDDING"]
 
-logger = logging.getLogger("openai_utils")
-
 T = TypeVar("T")
-
-
-@dataclass
-class _Call:
-    """One call, prepared once before any attempt: what to send, how to retry, where to cache."""
-
-    kind: str
-    request: dict[str, Any]
-    policy: RetryPolicy
-    timeout: float
-    cache: ResponseCache | None
-    key: str | None
-    parse: Parser | None = None
 
 
 class OpenAIClient:
@@ -199,102 +160,13 @@ class OpenAIClient:
         """In a forked child: a fresh counter lock (the backend renews itself)."""
         self._counter_lock = threading.Lock()
 
-    def _policy(self, max_attempts: int | None, waiting_time: float | None, factor: float | None) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=max_attempts if max_attempts is not None else default["max_attempts"],
-            waiting_time=waiting_time if waiting_time is not None else default["waiting_time"],
-            backoff_factor=factor if factor is not None else default["exponential_backoff_factor"],
-            max_waiting_time=default["max_waiting_time"],
-        )
+    # -- what preparing and running a call take from the client (call.py, drivers.py) ----
 
-    # -- preparing a call (shared by every path) -----------------------------------------
+    def _target(self) -> Target:
+        """What preparing a call needs from this client (call.py)."""
+        return Target(self.api_type, self._default_model, self._endpoint, self._cache())
 
-    def _prepare_chat(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        extra: Mapping[str, Any],
-        *,
-        model: str | None,
-        temperature: float | None,
-        max_tokens: int | None,
-        top_p: float | None,
-        frequency_penalty: float | None,
-        presence_penalty: float | None,
-        stop: str | list[str] | None,
-        timeout: float | None,
-        max_attempts: int | None,
-        waiting_time: float | None,
-        exponential_backoff_factor: float | None,
-        n: int,
-        echo: bool,
-        stream: bool,
-    ) -> _Call:
-        validate_arguments(
-            {
-                "model": model,
-                "temperature": temperature,
-                "max_tokens": max_tokens,
-                "top_p": top_p,
-                "frequency_penalty": frequency_penalty,
-                "presence_penalty": presence_penalty,
-                "timeout": timeout,
-                "max_attempts": max_attempts,
-                "waiting_time": waiting_time,
-                "exponential_backoff_factor": exponential_backoff_factor,
-                "n": n,
-                "echo": echo,
-                "stream": stream,
-            }
-        )
-        if stream and (n != 1 or echo):
-            raise InvalidRequestError("stream=True returns one answer's text: it cannot be combined with n > 1 or echo")
-        params: dict[str, Any] = {
-            "model": model or self._default_model(CHAT),
-            "temperature": temperature if temperature is not None else default["temperature"],
-            "max_tokens": max_tokens if max_tokens is not None else default["max_tokens"],
-            "top_p": top_p if top_p is not None else default["top_p"],
-            "frequency_penalty": frequency_penalty if frequency_penalty is not None else default["frequency_penalty"],
-            "presence_penalty": presence_penalty if presence_penalty is not None else default["presence_penalty"],
-            "stop": stop or None,
-            "n": n if n != 1 else None,
-            **extra,
-        }
-        params["response_format"], parse = response_format_for_wire(params.get("response_format"))
-        if is_reasoning_model(params["model"], default["reasoning_models"]):
-            params = adapt_for_reasoning(params, default["reasoning_effort"])
-        if stream:
-            params["stream"] = True
-            params["stream_options"] = {"include_usage": True}
-        request = build_chat_request(messages, params)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "sending %d message(s) to %s, about %s prompt tokens",
-                len(request["messages"]),
-                request["model"],
-                count_tokens(request["messages"], request["model"]),
-            )
-        call = self._prepare(
-            CHAT, request, timeout, self._policy(max_attempts, waiting_time, exponential_backoff_factor)
-        )
-        call.parse = parse
-        return call
-
-    def _prepare_embedding(
-        self, text: str | Sequence[str], model: str | None, timeout: float | None, max_attempts: int | None
-    ) -> list[_Call]:
-        """One call per request the input needs: a list longer than the API takes goes in parts,
-        each retried and cached on its own, so a failed long call resumes where it stopped."""
-        validate_arguments({"model": model, "timeout": timeout, "max_attempts": max_attempts})
-        requests = build_embedding_requests(text, model or self._default_model(EMBEDDING))
-        policy = self._policy(max_attempts, None, None)
-        return [self._prepare(EMBEDDING, request, timeout, policy) for request in requests]
-
-    def _prepare(self, kind: str, request: dict[str, Any], timeout: float | None, policy: RetryPolicy) -> _Call:
-        cache = self._cache()
-        key = cache_key(self.api_type, self._endpoint(), kind, request) if cache is not None else None
-        return _Call(kind, request, policy, timeout if timeout is not None else default["timeout"], cache, key)
-
-    def _account(self, call: _Call, record: Mapping[str, Any], hit: bool) -> None:
+    def _account(self, call: Call, record: Mapping[str, Any], hit: bool) -> None:
         """Count a finished call: cache hit or miss, and its tokens and cost."""
         if call.cache is not None:
             with self._counter_lock:
@@ -305,25 +177,6 @@ class OpenAIClient:
         model = record.get("model") or call.request.get("model")
         for stats in (self.usage, process_usage):
             stats.record(model, record.get("usage"), cached=hit)
-
-    def _cached(self, call: _Call) -> Any:
-        """The cached answer for `call`, counted as a hit, or MISSING."""
-        if call.cache is None:
-            return MISSING
-        value = call.cache.get(call.key)  # type: ignore[arg-type]
-        if value is not MISSING:
-            self._account(call, value, hit=True)
-        return value
-
-    def _store(self, call: _Call, value: Any) -> None:
-        if call.cache is not None:
-            call.cache.put(call.key, value, call.request)  # type: ignore[arg-type]
-
-    def _give_up(self, call: _Call, exc: RetriesExhaustedError) -> None:
-        """Attempts ran out: log it once, then return None or raise, as RAISE_ON_FAILURE says."""
-        logger.error("%s call to %s failed: %s", call.kind, call.request.get("model"), exc)
-        if default["raise_on_failure"]:
-            raise exc
 
     # -- the public calls ----------------------------------------------------------------
 
@@ -357,10 +210,10 @@ class OpenAIClient:
         Returns None when every attempt failed with a retryable error (or raises
         RetriesExhaustedError with RAISE_ON_FAILURE); other errors raise at once.
         """
-        call = self._prepare_chat(current_messages, extra, **_chat_arguments(locals()))
+        call = prepare_chat(self._target(), current_messages, extra, **chat_arguments(locals()))
         if stream:
-            return self._stream(call)
-        outcome = self._run(call, "model")
+            return drivers.stream(self, call)
+        outcome = drivers.run(self, call, "model")
         return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
     async def asend_message(
@@ -384,10 +237,10 @@ class OpenAIClient:
     ) -> Any:
         """The async form of send_message: same parameters, same results; with stream=True an
         `AsyncTextStream` of text chunks."""
-        call = self._prepare_chat(current_messages, extra, **_chat_arguments(locals()))
+        call = prepare_chat(self._target(), current_messages, extra, **chat_arguments(locals()))
         if stream:
-            return await self._astream(call)
-        outcome = await self._arun(call, "model")
+            return await drivers.astream(self, call)
+        outcome = await drivers.arun(self, call, "model")
         return None if outcome is None else chat_result(outcome[0], n, echo, current_messages, call.parse, outcome[1])
 
     def send_messages(
@@ -420,8 +273,8 @@ class OpenAIClient:
         may carry (2,048 texts) goes out in parts, each retried and cached on its own.
         """
         vectors: list[Any] = []
-        for call in self._prepare_embedding(text, model, timeout, max_attempts):
-            outcome = self._run(call, "embedding")
+        for call in prepare_embedding(self._target(), text, model, timeout, max_attempts):
+            outcome = drivers.run(self, call, "embedding")
             if outcome is None:
                 return None
             vectors.extend(outcome[0]["vectors"])
@@ -436,8 +289,8 @@ class OpenAIClient:
     ) -> Any:
         """The async form of get_embedding."""
         vectors: list[Any] = []
-        for call in self._prepare_embedding(text, model, timeout, max_attempts):
-            outcome = await self._arun(call, "embedding")
+        for call in prepare_embedding(self._target(), text, model, timeout, max_attempts):
+            outcome = await drivers.arun(self, call, "embedding")
             if outcome is None:
                 return None
             vectors.extend(outcome[0]["vectors"])
@@ -495,214 +348,18 @@ class OpenAIClient:
     def _auth_hint(self) -> str:
         return self.backend.auth_hint
 
-    # -- the drivers: the flow (flow.py) is written once; these only perform its steps -----
+    # -- getting ready to send (the flow's Connect step, drivers.py) ------------------------
 
-    def _gate_key(self, call: _Call) -> str:
-        """Rate limits and 429 pauses apply per model (Azure: deployment) per server."""
-        return f"{self._endpoint()} {call.request.get('model')}"
+    def _connect(self, kind: str, what: str) -> None:
+        """Get ready to send `what` before the rate-limit token is taken: build the SDK client
+        when the raw call is one of ours (a custom one builds what it needs itself)."""
+        if _sends_with_our_sdk(self, getattr(self, f"_raw_{what}_call")):
+            self._sdk(kind)
 
-    def _attempts(self, call: _Call, what: str) -> flow.Flow[dict[str, Any]]:
-        """Attempts of `what` ("model" or "embedding") until one succeeds; the server's JSON,
-        checked and shaped into a record."""
-        key = self._gate_key(call)
-
-        def one() -> flow.Flow[dict[str, Any]]:
-            data = yield from flow.attempt(call, key, what, functools.partial(self._refine_error, kind=call.kind))
-            if what == "embedding":
-                return embedding_record(data, _input_count(call))
-            return check_record(chat_record(data), call.parse)
-
-        return flow.retrying(call, self._random, one)
-
-    def _stream_opening(self, call: _Call) -> flow.Flow[flow.OpenStream]:
-        key = self._gate_key(call)
-        refine = functools.partial(self._refine_error, kind=call.kind)
-        return flow.retrying(call, self._random, lambda: flow.open_stream(call, key, refine))
-
-    def _drive(self, call: _Call, steps: flow.Flow[T]) -> T:
-        return flow.drive(steps, functools.partial(self._perform_sync, call))
-
-    async def _adrive(self, call: _Call, steps: flow.Flow[T]) -> T:
-        return await flow.adrive(steps, functools.partial(self._perform_async, call))
-
-    def _perform_sync(self, call: _Call, step: flow.Step) -> Any:
-        """Do one step of a flow now."""
-        if isinstance(step, flow.Send):
-            return getattr(self, f"_raw_{step.what}_call")(call.request, call.timeout)
-        if isinstance(step, flow.NextChunk):
-            return flow.next_chunk(step.chunks)
-        if isinstance(step, flow.Sleep):
-            return self._sleep(step.seconds)
-        if isinstance(step, flow.BeforeRequest):
-            return rate_gate.before_request(step.key, step.tokens)
-        if isinstance(step, flow.HoldSlot):
-            slot = call_slots.hold()
-            slot.__enter__()
-            return slot
-        if isinstance(step, flow.ReleaseSlot):
-            return step.slot.__exit__(None, None, None)
-        if isinstance(step, flow.Connect):
-            if _sends_with_our_sdk(self, getattr(self, f"_raw_{step.what}_call")):
-                self._sdk(step.kind)
-            return None
-        if isinstance(step, flow.BeforeSend):
-            return rate_gate.before_send(step.key, step.tokens)
-        raise TypeError(f"unknown step {step!r}")
-
-    async def _perform_async(self, call: _Call, step: flow.Step) -> Any:
-        """Await one step of a flow."""
-        if isinstance(step, flow.Send):
-            return await getattr(self, f"_araw_{step.what}_call")(call.request, call.timeout)
-        if isinstance(step, flow.NextChunk):
-            return await flow.anext_chunk(step.chunks)
-        if isinstance(step, flow.Sleep):
-            return await self._await_sleep(step.seconds)
-        if isinstance(step, flow.BeforeRequest):
-            return await rate_gate.abefore_request(step.key, step.tokens)
-        if isinstance(step, flow.HoldSlot):
-            slot = call_slots.ahold()
-            await slot.__aenter__()
-            return slot
-        if isinstance(step, flow.ReleaseSlot):
-            return await step.slot.__aexit__(None, None, None)
-        if isinstance(step, flow.Connect):
-            if _sends_with_our_sdk(self, getattr(self, f"_araw_{step.what}_call")):
-                await self._async_sdk(step.kind)
-            return None
-        if isinstance(step, flow.BeforeSend):
-            return await rate_gate.abefore_send(step.key, step.tokens)
-        raise TypeError(f"unknown step {step!r}")
-
-    def _run(self, call: _Call, what: str) -> tuple[dict[str, Any], bool] | None:
-        """(record, whether it came from the cache), or None when the attempts ran out."""
-        try:
-            if call.cache is None:
-                value, hit = self._drive(call, self._attempts(call, what)), False
-            else:
-                compute = lambda: self._drive(call, self._attempts(call, what))  # noqa: E731
-                value, hit = call.cache.get_or_compute(call.key, compute, call.request)  # type: ignore[arg-type]
-        except RetriesExhaustedError as exc:
-            self._give_up(call, exc)
-            return None
-        self._account(call, value, hit)
-        return value, hit
-
-    async def _arun(self, call: _Call, what: str) -> tuple[dict[str, Any], bool] | None:
-        """The async form of `_run`."""
-        try:
-            if call.cache is None:
-                value, hit = await self._adrive(call, self._attempts(call, what)), False
-            else:
-                compute = lambda: self._adrive(call, self._attempts(call, what))  # noqa: E731
-                value, hit = await call.cache.aget_or_compute(call.key, compute, call.request)  # type: ignore[arg-type]
-        except RetriesExhaustedError as exc:
-            self._give_up(call, exc)
-            return None
-        self._account(call, value, hit)
-        return value, hit
-
-    async def _await_sleep(self, seconds: float) -> None:
-        if self._async_sleep is not None:
-            await self._async_sleep(seconds)
-        else:
-            import asyncio
-
-            await asyncio.sleep(seconds)
-
-    def _stream(self, call: _Call) -> TextStream | None:
-        cached = self._cached(call)
-        if cached is not MISSING:
-            return TextStream(replay(cached), lambda: cached, call.parse, cached=True)
-        try:
-            opened = self._drive(call, self._stream_opening(call))
-        except RetriesExhaustedError as exc:
-            self._give_up(call, exc)
-            return None
-        return TextStream(self._stream_rest(opened), lambda: self._finish_stream(call, opened), call.parse)
-
-    async def _astream(self, call: _Call) -> AsyncTextStream | None:
-        cached = self._cached(call)
-        if cached is not MISSING:
-            return AsyncTextStream(areplay(cached), lambda: cached, call.parse, cached=True)
-        try:
-            opened = await self._adrive(call, self._stream_opening(call))
-        except RetriesExhaustedError as exc:
-            self._give_up(call, exc)
-            return None
-        return AsyncTextStream(self._astream_rest(opened), lambda: self._finish_stream(call, opened), call.parse)
-
-    def _stream_rest(self, opened: flow.OpenStream) -> Iterator[str]:
-        """The rest of an open stream's text; its slot is released when it ends."""
-        try:
-            if opened.first is not None:
-                yield opened.first
-            for chunk in opened.chunks:
-                text = opened.assembler.feed(chunk)
-                if text:
-                    yield text
-        except APIError as error:
-            raise _interrupted(opened, error) from error
-        finally:
-            opened.slot.__exit__(None, None, None)
-
-    async def _astream_rest(self, opened: flow.OpenStream) -> AsyncIterator[str]:
-        """The async form of `_stream_rest`."""
-        try:
-            if opened.first is not None:
-                yield opened.first
-            async for chunk in opened.chunks:
-                text = opened.assembler.feed(chunk)
-                if text:
-                    yield text
-        except APIError as error:
-            raise _interrupted(opened, error) from error
-        finally:
-            await opened.slot.__aexit__(None, None, None)
-
-    def _finish_stream(self, call: _Call, opened: flow.OpenStream) -> dict[str, Any]:
-        """A complete stream: check it like a plain answer, count it, cache it; its record."""
-        unfinished = opened.assembler.unfinished()
-        if unfinished:
-            raise _interrupted(opened, MalformedResponseError(unfinished))
-        record = check_record(opened.assembler.record(), call.parse)
-        self._account(call, record, hit=False)
-        self._store(call, record)
-        return record
-
-
-def _interrupted(opened: flow.OpenStream, error: APIError) -> StreamInterruptedError:
-    """A stream that failed after its first text: what arrived is kept in the error."""
-    return StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error)
-
-
-CHAT_ARGUMENTS = (
-    "model",
-    "temperature",
-    "max_tokens",
-    "top_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "stop",
-    "timeout",
-    "max_attempts",
-    "waiting_time",
-    "exponential_backoff_factor",
-    "n",
-    "echo",
-    "stream",
-)
-"""The named parameters of send_message / asend_message, passed on to `_prepare_chat` by name."""
-
-
-def _chat_arguments(scope: Mapping[str, Any]) -> dict[str, Any]:
-    """The chat parameters among a send_message call's locals, by name."""
-    return {name: scope[name] for name in CHAT_ARGUMENTS}
-
-
-def _input_count(call: _Call) -> int:
-    """How many vectors an embeddings request asks for: one for a string, one per text of a list."""
-    texts = call.request["input"]
-    return 1 if isinstance(texts, str) else len(texts)
+    async def _aconnect(self, kind: str, what: str) -> None:
+        """The async form of `_connect`."""
+        if _sends_with_our_sdk(self, getattr(self, f"_araw_{what}_call")):
+            await self._async_sdk(kind)
 
 
 def _overrides(client: OpenAIClient, name: str) -> bool:

@@ -312,7 +312,7 @@ def test_secrets_are_never_logged(
 def test_token_counts_are_computed_only_when_debug_is_on(
     oai: OpenAIClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import openai_utils.openai_client as clients_module
+    import openai_utils.call as clients_module
     from openai_utils.tokens import count_tokens as real  # what clients_module calls
 
     counted: list[str] = []
