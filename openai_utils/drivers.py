@@ -20,10 +20,8 @@ from .call import Call, input_count
 from .concurrency import call_slots
 from .config import default
 from .exceptions import (
-    APIError,
     MalformedResponseError,
     RetriesExhaustedError,
-    StreamInterruptedError,
 )
 from .ratelimit import rate_gate
 from .response import chat_record, check_record, embedding_record
@@ -178,7 +176,7 @@ def stream(client: OpenAIClient, call: Call) -> TextStream | None:
     except RetriesExhaustedError as exc:
         _give_up(call, exc)
         return None
-    return TextStream(_stream_rest(opened), lambda: _finish_stream(client, call, opened), call.parse)
+    return TextStream(_stream_rest(client, call, opened), lambda: _finish_stream(client, call, opened), call.parse)
 
 
 async def astream(client: OpenAIClient, call: Call) -> AsyncTextStream | None:
@@ -191,7 +189,9 @@ async def astream(client: OpenAIClient, call: Call) -> AsyncTextStream | None:
     except RetriesExhaustedError as exc:
         _give_up(call, exc)
         return None
-    return AsyncTextStream(_astream_rest(opened), lambda: _finish_stream(client, call, opened), call.parse)
+    return AsyncTextStream(
+        _astream_rest(client, call, opened), lambda: _finish_stream(client, call, opened), call.parse
+    )
 
 
 def _cached(client: OpenAIClient, call: Call) -> Any:
@@ -210,33 +210,22 @@ def _stream_opening(client: OpenAIClient, call: Call) -> flow.Flow[flow.OpenStre
     return flow.retrying(call, client._random, lambda: flow.open_stream(call, key, refine))
 
 
-def _stream_rest(opened: flow.OpenStream) -> Iterator[str]:
-    """The rest of an open stream's text; its slot is released when it ends."""
+def _stream_rest(client: OpenAIClient, call: Call, opened: flow.OpenStream) -> Iterator[str]:
+    """The text of an open stream (flow.stream_rest); its slot is released when reading stops."""
     try:
-        if opened.first is not None:
-            yield opened.first
-        for chunk in opened.chunks:
-            text = opened.assembler.feed(chunk)
-            if text:
-                yield text
-    except APIError as error:
-        raise _interrupted(opened, error) from error
+        yield from flow.emitted(flow.stream_rest(opened), functools.partial(_perform, client, call))
     finally:
         opened.slot.__exit__(None, None, None)
 
 
-async def _astream_rest(opened: flow.OpenStream) -> AsyncIterator[str]:
+async def _astream_rest(client: OpenAIClient, call: Call, opened: flow.OpenStream) -> AsyncIterator[str]:
     """The async form of `_stream_rest`."""
+    texts = flow.aemitted(flow.stream_rest(opened), functools.partial(_aperform, client, call))
     try:
-        if opened.first is not None:
-            yield opened.first
-        async for chunk in opened.chunks:
-            text = opened.assembler.feed(chunk)
-            if text:
-                yield text
-    except APIError as error:
-        raise _interrupted(opened, error) from error
+        async for text in texts:
+            yield text
     finally:
+        await texts.aclose()  # `async for` leaves it open when the reader stops early
         await opened.slot.__aexit__(None, None, None)
 
 
@@ -244,14 +233,9 @@ def _finish_stream(client: OpenAIClient, call: Call, opened: flow.OpenStream) ->
     """A complete stream: check it like a plain answer, count it, cache it; its record."""
     unfinished = opened.assembler.unfinished()
     if unfinished:
-        raise _interrupted(opened, MalformedResponseError(unfinished))
+        raise flow.interrupted(opened, MalformedResponseError(unfinished))
     record = check_record(opened.assembler.record(), call.parse)
     client._account(call, record, hit=False)
     if call.cache is not None:
         call.cache.put(call.key, record, call.request)  # type: ignore[arg-type]
     return record
-
-
-def _interrupted(opened: flow.OpenStream, error: APIError) -> StreamInterruptedError:
-    """A stream that failed after its first text: what arrived is kept in the error."""
-    return StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error)

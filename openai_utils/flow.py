@@ -1,25 +1,40 @@
 """One call's control flow, written once, driven twice.
 
-Admission (rate limits, 429 pauses, a concurrency slot), one attempt, retrying, and opening a
-stream up to its first text are generators that yield small step objects (`Sleep`, `HoldSlot`,
+Admission (rate limits, 429 pauses, a concurrency slot), one attempt, retrying, opening a
+stream up to its first text and reading the rest of it are generators that yield small step objects (`Sleep`, `HoldSlot`,
 `Send`, ...) and get each step's result back, in the manner of httpx's auth flows. `drive` runs
-a flow performing each step at once; `adrive` awaits each one. The steps say what to wait for;
+a flow performing each step at once; `adrive` awaits each one; `emitted` and `aemitted` do the
+same for a flow that hands out text (`Emit`), as a sync or async iterator of it. The steps say what to wait for;
 only the drivers (drivers.py) know how, so the sync and async paths cannot drift apart.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .exceptions import APIError, MalformedResponseError, NonTerminalError
+from .exceptions import APIError, MalformedResponseError, NonTerminalError, StreamInterruptedError
 from .ratelimit import rate_gate
 from .request import estimate_tokens
 from .streaming import StreamAssembler
 
-__all__ = ["Step", "Flow", "drive", "adrive", "attempt", "retrying", "open_stream", "OpenStream", "END"]
+__all__ = [
+    "Step",
+    "Flow",
+    "drive",
+    "adrive",
+    "emitted",
+    "aemitted",
+    "attempt",
+    "retrying",
+    "open_stream",
+    "stream_rest",
+    "interrupted",
+    "OpenStream",
+    "END",
+]
 
 T = TypeVar("T")
 
@@ -82,6 +97,13 @@ class NextChunk(Step):
     """The next chunk of an open stream, or END."""
 
     chunks: Any
+
+
+@dataclass(frozen=True)
+class Emit(Step):
+    """Hand `text` to whoever reads the stream; the flow goes on when the next text is asked for."""
+
+    text: str
 
 
 END: Any = object()
@@ -176,6 +198,29 @@ def open_stream(call: Any, key: str, refine: Callable[[APIError], APIError]) -> 
     return OpenStream(chunks, assembler, first, slot)
 
 
+def stream_rest(opened: OpenStream) -> Flow[None]:
+    """The text of an open stream from its first on, as `Emit` steps. A failure from here on is
+    not retried (text went out already): it is a StreamInterruptedError keeping what arrived.
+
+    The slot stays held: the reader releases it when it stops, at the end or early (closing
+    this flow then yields nothing more, so its release cannot wait on a step).
+    """
+    try:
+        if opened.first is not None:
+            yield Emit(opened.first)
+        while (chunk := (yield NextChunk(opened.chunks))) is not END:
+            text = opened.assembler.feed(chunk)
+            if text:
+                yield Emit(text)
+    except APIError as error:
+        raise interrupted(opened, error) from error
+
+
+def interrupted(opened: OpenStream, error: APIError) -> StreamInterruptedError:
+    """A stream that failed after its first text: what arrived is kept in the error."""
+    return StreamInterruptedError(opened.assembler.text, opened.assembler.chunks, error)
+
+
 def retrying(call: Any, random: Callable[[], float], one: Callable[[], Flow[T]]) -> Flow[T]:
     """`one()` attempt after another until one succeeds, waiting as the call's policy says; a
     NonTerminalError is retried, RetriesExhaustedError ends it (retry.Attempts)."""
@@ -211,6 +256,42 @@ async def adrive(flow: Flow[T], perform: Callable[[Step], Awaitable[Any]]) -> T:
             step = flow.send(result) if error is None else flow.throw(error)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        try:
+            result, error = await perform(step), None
+        except BaseException as exc:
+            result, error = None, exc
+
+
+def emitted(flow: Flow[None], perform: Callable[[Step], Any]) -> Generator[str, Any, None]:
+    """Run a flow that emits text, as `drive` does, handing out the text of each `Emit` step."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration:
+            return
+        if isinstance(step, Emit):
+            result, error = (yield step.text), None
+            continue
+        try:
+            result, error = perform(step), None
+        except BaseException as exc:
+            result, error = None, exc
+
+
+async def aemitted(flow: Flow[None], perform: Callable[[Step], Awaitable[Any]]) -> AsyncGenerator[str, Any]:
+    """The async form of `emitted`: each step awaited."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration:
+            return
+        if isinstance(step, Emit):
+            result, error = (yield step.text), None
+            continue
         try:
             result, error = await perform(step), None
         except BaseException as exc:
