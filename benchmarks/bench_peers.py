@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,17 +195,28 @@ def _conversations(name: str, count: int) -> list[list[dict[str, str]]]:
 
 def _async(plan: Plan, litellm: Any) -> Comparison:
     """asend_message, AsyncOpenAI and litellm.acompletion, each with 16 in flight."""
-    seconds: dict[str, list[float]] = {"ours": [], SDK: [], LITELLM: []}
     with loopback(latency=LATENCY) as server:
         force_default_value("max_concurrent_model_calls", CONCURRENCY)
         ours = OpenAIClient(cache_api_calls=False)
-        for _ in range(plan.concurrent_rounds):
-            seconds["ours"].append(asyncio.run(_ours_async(ours, plan.concurrent)))
-            seconds[SDK].append(asyncio.run(_raw_async(server.base_url, plan.concurrent)))
-            if litellm is not None:
-                seconds[LITELLM].append(asyncio.run(_litellm_async(litellm, server, plan.concurrent)))
+        sides = {
+            "ours": lambda: asyncio.run(_ours_async(ours, plan.concurrent)),
+            SDK: lambda: asyncio.run(_raw_async(server.base_url, plan.concurrent)),
+        }
+        if litellm is not None:
+            sides[LITELLM] = lambda: asyncio.run(_litellm_async(litellm, server, plan.concurrent))
+        seconds = _in_turns(sides, plan.concurrent_rounds)
         ours.close()
     return _concurrent_comparison(f"async, {plan.concurrent} calls, {CONCURRENCY} in flight", seconds, plan)
+
+
+def _in_turns(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each side's seconds over `rounds` turns, the order reversed every other turn so that
+    neither the first nor the last place falls on one side only."""
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    for round_ in range(rounds):
+        for name in list(sides) if round_ % 2 == 0 else list(sides)[::-1]:
+            seconds[name].append(sides[name]())
+    return seconds
 
 
 async def _litellm_async(litellm: Any, server: Any, requests: int) -> float:
@@ -226,7 +238,6 @@ async def _litellm_async(litellm: Any, server: Any, requests: int) -> float:
 
 def _parallel(plan: Plan, litellm: Any) -> Comparison:
     """send_messages, the raw SDK over a ThreadPoolExecutor and litellm.batch_completion, 16 workers."""
-    seconds: dict[str, list[float]] = {"ours": [], SDK: [], LITELLM: []}
     conversations = _conversations("parallel", plan.concurrent)
     with loopback(latency=LATENCY) as server:
         force_default_value("max_concurrent_model_calls", CONCURRENCY)
@@ -253,12 +264,18 @@ def _parallel(plan: Plan, litellm: Any) -> Comparison:
                 a.choices[0].message.content
                 for a in litellm.batch_completion(messages=conversations, max_workers=CONCURRENCY, **kwargs)
             ]
-        for _ in range(plan.concurrent_rounds):
-            for name, side in sides.items():
+
+        def timed(name: str, side: Callable[[], list[str]]) -> Callable[[], float]:
+            def one_run() -> float:
                 started = time.perf_counter()
                 answers = side()
-                seconds[name].append(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
                 _check_echoes(name, answers, conversations)
+                return elapsed
+
+            return one_run
+
+        seconds = _in_turns({name: timed(name, side) for name, side in sides.items()}, plan.concurrent_rounds)
         raw.close()
         ours.close()
     return _concurrent_comparison(f"parallel map, {plan.concurrent} calls, {CONCURRENCY} threads", seconds, plan)
@@ -273,7 +290,7 @@ def _check_echoes(side: str, answers: list[Any], conversations: list[list[dict[s
 
 def _concurrent_comparison(measure: str, seconds: dict[str, list[float]], plan: Plan) -> Comparison:
     ideal = math.ceil(plan.concurrent / CONCURRENCY) * LATENCY
-    litellm = statistics.median(seconds[LITELLM]) if seconds[LITELLM] else None
+    litellm = statistics.median(seconds[LITELLM]) if LITELLM in seconds else None
     return Comparison(
         f"{measure} at {LATENCY * 1000:.0f} ms",
         "s",
