@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from floors import RawHTTP
-from timing import Row, info_row, median, percentile
+from timing import Comparison, Row, info_row, median, percentile
 
 __all__ = ["run"]
 
@@ -136,7 +136,17 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
             TOPIC, "  floor: the same request to llama.cpp direct, tokens/s, median", f"{median(direct_rates):.1f}"
         )
     )
-    rows.append(info_row(TOPIC, "  ours / llama.cpp direct, tokens/s, median", f"{rate / median(direct_rates):.2f}x"))
+    per_token = Comparison(
+        "local model, 64-token completion, per token", "ms", 1000 / rate, (), 1000 / median(direct_rates)
+    )
+    rows.append(
+        Row(
+            TOPIC,
+            "  ours / llama.cpp direct, tokens/s, median",
+            f"{rate / median(direct_rates):.2f}x",
+            comparison=per_token,
+        )
+    )
     rows.append(
         info_row(
             TOPIC, "  64-token completion latency, median / max", f"{median(latencies):.2f} / {max(latencies):.2f} s"
