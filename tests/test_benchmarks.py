@@ -82,10 +82,10 @@ def test_the_side_by_side_table_has_a_column_per_peer_and_a_ratio_to_each(monkey
     assert timing.comparison_cells([call, hit, imported]) == [
         ["measure", "ours", "openai SDK", "litellm", "floor", "ours/floor", "ours/openai SDK", "ours/litellm"],
         ["call (us)", "250", "400", "1,000", "125", "2.00x", "0.62x", "0.25x"],
-        ["hit (us)", "18.0", "-", "900", "6.0", "3.00x", "-", "0.02x"],
+        ["hit (us)", "18.0", "-", "900", "6.00", "3.00x", "-", "0.02x"],
         ["import (ms)", "32.0", "320", "-", "-", "-", "0.10x", "-"],
     ]
-    assert hit.summary() == ("hit: ours / openai SDK / litellm / floor", "18.0 / - / 900 / 6.0 us")
+    assert hit.summary() == ("hit: ours / openai SDK / litellm / floor", "18.0 / - / 900 / 6.00 us")
 
 
 def test_the_main_table_and_the_side_by_side_table_print_in_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
