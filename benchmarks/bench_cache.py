@@ -2,7 +2,9 @@
 
 Why: the cache exists so that a repeated call costs next to nothing, so a hit must stay far
 below even the cheapest real request (a loopback round trip to tests/fake_server.py, latency
-0, timed in the same run in alternating blocks so drift hits both equally). The old module
+0, timed in the same run in alternating blocks so drift hits both equally), and close to its
+floor, the work a hit cannot skip: the canonical key, one lookup and a fresh copy of the answer
+(floors.KeyLookup), timed in the same alternation. The old module
 re-pickled the whole dict on every write, so a write got slower as the cache grew; the
 append-only file must keep the cost of a write flat, which is measured side by side with a
 small re-implementation of the old approach at the same sizes. Finally, a large file must
@@ -25,17 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from floors import KeyLookup
 from timing import (
     BENCH_KEY,
     BENCH_MESSAGES,
     BENCH_MODEL,
     Row,
     info_row,
+    interleaved,
     loopback,
     median,
     percentile,
     ratio_row,
-    time_calls,
 )
 
 import openai_utils.cache as cache_module
@@ -116,17 +119,22 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
                 f"send_message answered {first!r} (misses {ours.cache_misses}), the raw SDK {expected!r}"
             )
         requests_before = len(server.requests)
+        floor = KeyLookup(
+            ours.api_type, server.base_url, server.requests[-1].body, list(ResponseCache(cache_file).items())
+        )
+        if floor(BENCH_MESSAGES) != first:
+            raise RuntimeError(f"the key-plus-lookup floor answered {floor(BENCH_MESSAGES)!r}, send_message {first!r}")
 
-        hit = lambda: ours.send_message(BENCH_MESSAGES)  # noqa: E731
-        trip = lambda: raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES)  # noqa: E731
-        time_calls(hit, plan.hit_warmup)
-        time_calls(trip, plan.hit_warmup // 10)
-        gc.collect()
-        hit_us: list[float] = []
-        trip_us: list[float] = []
-        for _ in range(plan.blocks):
-            hit_us += time_calls(hit, plan.hits // plan.blocks)
-            trip_us += time_calls(trip, plan.round_trips // plan.blocks)
+        hit_us, trip_us, floor_us = interleaved(
+            [
+                lambda: ours.send_message(BENCH_MESSAGES),
+                lambda: raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES),
+                lambda: floor(BENCH_MESSAGES),
+            ],
+            rounds=plan.blocks,
+            per_round=[plan.hits // plan.blocks, plan.round_trips // plan.blocks, plan.hits // plan.blocks],
+            warmup=[plan.hit_warmup, plan.hit_warmup // 10, plan.hit_warmup],
+        )
         raw.close()
 
         hits = ours.cache_hits
@@ -140,7 +148,7 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
             )
         ours.close()  # the connection pool of the one miss
 
-    hit_median, trip_median = median(hit_us), median(trip_us)
+    hit_median, trip_median, floor_median = median(hit_us), median(trip_us), median(floor_us)
     times = trip_median / hit_median
     return [
         Row(
@@ -151,6 +159,12 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
             hit_median < GOAL_HIT_US,
         ),
         info_row(TOPIC, "send_message cache hit, p90", f"{percentile(hit_us, 90):.1f} us"),
+        info_row(
+            TOPIC,
+            "floor: canonical key + dict lookup + fresh copy, median / p90",
+            f"{floor_median:.1f} / {percentile(floor_us, 90):.1f} us",
+        ),
+        info_row(TOPIC, "cache hit / key-plus-lookup floor, median", f"{hit_median / floor_median:.2f}x"),
         info_row(
             TOPIC,
             f"raw SDK loopback round trip, median / p90 ({len(trip_us)} calls)",

@@ -4,6 +4,8 @@ Why: `API_TYPE = local` promises a usable model with no network, so what a user 
 stay small: the first call (which starts the llama.cpp server in-process, split here into the
 start and the generation), the generation speed of the packaged SmolLM2-135M at one thread,
 and the embedding latency of the converted all-MiniLM-L6-v2, plus the one-off conversion.
+The generation speed has a floor beside it, taken in turns with it: the same request posted to
+the same llama.cpp server directly (floors.RawHTTP), with no openai_utils in between.
 
 Everything runs in this process against the real servers, with a temporary model cache so the
 conversion is measured and ~/.cache is left alone. Without the engine the topic reports
@@ -13,13 +15,15 @@ conversion is measured and ~/.cache is left alone. Without the engine the topic 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import statistics
 import tempfile
 import time
 from typing import Any
 
-from timing import Row, info_row, median, percentile
+from floors import RawHTTP
+from timing import Comparison, Row, info_row, median, percentile
 
 __all__ = ["run"]
 
@@ -98,7 +102,9 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
     wall_rates: list[float] = []
     server_rates: list[float] = []
     latencies: list[float] = []
-    for _ in range(runs):
+    direct = RawHTTP(chat.base_url + "/v1", chat.api_key, json.dumps(request).encode())
+    direct_rates: list[float] = []
+    for _ in range(runs):  # ours and the engine direct in turns, so load hits both alike
         started = time.perf_counter()
         data = client._raw_model_call(request, 60.0)
         seconds = time.perf_counter() - started
@@ -108,6 +114,10 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
         timings = data.get("timings") or {}
         if timings.get("predicted_per_second"):
             server_rates.append(float(timings["predicted_per_second"]))
+        started = time.perf_counter()
+        tokens = direct()["usage"]["completion_tokens"]
+        direct_rates.append(tokens / (time.perf_counter() - started))
+    direct.close()
     rate = median(wall_rates)
     rows.append(
         _goal_row(
@@ -121,6 +131,22 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
         rows.append(
             info_row(TOPIC, "  generation only (llama.cpp timings), median", f"{median(server_rates):.1f} tokens/s")
         )
+    rows.append(
+        info_row(
+            TOPIC, "  floor: the same request to llama.cpp direct, tokens/s, median", f"{median(direct_rates):.1f}"
+        )
+    )
+    per_token = Comparison(
+        "local model, 64-token completion, per token", "ms", 1000 / rate, (), 1000 / median(direct_rates)
+    )
+    rows.append(
+        Row(
+            TOPIC,
+            "  ours / llama.cpp direct, tokens/s, median",
+            f"{rate / median(direct_rates):.2f}x",
+            comparison=per_token,
+        )
+    )
     rows.append(
         info_row(
             TOPIC, "  64-token completion latency, median / max", f"{median(latencies):.2f} / {max(latencies):.2f} s"

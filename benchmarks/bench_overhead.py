@@ -6,25 +6,29 @@ tests/fake_server.py server (latency 0, so the network costs as little as it eve
 client code is as large a share as it ever gets), in one process, in alternating blocks
 (ABAB...) so that drift (CPU frequency, other load) hits both equally.
 
-The headline is the ratio ours/raw. A second measurement swaps the SDK for an object that
-answers instantly with the server's bytes, so what remains is openai_utils' own code per call,
-the network and the SDK subtracted.
+The headline is the ratio ours/raw. Beside them, in the same alternation, the floor: the SDK's
+own HTTP client posting the same JSON bytes and parsing the answer (floors.RawHTTP), which no
+client could undercut; both sides are shown against it. A second measurement swaps the SDK for
+an object that answers instantly with the server's bytes, so what remains is openai_utils' own
+code per call, the network and the SDK subtracted.
 """
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import openai
+from floors import RawHTTP, sent_body
 from timing import (
     BENCH_KEY,
     BENCH_MESSAGES,
     BENCH_MODEL,
     Row,
     info_row,
+    interleaved,
     loopback,
     median,
     percentile,
@@ -39,6 +43,8 @@ __all__ = ["run"]
 
 TOPIC = "overhead"
 GOAL_RATIO = 1.10
+GOAL_FLOOR_RATIO = 1.30
+"""The stretch goal of issue 16: per call, at most 1.3x a bare HTTP post of the same bytes."""
 
 
 @dataclass(frozen=True)
@@ -62,17 +68,26 @@ def run(quick: bool) -> list[Row]:
         raw = openai.OpenAI(base_url=server.base_url, api_key=BENCH_KEY, max_retries=0)
         ours = OpenAIClient(cache_api_calls=False)
         canned = _check_same_answer(raw, ours)
-        raw_us, ours_us = _interleaved(
-            lambda: raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES),
-            lambda: ours.send_message(BENCH_MESSAGES),
-            plan,
+        floor = RawHTTP(server.base_url, BENCH_KEY, sent_body(server.base_url, BENCH_KEY, BENCH_MODEL, BENCH_MESSAGES))
+        floor.check(json.loads(canned)["choices"][0]["message"]["content"])
+        raw_us, ours_us, floor_us = interleaved(
+            [
+                lambda: raw.chat.completions.create(model=BENCH_MODEL, messages=BENCH_MESSAGES),
+                lambda: ours.send_message(BENCH_MESSAGES),
+                floor,
+            ],
+            rounds=plan.calls // plan.block,
+            per_round=plan.block,
+            warmup=plan.warmup,
         )
         raw.close()
+        floor.close()
         stubbed = _StubbedClient(canned)
         time_calls(lambda: stubbed.send_message(BENCH_MESSAGES), plan.warmup)
         library_us = time_calls(lambda: stubbed.send_message(BENCH_MESSAGES), plan.stubbed_calls)
 
     raw_median, ours_median, library_median = median(raw_us), median(ours_us), median(library_us)
+    floor_median = median(floor_us)
     return [
         info_row(TOPIC, "raw SDK chat.completions.create, median / p90", _us_pair(raw_us)),
         info_row(TOPIC, "send_message (cache off), median / p90", _us_pair(ours_us)),
@@ -81,6 +96,9 @@ def run(quick: bool) -> list[Row]:
         ),
         info_row(TOPIC, "send_message / raw SDK, p90", f"{percentile(ours_us, 90) / percentile(raw_us, 90):.2f}x"),
         info_row(TOPIC, "send_message - raw SDK, median", f"{ours_median - raw_median:+.0f} us"),
+        info_row(TOPIC, "floor: raw HTTP (SDK's HTTP client, same bytes), median / p90", _us_pair(floor_us)),
+        ratio_row(TOPIC, "send_message / raw HTTP floor, median", ours_median / floor_median, GOAL_FLOOR_RATIO),
+        info_row(TOPIC, "raw SDK / raw HTTP floor, median", f"{raw_median / floor_median:.2f}x"),
         info_row(TOPIC, "library code only (SDK+network stubbed), median / p90", _us_pair(library_us)),
         info_row(TOPIC, "library code only / raw SDK call, median", f"{100 * library_median / raw_median:.1f}%"),
     ]
@@ -97,19 +115,6 @@ def _check_same_answer(raw: openai.OpenAI, ours: OpenAIClient) -> bytes:
     if not isinstance(reply, dict) or reply.get("content") != expected:
         raise RuntimeError(f"send_message answered {reply!r}, the raw SDK {expected!r}: not the same call")
     return response.content
-
-
-def _interleaved(a: Callable[[], object], b: Callable[[], object], plan: Plan) -> tuple[list[float], list[float]]:
-    """Warm both up, then time them in alternating blocks so slow drift cancels out."""
-    time_calls(a, plan.warmup)
-    time_calls(b, plan.warmup)
-    gc.collect()
-    a_samples: list[float] = []
-    b_samples: list[float] = []
-    for _ in range(plan.calls // plan.block):
-        a_samples += time_calls(a, plan.block)
-        b_samples += time_calls(b, plan.block)
-    return a_samples, b_samples
 
 
 def _us_pair(samples: list[float]) -> str:

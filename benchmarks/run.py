@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout's openai_utils and tests.fake_server, from any cwd
 
-from timing import Row, print_table  # noqa: E402  (needs the path above)
+from timing import Row, print_comparisons, print_table  # noqa: E402  (needs the path above)
 
-TOPICS = ("overhead", "import", "cache", "async", "parallel", "local")
+TOPICS = ("overhead", "import", "cache", "async", "parallel", "peers", "local")
 """Each name is a module benchmarks/bench_<name>.py with `run(quick: bool) -> list[Row]`:
 adding a topic is adding its name here. Modules load only when their topic runs."""
 
@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     goals = [row.met for row in rows if row.met is not None]
     print(f"\n{goals.count(True)} goal(s) met, {goals.count(False)} MISSED")
+    comparisons = [row.comparison for row in rows if row.comparison is not None]
+    if comparisons:
+        print("\nSide by side (costs: lower is better; ours/X below 1.00x means openai_utils costs less):\n")
+        print_comparisons(comparisons)
     return 0
 
 

@@ -6,6 +6,7 @@ and each row says by itself whether its goal was met.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -24,7 +25,11 @@ __all__ = [
     "ratio_row",
     "check_row",
     "print_table",
+    "Comparison",
+    "comparison_cells",
+    "print_comparisons",
     "time_calls",
+    "interleaved",
     "loopback",
 ]
 
@@ -50,6 +55,8 @@ class Row:
     value: str
     goal: str = ""
     met: bool | None = None
+    comparison: Comparison | None = None
+    """Set on a row that also goes into the side-by-side table of peers (print_comparisons)."""
 
     @property
     def status(self) -> str:
@@ -115,6 +122,73 @@ def print_table(rows: Sequence[Row]) -> None:
         previous = row.topic
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One measure taken for openai_utils, for each peer and for the floor, in one run.
+
+    Every value is a cost in `unit` (lower is better); a peer's value is None where it was not
+    measured (not installed, or it has no such feature), and so is the floor where there is none.
+    """
+
+    measure: str
+    unit: str
+    ours: float
+    peers: tuple[tuple[str, float | None], ...]
+    floor: float | None = None
+
+    def summary(self) -> tuple[str, str]:
+        """The measure and its values as one row of the main table: ours / each peer / floor."""
+        names = " / ".join(["ours", *(name for name, _ in self.peers), "floor"])
+        values = [self.ours, *(value for _, value in self.peers), self.floor]
+        return f"{self.measure}: {names}", " / ".join(_amount(v) for v in values) + f" {self.unit}"
+
+
+def _amount(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _ratio(numerator: float, denominator: float | None) -> str:
+    return "-" if not denominator else f"{numerator / denominator:.2f}x"
+
+
+def comparison_cells(comparisons: Sequence[Comparison]) -> list[list[str]]:
+    """The side-by-side table as cells, header first: measure, ours, each peer, floor, then
+    ours/floor and ours/each peer (below 1: ours costs less). Peers are the columns in the order
+    they first appear; "-" where a value was not measured."""
+    names = list(dict.fromkeys(name for c in comparisons for name, _ in c.peers))
+    table = [["measure", "ours", *names, "floor", "ours/floor", *(f"ours/{name}" for name in names)]]
+    for c in comparisons:
+        peers = dict(c.peers)
+        values = [peers.get(name) for name in names]
+        table.append(
+            [
+                f"{c.measure} ({c.unit})",
+                _amount(c.ours),
+                *(_amount(v) for v in values),
+                _amount(c.floor),
+                _ratio(c.ours, c.floor),
+                *(_ratio(c.ours, v) for v in values),
+            ]
+        )
+    return table
+
+
+def print_comparisons(comparisons: Sequence[Comparison]) -> None:
+    """Print comparison_cells aligned: the measure on the left, numbers on the right."""
+    table = comparison_cells(comparisons)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in table
+    ]
+    print(lines[0])
+    print("-" * len(lines[0]))
+    for line in lines[1:]:
+        print(line)
+
+
 def time_calls(call: Callable[[], object], count: int) -> list[float]:
     """Run `call` `count` times; return each call's duration in microseconds."""
     clock = time.perf_counter_ns
@@ -123,6 +197,27 @@ def time_calls(call: Callable[[], object], count: int) -> list[float]:
         start = clock()
         call()
         samples.append((clock() - start) / 1000.0)
+    return samples
+
+
+def interleaved(
+    calls: Sequence[Callable[[], object]], rounds: int, per_round: int | Sequence[int], warmup: int | Sequence[int]
+) -> list[list[float]]:
+    """Time several calls in turns (ABCABC...), so that drift (CPU frequency, other load) hits
+    all of them alike; return each one's durations in microseconds, in the order given.
+
+    Each call first runs its `warmup` untimed, then `per_round` timed in each of `rounds` turns;
+    both are one number for all or one per call.
+    """
+    counts = [per_round] * len(calls) if isinstance(per_round, int) else list(per_round)
+    warmups = [warmup] * len(calls) if isinstance(warmup, int) else list(warmup)
+    for call, count in zip(calls, warmups, strict=True):
+        time_calls(call, count)
+    gc.collect()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, count, got in zip(calls, counts, samples, strict=True):
+            got += time_calls(call, count)
     return samples
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -71,3 +72,57 @@ def test_a_missing_table_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_numbers_keep_thousands_together(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load("compare", monkeypatch).numbers("25,452 entries/s, 1.5x, -2") == [25452.0, 1.5, -2.0]
+
+
+def test_the_side_by_side_table_has_a_column_per_peer_and_a_ratio_to_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    timing = load("timing", monkeypatch)
+    call = timing.Comparison("call", "us", 250.0, (("openai SDK", 400.0), ("litellm", 1000.0)), 125.0)
+    hit = timing.Comparison("hit", "us", 18.0, (("openai SDK", None), ("litellm", 900.0)), 6.0)
+    imported = timing.Comparison("import", "ms", 32.0, (("openai SDK", 320.0),))
+    assert timing.comparison_cells([call, hit, imported]) == [
+        ["measure", "ours", "openai SDK", "litellm", "floor", "ours/floor", "ours/openai SDK", "ours/litellm"],
+        ["call (us)", "250", "400", "1,000", "125", "2.00x", "0.62x", "0.25x"],
+        ["hit (us)", "18.0", "-", "900", "6.00", "3.00x", "-", "0.02x"],
+        ["import (ms)", "32.0", "320", "-", "-", "-", "0.10x", "-"],
+    ]
+    assert hit.summary() == ("hit: ours / openai SDK / litellm / floor", "18.0 / - / 900 / 6.00 us")
+
+
+def test_the_main_table_and_the_side_by_side_table_print_in_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    timing, compare = load("timing", monkeypatch), load("compare", monkeypatch)
+    call = timing.Comparison("call", "us", 250.0, (("litellm", 1000.0),), 125.0)
+    rows = [timing.Row("peers", *call.summary(), comparison=call)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        timing.print_comparisons([call])
+    assert out.getvalue().splitlines()[2].split() == ["call", "(us)", "250", "1,000", "125", "2.00x", "0.25x"]
+    assert compare.parse_table(printed(timing, rows)) == {
+        ("peers", "call: ours / litellm / floor"): "250 / 1,000 / 125 us"
+    }
+
+
+def test_off_loopback_connections_and_lookups_are_refused_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    offline = load("offline", monkeypatch)
+    reached: list[object] = []  # stand-ins underneath the guard: nothing here touches the network
+    monkeypatch.setattr(socket.socket, "connect", lambda sock, address: reached.append(address))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: reached.append(host) or [])
+    monkeypatch.delenv("LITELLM_OFFLINE_MODE", raising=False)
+    with offline.loopback_only() as refused, socket.socket() as sock:
+        assert offline.PEER_ENV.items() <= dict(os.environ).items()
+        sock.connect(("127.0.0.1", 9))
+        socket.getaddrinfo("localhost", 80)
+        with pytest.raises(ConnectionRefusedError):
+            sock.connect(("192.0.2.1", 80))
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("example.com", 443)
+    assert reached == [("127.0.0.1", 9), "localhost"]
+    assert refused == ["192.0.2.1", "example.com"]
+    assert "LITELLM_OFFLINE_MODE" not in os.environ
+
+
+def test_loopback_is_the_loopback_interface_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    offline = load("offline", monkeypatch)
+    assert all(map(offline.is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"]))
+    assert not any(map(offline.is_loopback, ["10.0.0.1", "192.168.1.1", "example.com", "::", "0.0.0.0", "128.0.0.1"]))  # noqa: S104
