@@ -155,7 +155,10 @@ def _hits(plan: Plan, litellm: Any, server: Any, cache_file: Path, expected: dic
     ours = OpenAIClient(cache_api_calls=True, cache_file_name=str(cache_file))
     ours.send_message(BENCH_MESSAGES)  # the miss that fills the cache
     floor = KeyLookup(ours.api_type, server.base_url, server.requests[-1].body, list(ResponseCache(cache_file).items()))
-    sides = {"ours": lambda: ours.send_message(BENCH_MESSAGES), "floor": lambda: floor(BENCH_MESSAGES)}
+    sides: dict[str, Callable[[], Any]] = {
+        "ours": lambda: ours.send_message(BENCH_MESSAGES),
+        "floor": lambda: floor(BENCH_MESSAGES),
+    }
     counts = {"ours": plan.hits, "floor": plan.hits}
     if litellm is not None:
         from litellm.caching.caching import Cache

@@ -61,8 +61,8 @@ def loopback_only() -> Iterator[list[str]]:
 
     saved_env = {name: os.environ.get(name) for name in PEER_ENV}
     os.environ.update(PEER_ENV)
-    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = guarded_connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = guarded_getaddrinfo
     try:
         yield refused

@@ -107,7 +107,12 @@ def test_off_loopback_connections_and_lookups_are_refused_and_reported(monkeypat
     offline = load("offline", monkeypatch)
     reached: list[object] = []  # stand-ins underneath the guard: nothing here touches the network
     monkeypatch.setattr(socket.socket, "connect", lambda sock, address: reached.append(address))
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: reached.append(host) or [])
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> list[object]:
+        reached.append(host)
+        return []
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.delenv("LITELLM_OFFLINE_MODE", raising=False)
     with offline.loopback_only() as refused, socket.socket() as sock:
         assert offline.PEER_ENV.items() <= dict(os.environ).items()
