@@ -492,6 +492,18 @@ class FakeOpenAIServer:
             time.sleep(0.001)
         return True
 
+    def wait_for_requests(self, suffix: str, count: int, timeout: float = 30.0) -> list[RecordedRequest]:
+        """The requests to `suffix` once at least `count` were recorded (or all there are after
+        `timeout`, which only catches a hang).
+
+        A client that gives up first (a timeout shorter than the machine is slow) has still sent
+        its request; on a busy machine the server may record it a moment later.
+        """
+        deadline = time.monotonic() + timeout
+        while len(found := self.requests_to(suffix)) < count and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return found
+
     def requests_to(self, suffix: str) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.path.endswith(suffix)]
