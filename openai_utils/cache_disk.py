@@ -15,7 +15,6 @@ import errno
 import logging
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,6 +122,8 @@ def rewrite(path: Path) -> tuple[int, os.stat_result]:
     with os.fdopen(fd, "rb") as handle:
         before = os.fstat(handle.fileno())
         read_records(handle, handle.read(CHUNK), len(HEADER), lambda record: latest.__setitem__(record.key, record))
+    import tempfile  # with shutil, bz2 and lzma: only a compaction needs it, so not at import
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.compact-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
