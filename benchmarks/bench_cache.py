@@ -8,7 +8,9 @@ floor, the work a hit cannot skip: the canonical key, one lookup and a fresh cop
 re-pickled the whole dict on every write, so a write got slower as the cache grew; the
 append-only file must keep the cost of a write flat, which is measured side by side with a
 small re-implementation of the old approach at the same sizes. Finally, a large file must
-load in reasonable time, since the first call of every process pays for it.
+load in reasonable time, since the first call of every process pays for it, and without a peak
+of memory far above what the loaded cache keeps (the whole file read, then a copy of each
+record, peaked at 2x), measured in fresh processes.
 
 Everything happens in temporary directories that are removed afterwards; the environment,
 `default` and the process-wide table of open caches are left as they were found.
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import pickle
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,6 +56,8 @@ TOPIC = "cache"
 GOAL_HIT_US = 25.0
 GOAL_ROUND_TRIP_OVER_HIT = 50.0
 GOAL_WRITE_GROWTH = 1.5
+GOAL_LOAD_PEAK = 1.3
+"""Loading may briefly hold at most this much more than the loaded cache keeps (issue 16)."""
 SMALL, LARGE = 100, 10_000
 """The two cache sizes at which a write is timed."""
 
@@ -328,7 +335,74 @@ def _load_time(plan: Plan, path: Path) -> list[Row]:
             f"{load * 1000:.0f} ms",
         ),
         info_row(TOPIC, "load rate", f"{plan.load_entries / load:,.0f} entries/s"),
+        *_load_memory(path, size),
     ]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+_LOAD_CHILD = """
+import gc, json, sys, tracemalloc
+from pathlib import Path
+from openai_utils.cache import ResponseCache
+
+def resident():  # (now, peak) in bytes, of this process alone (Linux; getrusage counts the parent's peak)
+    with open("/proc/self/status") as status:
+        found = dict(line.split(":", 1) for line in status)
+    return int(found["VmRSS"].split()[0]) * 1024, int(found["VmHWM"].split()[0]) * 1024
+
+cache = ResponseCache(Path(sys.argv[1]))
+gc.collect()
+if sys.argv[2] == "trace":
+    tracemalloc.start()
+    count = len(cache)
+    gc.collect()
+    steady, peak = tracemalloc.get_traced_memory()
+else:
+    before = resident()[0]
+    count = len(cache)
+    gc.collect()
+    now, high = resident()
+    steady, peak = now - before, high - before
+print(json.dumps({"count": count, "steady": steady, "peak": peak}))
+"""
+
+
+def _load_memory(path: Path, size: int) -> list[Row]:
+    """Peak memory while loading against what the loaded cache keeps, each load in a fresh process:
+    Python's own allocations (tracemalloc), and the resident size where Linux reports it."""
+    traced = [_load_in_child(path, "trace") for _ in range(3)]
+    steady = median([run["steady"] for run in traced])
+    rows = [
+        info_row(
+            TOPIC, "load: memory kept after loading (tracemalloc)", f"{_size(steady)}, {steady / size:.2f}x the file"
+        ),
+        ratio_row(
+            TOPIC,
+            "load peak / steady state (tracemalloc)",
+            median([r["peak"] / r["steady"] for r in traced]),
+            GOAL_LOAD_PEAK,
+        ),
+    ]
+    if Path("/proc/self/status").exists():
+        resident = [_load_in_child(path, "resident") for _ in range(3)]
+        rows.append(
+            info_row(
+                TOPIC,
+                "load: peak / steady resident size growth",
+                f"{median([r['peak'] / max(r['steady'], 1) for r in resident]):.2f}x",
+            )
+        )
+    return rows
+
+
+def _load_in_child(path: Path, how: str) -> dict[str, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_CHILD, str(path), how], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"loading {path} failed in a fresh interpreter:\n{result.stderr}")
+    answer: dict[str, int] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
 
 
 def _duration(seconds: float) -> str:

@@ -9,7 +9,10 @@ first use. See docs/ for configuration, the error contract and the backoff rules
 
 from __future__ import annotations
 
+import importlib
 import logging
+import types
+from typing import Any
 
 from .azure import AzureClient
 from .config import default, force_default_value
@@ -41,11 +44,11 @@ from .exceptions import (
 )
 from .generation import generate_response
 from .llm_call import LLMCall
-from .local import LocalClient
 from .logs import install_fallback_handler
 from .openai_client import OpenAIClient
 from .registry import (
     _get_client_for_api_type,
+    _register_lazily,
     client,
     force_api_cache,
     force_api_type,
@@ -59,13 +62,22 @@ from .streaming import aprocess_streaming_response, process_streaming_response
 logger = logging.getLogger("openai_utils")
 register_client("openai", OpenAIClient())  # the built-in clients register as a custom one would
 register_client("azure", AzureClient())
-register_client("local", LocalClient())
+_register_lazily("local", lambda: _local().LocalClient())  # the local package loads on first use
 install_fallback_handler()  # WARNINGs and ERRORs reach stderr until the program configures logging
 
 
-def __getattr__(name: str) -> str:
+def _local() -> types.ModuleType:
+    return importlib.import_module(".local", __name__)
+
+
+def __getattr__(name: str) -> Any:
     """`__version__`, read from the installed package's metadata on first use, so `version` in
-    setup.cfg is the one place it is written and importing stays cheap."""
+    setup.cfg is the one place it is written and importing stays cheap; `local` and
+    `LocalClient`, imported on first use for the same reason."""
+    if name == "local":
+        return _local()
+    if name == "LocalClient":
+        return _local().LocalClient
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

@@ -15,13 +15,12 @@ import errno
 import logging
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cache_file import HEADER, decode_records, encode_record, looks_like_plain_pickle, open_regular
+from .cache_file import CHUNK, HEADER, Record, encode_record, looks_like_plain_pickle, open_regular, read_records
 from .exceptions import CacheError
 
 try:
@@ -119,10 +118,12 @@ def rewrite(path: Path) -> tuple[int, os.stat_result]:
     and each record's request must survive. The new file gets the old one's mode.
     """
     fd = open_regular(path, os.O_RDONLY, follow_link=False)
+    latest: dict[str, Record] = {}
     with os.fdopen(fd, "rb") as handle:
         before = os.fstat(handle.fileno())
-        data = handle.read()
-    latest = {record.key: record for record in decode_records(data, len(HEADER)).records}
+        read_records(handle, handle.read(CHUNK), len(HEADER), lambda record: latest.__setitem__(record.key, record))
+    import tempfile  # with shutil, bz2 and lzma: only a compaction needs it, so not at import
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.compact-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:

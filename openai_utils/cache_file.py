@@ -25,10 +25,10 @@ import pickle
 import stat
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from .exceptions import CacheError
 
@@ -41,6 +41,8 @@ __all__ = [
     "encode_record",
     "request_bytes",
     "decode_records",
+    "read_records",
+    "CHUNK",
     "classify_header",
     "looks_like_plain_pickle",
     "open_regular",
@@ -53,6 +55,8 @@ HEADER_PREFIX = b"openai_utils-cache v"
 RECORD = struct.Struct(">II")
 KEYLEN = struct.Struct(">H")
 PICKLE_PROTOCOL = 4
+CHUNK = 1 << 18
+"""How much of a file is read at a time while loading it."""
 
 TRANSPORT_ONLY = frozenset({"extra_headers", "extra_query", "timeout"})
 """Request fields that are options of the HTTP layer, never kept: headers and query strings are
@@ -127,11 +131,13 @@ class Parsed:
     """What `decode_records` found: whole records, where they end, and what follows them.
 
     `torn`: the rest is an incomplete record (a write that was interrupted). `damage`: the record
-    at `stop` is complete but unreadable, so it and everything after it cannot be trusted.
+    at `stop` is complete but unreadable, so it and everything after it cannot be trusted. `end`:
+    where the data read ended.
     """
 
     records: list[Record] = field(default_factory=list)
     stop: int = 0
+    end: int = 0
     torn: bool = False
     damage: str | None = None
 
@@ -142,43 +148,85 @@ class _Corrupt(Exception):
 
 def decode_records(data: bytes, start: int) -> Parsed:
     """Parse records from `start` until the data ends, a record is incomplete or one is damaged."""
-    parsed = Parsed(stop=start)
-    end = len(data)
-    pos = start
-    while pos < end:
-        if end - pos < RECORD.size:
-            parsed.torn = True
-            break
-        length, crc = RECORD.unpack_from(data, pos)
-        body_start = pos + RECORD.size
-        if end - body_start < length:
-            parsed.torn = True
-            break
-        try:
-            parsed.records.append(_decode_payload(data[body_start : body_start + length], crc))
-        except _Corrupt as exc:
-            parsed.damage = f"the record at byte {pos} {exc}"
-            break
-        pos = body_start + length
-        parsed.stop = pos
+    parsed = Parsed(stop=start, end=len(data))
+    parsed.stop, damage = _scan(data, start, parsed.records.append)
+    if damage is not None:
+        parsed.damage = f"the record at byte {parsed.stop} {damage}"
+    parsed.torn = damage is None and parsed.stop < len(data)
     return parsed
 
 
-def _decode_payload(payload: bytes, crc: int) -> Record:
+def read_records(handle: BinaryIO, first: bytes, start: int, absorb: Callable[[Record], None]) -> Parsed:
+    """Parse records as `decode_records` does, from `first` (what was read so far) and then from
+    `handle` a chunk at a time, handing each record to `absorb` instead of keeping it.
+
+    Positions are counted from the start of `first`. Loading holds one chunk (or one record,
+    if longer) beside what `absorb` keeps, never the whole file and a copy of it.
+    """
+    parsed = Parsed(stop=start)
+    buffer, base, pos = first, 0, start
+    while True:
+        pos, damage = _scan(buffer, pos, absorb)
+        parsed.stop = base + pos
+        if damage is not None:
+            parsed.damage = f"the record at byte {parsed.stop} {damage}"
+            break
+        needed = _still_needed(buffer, pos)
+        if needed > CHUNK:  # never more than the file holds: a torn length may claim gigabytes
+            needed = min(needed, os.fstat(handle.fileno()).st_size - handle.tell())
+        more = handle.read(max(CHUNK, needed))
+        if not more:
+            parsed.torn = pos < len(buffer)
+            break
+        buffer, base, pos = buffer[pos:] + more, base + pos, 0
+    parsed.end = base + len(buffer)
+    return parsed
+
+
+def _still_needed(buffer: bytes, pos: int) -> int:
+    """How many bytes past the end of `buffer` the record at `pos` still needs (0 if unknown yet)."""
+    if len(buffer) - pos < RECORD.size:
+        return 0
+    length: int = RECORD.unpack_from(buffer, pos)[0]
+    return pos + RECORD.size + length - len(buffer)
+
+
+def _scan(data: bytes, pos: int, absorb: Callable[[Record], None]) -> tuple[int, str | None]:
+    """Hand every whole record from `pos` on to `absorb`; where the whole records end, and what is
+    wrong with the record there if it is complete but unreadable."""
+    view = memoryview(data)
+    end = len(data)
+    while end - pos >= RECORD.size:
+        length, crc = RECORD.unpack_from(data, pos)
+        body_start = pos + RECORD.size
+        if end - body_start < length:
+            break
+        try:
+            record = _decode_payload(view[body_start : body_start + length], crc)
+        except _Corrupt as exc:
+            return pos, str(exc)
+        absorb(record)
+        pos = body_start + length
+    return pos, None
+
+
+def _decode_payload(payload: memoryview, crc: int) -> Record:
+    """One record's parts, each copied once out of the buffer it was read into."""
     if zlib.crc32(payload) != crc or len(payload) < KEYLEN.size:
         raise _Corrupt("fails its checksum")
     (key_len,) = KEYLEN.unpack_from(payload, 0)
-    body = payload[KEYLEN.size + key_len :]
+    body = bytes(payload[KEYLEN.size + key_len :])
     try:
-        key = payload[KEYLEN.size : KEYLEN.size + key_len].decode("ascii")
-        stream = io.BytesIO(body)
+        key = bytes(payload[KEYLEN.size : KEYLEN.size + key_len]).decode("ascii")
+        stream = io.BytesIO(body)  # shares `body` while it is only read
         _RefuseGlobals(stream).load()
         split = stream.tell()
+        if split == len(body):
+            return Record(key, body, b"")
         request = body[split:]
-        if request:
-            stream = io.BytesIO(request)
-            if not isinstance(_RefuseGlobals(stream).load(), dict) or stream.tell() != len(request):
-                raise ValueError("what follows the value is not one request")
+        stream = io.BytesIO(request)
+        if not isinstance(_RefuseGlobals(stream).load(), dict) or stream.tell() != len(request):
+            raise ValueError("what follows the value is not one request")
     except (UnicodeDecodeError, pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise _Corrupt(f"is unreadable: {exc}") from None
     return Record(key, body[:split], request)

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from .cache_disk import NoLock, ReadOnly, cut, file_lock, identity, set_aside, set_aside_tail
-from .cache_file import HEADER, classify_header, decode_records, not_a_file, open_regular
+from .cache_file import CHUNK, HEADER, Record, classify_header, not_a_file, open_regular, read_records
 from .exceptions import CacheError
 
 __all__ = ["FileMirror"]
@@ -114,7 +114,11 @@ class FileMirror:
         self._identity = None
 
     def _read_file(self, repair: bool) -> None:
-        """Absorb the file's new records; with `repair`, cut or set aside what cannot be read."""
+        """Absorb the file's new records; with `repair`, cut or set aside what cannot be read.
+
+        The file is read a chunk at a time and each record's value kept as it is parsed, so
+        loading never holds the whole file beside the entries.
+        """
         fd = open_regular(self.path, os.O_RDONLY, follow_link=self._via_link)
         with os.fdopen(fd, "rb") as handle:
             found = os.fstat(handle.fileno())
@@ -122,41 +126,36 @@ class FileMirror:
                 self._reset_memory()
             start = self._offset
             handle.seek(start)
-            data = handle.read()
+            data = handle.read(CHUNK)
+            kind, detail = classify_header(data) if start == 0 else ("cache", "")
+            if kind == "foreign":
+                data += handle.read()  # all of it, to tell what it is
+            elif kind == "cache":
+                parsed = read_records(handle, data, len(HEADER) if start == 0 else 0, self._absorb)
+                if parsed.damage is not None and repair:
+                    handle.seek(start + parsed.stop)
+                    tail = handle.read()
         self._loaded = True
         self._identity = identity(found)
-        begin = 0
-        if start == 0:
-            kind, detail = classify_header(data)
-            if kind == "torn":
-                if data and repair:
-                    cut(
-                        self.path,
-                        0,
-                        f"it ended inside its header (the first write was cut short); cut {len(data)} bytes",
-                    )
-                return
-            if kind == "newer":
-                raise CacheError(
-                    f"cache file {self.path} is format version {detail}, newer than this library reads (v1); it is "
-                    f"left untouched. Upgrade openai_utils or set CACHE_FILE_NAME to another file"
-                )
-            if kind == "foreign":
-                if not repair or self._via_link:
-                    raise CacheError(f"cache file {self.path} is not a cache ({detail}); it is left untouched")
-                set_aside(self.path, data, detail)
-                self._reset_memory()
-                return
-            begin = len(HEADER)
-        parsed = decode_records(data, begin)
-        for record in parsed.records:
-            if record.key in self._entries:
-                self._superseded += 1
-            self._entries[record.key] = record.value
+        if kind == "torn":
+            if data and repair:
+                cut(self.path, 0, f"it ended inside its header (the first write was cut short); cut {len(data)} bytes")
+            return
+        if kind == "newer":
+            raise CacheError(
+                f"cache file {self.path} is format version {detail}, newer than this library reads (v1); it is "
+                f"left untouched. Upgrade openai_utils or set CACHE_FILE_NAME to another file"
+            )
+        if kind == "foreign":
+            if not repair or self._via_link:
+                raise CacheError(f"cache file {self.path} is not a cache ({detail}); it is left untouched")
+            set_aside(self.path, data, detail)
+            self._reset_memory()
+            return
         self._offset = start + parsed.stop
         if parsed.damage is not None:
             if repair:
-                set_aside_tail(self.path, data[parsed.stop :], start + parsed.stop, parsed.damage, len(self._entries))
+                set_aside_tail(self.path, tail, start + parsed.stop, parsed.damage, len(self._entries))
             else:
                 self._report(
                     f"cache {self.path}: {parsed.damage}; the {len(self._entries)} entries before it are "
@@ -166,9 +165,14 @@ class FileMirror:
             cut(
                 self.path,
                 self._offset,
-                f"it ended in an incomplete record (a write was interrupted); cut {len(data) - parsed.stop} bytes, "
+                f"it ended in an incomplete record (a write was interrupted); cut {parsed.end - parsed.stop} bytes, "
                 f"kept {len(self._entries)} entries",
             )
+
+    def _absorb(self, record: Record) -> None:
+        if record.key in self._entries:
+            self._superseded += 1
+        self._entries[record.key] = record.value
 
     def _report(self, message: str) -> None:
         """Log a problem with the file once per cache object, not once per call."""

@@ -11,8 +11,6 @@ file, loaded with python-dotenv, fills variables that are not already set).
 
 from __future__ import annotations
 
-import configparser
-import difflib
 import logging
 import math
 import os
@@ -20,11 +18,14 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import ConfigError
 from .pricing import DEFAULT_PRICES, Price
 from .settings import BY_KEY, BY_NAME, SETTINGS, Setting, short_repr
+
+if TYPE_CHECKING:  # configparser and difflib load when a config file is read, not at import
+    import configparser
 
 __all__ = [
     # defined in settings.py; the docs named them here first, so they stay importable from here
@@ -161,6 +162,8 @@ def _load_layers() -> _Layers:
 
 
 def _parse(path: Path) -> configparser.ConfigParser:
+    import configparser
+
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # model names keep their case
     try:
@@ -249,6 +252,8 @@ def _warn_unknown_key(path: Path, raw_key: str) -> None:
 
 def _warn_unknown(path: Path, what: str, name: str, known: Sequence[str], shown: str) -> None:
     """One WARNING for a name that is ignored, suggesting the closest known one (case-blind)."""
+    import difflib
+
     by_lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.strip().lower(), list(by_lower), n=1)
     hint = f" (did you mean {shown.format(by_lower[close[0]])}?)" if close else ""

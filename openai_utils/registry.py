@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .config import default
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 _clients: dict[str, OpenAIClient] = {}
+_lazy: dict[str, Callable[[], OpenAIClient]] = {}
+"""Clients made on first use (see `_register_lazily`); once made, they are in `_clients`."""
 _lock = threading.Lock()
 _forced_api_type: str | None = None
 _forced_cache: tuple[bool, str | None] | None = None
@@ -49,13 +52,27 @@ def register_client(api_type: str, client: OpenAIClient) -> None:
         _clients[api_type] = client
 
 
+def _register_lazily(api_type: str, make: Callable[[], OpenAIClient]) -> None:
+    """Register the client `make()` returns, made on first use: a built-in client whose module is
+    costly to import (the local model's) registers so, and `import openai_utils` stays cheap. A
+    client registered with `register_client` takes its place."""
+    with _lock:
+        _lazy[api_type] = make
+
+
 def _get_client_for_api_type(api_type: str) -> OpenAIClient:
     """The client registered for `api_type`; a ValueError lists the registered ones."""
     with _lock:
         found = _clients.get(api_type)
+        if found is None and api_type in _lazy:
+            found = _lazy[api_type]()
+            if _forced_cache is not None:
+                found.set_api_cache(*_forced_cache)
+            _clients[api_type] = found
         if found is None:
+            names = [*_clients, *(name for name in _lazy if name not in _clients)]
             raise ValueError(
-                f"no client registered for api_type {api_type!r}; registered: {', '.join(_clients) or 'none'}"
+                f"no client registered for api_type {api_type!r}; registered: {', '.join(names) or 'none'}"
             )
         return found
 

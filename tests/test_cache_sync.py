@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from openai_utils import CacheError, OpenAIClient, force_api_cache
+from openai_utils import CacheError, OpenAIClient, cache_file, cache_sync, force_api_cache
 from openai_utils.cache import HEADER, MISSING, open_cache
 from tests.cache_helpers import ROOT, fresh, raw_record, record
 from tests.fake_server import FakeOpenAIServer
@@ -207,3 +208,27 @@ def test_an_empty_file_is_an_empty_cache(tmp_path: Path) -> None:
     cache.put("k", 1)
     assert fresh(path).get("k") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pickle", "c.pickle.lock"]
+
+
+@pytest.mark.parametrize("chunk", [len(HEADER), 64, 1000])
+@pytest.mark.parametrize("ending", ["whole", "torn", "damaged", "huge"])
+def test_records_across_read_chunks_load_as_from_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, ending: str
+) -> None:
+    monkeypatch.setattr(cache_file, "CHUNK", chunk)
+    monkeypatch.setattr(cache_sync, "CHUNK", chunk)
+    path = tmp_path / "c.pickle"
+    values = {f"k{i}": record(i) if i != 7 else "x" * (5 * chunk) for i in range(30)}  # one longer than a chunk
+    whole = b"".join(raw_record(key, pickle.dumps(value)) for key, value in values.items())
+    tail = {
+        "whole": b"",
+        "torn": raw_record("k30", pickle.dumps(record(30)))[:-3],
+        "huge": struct.pack(">II", 2**32 - 1, 0) + b"a torn length claims 4 GiB",
+        "damaged": raw_record("k30", b"not a pickle") + raw_record("k31", pickle.dumps(record(31))),
+    }[ending]
+    path.write_bytes(HEADER + whole + tail)
+    cache = fresh(path)
+    assert len(cache) == 30 and all(cache.get(key) == value for key, value in values.items())
+    assert path.read_bytes() == HEADER + whole
+    aside = [p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("c.pickle.damaged-")]
+    assert aside == ([tail] if ending == "damaged" else [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from openai_utils.cache import open_cache
 from tests.fake_server import FakeOpenAIServer
 
 HI = [{"role": "user", "content": "Hi"}]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_openai_and_azure_are_registered_at_import() -> None:
@@ -96,3 +99,19 @@ def test_two_clients_on_one_file_share_one_cache_and_keep_both_entries(
     from openai_utils.cache import ResponseCache
 
     assert len(ResponseCache(target.resolve())) == 2
+
+
+def test_the_local_client_is_made_on_first_use_with_the_forced_cache(tmp_path: Path) -> None:
+    code = (
+        "import sys, openai_utils; print(sorted({'openai_utils.local', 'configparser', 'difflib'} & set(sys.modules)))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert found.stdout.strip() == "[]"  # `import openai_utils` leaves the local package for later
+
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    made = _get_client_for_api_type("local")
+    assert type(made).__name__ == "LocalClient" and made is _get_client_for_api_type("local")
+    assert made.cache_api_calls is True and made.cache_file_name == str(tmp_path / "c.pickle")
+    mine = OpenAIClient()
+    register_client("local", mine)
+    assert _get_client_for_api_type("local") is mine
