@@ -42,7 +42,7 @@ from .response import chat_result
 from .sdk_backend import OpenAIBackend
 from .tokens import count_tokens
 from .transport import SDKClient
-from .usage import UsageStats, format_stats, process_usage
+from .usage import UsageStats, counted, format_stats, process_usage
 
 __all__ = ["OpenAIClient", "CHAT", "EMBEDDING"]
 
@@ -175,8 +175,9 @@ class OpenAIClient:
                 else:
                     self.cache_misses += 1
         model = record.get("model") or call.request.get("model")
-        for stats in (self.usage, process_usage):
-            stats.record(model, record.get("usage"), cached=hit)
+        counts = counted(model, record.get("usage"))  # once, for both totals
+        self.usage.add(model, counts, hit)
+        process_usage.add(model, counts, hit)
 
     # -- the public calls ----------------------------------------------------------------
 
