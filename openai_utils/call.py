@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ from .retry import RetryPolicy
 from .structured import Parser, response_format_for_wire
 from .tokens import count_tokens
 
-__all__ = ["Call", "CHAT_ARGUMENTS", "chat_arguments", "prepare_chat", "prepare_embedding", "input_count"]
+__all__ = ["Call", "CHAT_ARGUMENTS", "prepare_chat", "prepare_embedding", "input_count"]
 
 logger = logging.getLogger("openai_utils")
 
@@ -68,12 +69,9 @@ CHAT_ARGUMENTS = (
     "echo",
     "stream",
 )
-"""The named parameters of send_message / asend_message, passed on to `prepare_chat` by name."""
+"""The named parameters of send_message / asend_message, which `prepare_chat` reads by name."""
 
-
-def chat_arguments(scope: Mapping[str, Any]) -> dict[str, Any]:
-    """The chat parameters among a send_message call's locals, by name."""
-    return {name: scope[name] for name in CHAT_ARGUMENTS}
+_chat_arguments = operator.itemgetter(*CHAT_ARGUMENTS)
 
 
 def retry_policy(max_attempts: int | None, waiting_time: float | None, factor: float | None) -> RetryPolicy:
@@ -108,23 +106,26 @@ def prepare_chat(
     target: Target,
     messages: Sequence[Mapping[str, Any]],
     extra: Mapping[str, Any],
-    *,
-    model: str | None,
-    temperature: float | None,
-    max_tokens: int | None,
-    top_p: float | None,
-    frequency_penalty: float | None,
-    presence_penalty: float | None,
-    stop: str | list[str] | None,
-    timeout: float | None,
-    max_attempts: int | None,
-    waiting_time: float | None,
-    exponential_backoff_factor: float | None,
-    n: int,
-    echo: bool,
-    stream: bool,
+    arguments: Mapping[str, Any],
 ) -> Call:
-    """A chat call from send_message's arguments."""
+    """A chat call from send_message's arguments: `arguments` holds each of CHAT_ARGUMENTS by
+    name (send_message passes its locals(); one lookup each rather than a dict rebuilt per call)."""
+    (
+        model,
+        temperature,
+        max_tokens,
+        top_p,
+        frequency_penalty,
+        presence_penalty,
+        stop,
+        timeout,
+        max_attempts,
+        waiting_time,
+        exponential_backoff_factor,
+        n,
+        echo,
+        stream,
+    ) = _chat_arguments(arguments)
     usual = (  # every argument but the model left to `default`: nothing to check
         (model is None or type(model) is str)
         and temperature is None

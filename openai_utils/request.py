@@ -48,6 +48,15 @@ KEY_EXCLUDED = frozenset({"stream", "stream_options"})
 
 def validate_messages(messages: Any) -> None:
     """Reject a conversation the API would reject, before spending a request on it."""
+    if type(messages) is list and messages:  # the usual shape, checked at once; the rest below
+        for message in messages:
+            if type(message) is not dict or type(message.get("content")) is not str:
+                break
+            role = message.get("role")
+            if type(role) is not str or not role:
+                break
+        else:
+            return
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidRequestError(
             f"messages must be a list of dicts like {{'role': 'user', 'content': '...'}}, not {type(messages).__name__}"
