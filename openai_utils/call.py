@@ -19,6 +19,7 @@ from typing import Any
 from .cache import ResponseCache
 from .config import default
 from .exceptions import InvalidRequestError
+from .key_encoding import key_from_body, sendable_key_body
 from .request import (
     CHAT,
     EMBEDDING,
@@ -27,8 +28,6 @@ from .request import (
     build_embedding_requests,
     cache_key,
     is_reasoning_model,
-    key_from_body,
-    sendable_key_body,
     validate_arguments,
 )
 from .retry import RetryPolicy

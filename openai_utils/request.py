@@ -29,8 +29,6 @@ __all__ = [
     "build_embedding_requests",
     "EMBEDDING_INPUTS_PER_REQUEST",
     "cache_key",
-    "sendable_key_body",
-    "key_from_body",
     "is_reasoning_model",
     "adapt_for_reasoning",
     "estimate_tokens",
@@ -326,44 +324,6 @@ def cache_key(api_type: str, endpoint: str, kind: str, request: Mapping[str, Any
     except TypeError as exc:
         raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sendable_key_body(request: Mapping[str, Any]) -> bytes | None:
-    """`check_sendable` and the costly half of `cache_key` in one encode: the request's part
-    that enters the key, as the canonical UTF-8 bytes `key_from_body` hashes.
-
-    A cache hit has to encode the body for its key anyway, and a body that encodes canonically
-    (sorted keys, no NaN, valid Unicode) is sendable, so the check costs nothing more. A body
-    that fails is checked the slow way, for the same typed error; None then (a body that is
-    sendable but has no canonical encoding, e.g. keys of mixed types) means: key it with
-    `cache_key`, which says why it cannot.
-    """
-    delivery = not KEY_EXCLUDED.isdisjoint(request)
-    body = {k: v for k, v in request.items() if k not in KEY_EXCLUDED} if delivery else request
-    try:
-        encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
-        if delivery:  # the delivery fields go out too: check them as well
-            json.dumps(
-                [v for k, v in request.items() if k in KEY_EXCLUDED], allow_nan=False, ensure_ascii=False
-            ).encode("utf-8")
-    except (TypeError, ValueError, RecursionError):
-        check_sendable(request)
-        return None
-    return encoded
-
-
-def key_from_body(api_type: str, endpoint: str, kind: str, body: bytes) -> str:
-    """`cache_key` of the request whose `sendable_key_body` is `body`: the same digest."""
-    return hashlib.sha256(_key_head(api_type, endpoint, kind) + body + b"]").hexdigest()
-
-
-@functools.lru_cache(maxsize=64)
-def _key_head(api_type: str, endpoint: str, kind: str) -> bytes:
-    """What `cache_key`'s encoding holds before the body: the same for every call to a server."""
-    head = json.dumps([api_type, endpoint, kind], separators=(",", ":"), ensure_ascii=False)
-    return head[:-1].encode("utf-8") + b","
 
 
 def estimate_tokens(request: Mapping[str, Any], kind: str = CHAT) -> int:
