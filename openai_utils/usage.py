@@ -104,28 +104,29 @@ Counted = tuple[int, int, int, float, bool]
 
 def counted(model: str | None, usage: Mapping[str, Any] | None) -> Counted:
     """The server's token counts of one call, and their cost at `model`'s price."""
-    inputs = int((usage or {}).get("prompt_tokens") or 0)
-    outputs = int((usage or {}).get("completion_tokens") or 0)
-    total = int((usage or {}).get("total_tokens") or inputs + outputs)
+    get = (usage or {}).get
+    inputs = int(get("prompt_tokens") or 0)
+    outputs = int(get("completion_tokens") or 0)
+    total = int(get("total_tokens") or inputs + outputs)
     price = _price(model)
     cost = (inputs * price[0] + outputs * price[1]) / 1_000_000 if price else 0.0
     return inputs, outputs, total, cost, price is not None
 
 
-_prices_seen: dict[str, Price] | None = None
-_price_memo: dict[str | None, Price | None] = {}
+_prices: tuple[int, dict[str | None, Price | None]] = (-1, {})
+"""The price of each model seen, for one version of `default` (the price table comes from it)."""
 
 
 def _price(model: str | None) -> Price | None:
-    """price_for, remembered per model until the price table is reloaded (it is on every call)."""
-    global _prices_seen
-    table = default.prices()
-    if table is not _prices_seen:
-        _price_memo.clear()
-        _prices_seen = table
-    if model not in _price_memo:
-        _price_memo[model] = price_for(model, table)
-    return _price_memo[model]
+    """price_for, remembered per model until `default` changes (a reload may change the table)."""
+    global _prices
+    version, memo = _prices
+    if version != default.version:
+        memo = {}
+        _prices = (default.version, memo)  # an older version than the table read below at worst: redone next time
+    if model not in memo:
+        memo[model] = price_for(model, default.prices())
+    return memo[model]
 
 
 process_usage = UsageStats()
