@@ -226,7 +226,8 @@ def _usual_parts(model: str) -> tuple[dict[str, Any], RetryPolicy, float]:
     if parts is None:
         if len(by_model) >= 64:
             by_model.clear()
-        params = _params({}, model, [None] * len(SAMPLING), None, 1, False)[0]
+        every = _params({}, model, [None] * len(SAMPLING), None, 1, False)[0]
+        params = {name: value for name, value in every.items() if value is not None}  # as the request has them
         parts = by_model[model] = (params, retry_policy(None, None, None), default.current()["timeout"])
     return parts
 
