@@ -53,7 +53,10 @@ from openai_utils.cache import HEADER, ResponseCache
 __all__ = ["run"]
 
 TOPIC = "cache"
-GOAL_HIT_US = 25.0
+GOAL_HIT_OVER_FLOOR = 2.0
+"""A hit costs little more than the key: at most twice the key-plus-lookup floor of the same run
+(issue 16: ~10 us where that floor is ~5 us). A ratio, since absolute microseconds depend on the
+machine; the absolute time is shown beside it for context."""
 GOAL_ROUND_TRIP_OVER_HIT = 50.0
 GOAL_WRITE_GROWTH = 1.5
 GOAL_LOAD_PEAK = 1.3
@@ -158,20 +161,14 @@ def _hit_latency(plan: Plan, cache_file: Path) -> list[Row]:
     hit_median, trip_median, floor_median = median(hit_us), median(trip_us), median(floor_us)
     times = trip_median / hit_median
     return [
-        Row(
-            TOPIC,
-            f"send_message cache hit, median ({len(hit_us)} hits)",
-            f"{hit_median:.1f} us",
-            f"< {GOAL_HIT_US:.0f} us",
-            hit_median < GOAL_HIT_US,
-        ),
+        info_row(TOPIC, f"send_message cache hit, median ({len(hit_us)} hits)", f"{hit_median:.1f} us"),
         info_row(TOPIC, "send_message cache hit, p90", f"{percentile(hit_us, 90):.1f} us"),
         info_row(
             TOPIC,
             "floor: canonical key + dict lookup + fresh copy, median / p90",
             f"{floor_median:.1f} / {percentile(floor_us, 90):.1f} us",
         ),
-        info_row(TOPIC, "cache hit / key-plus-lookup floor, median", f"{hit_median / floor_median:.2f}x"),
+        ratio_row(TOPIC, "cache hit / key-plus-lookup floor, median", hit_median / floor_median, GOAL_HIT_OVER_FLOOR),
         info_row(
             TOPIC,
             f"raw SDK loopback round trip, median / p90 ({len(trip_us)} calls)",

@@ -63,13 +63,33 @@ class Defaults(Mapping[str, Any]):
         self._lock = threading.RLock()
         self._loaded: _Layers | None = None
         self._forced: dict[str, Any] = {}
+        self.version = 0
+        """Bumped by every change (a forced value, a reload, a reset): what is worked out from the
+        values may be kept as long as the version it was worked out at is still current."""
+        self._values: tuple[int, dict[str, Any]] = (-1, {})
 
     def __getitem__(self, name: str) -> Any:
+        version, values = self._values
+        if version == self.version and name in values:
+            return values[name]
         if name in self._forced:
             return self._forced[name]
         if name not in BY_NAME:
             raise KeyError(_unknown(name))
         return self._layers()[name][0]
+
+    def current(self) -> dict[str, Any]:
+        """Every current value by name, as one dict, rebuilt only after a change (see `version`):
+        a call reads a dozen settings, and this makes each read a plain dict lookup. Read it,
+        never modify it."""
+        version, values = self._values
+        if version != self.version:
+            version = self.version  # read before building: a change meanwhile rebuilds next time
+            layers = self._layers()
+            values = {name: layer[0] for name, layer in layers.items()}
+            values.update(self._forced)
+            self._values = (version, values)
+        return values
 
     def __iter__(self) -> Iterator[str]:
         return iter(BY_NAME)
@@ -97,17 +117,24 @@ class Defaults(Mapping[str, Any]):
             self._forced[setting.name] = setting.coerce(value)
         except ValueError as exc:
             raise ConfigError(f"force_default_value({name!r}, {short_repr(value)}): {exc}") from None
+        self._changed()
+
+    def _changed(self) -> None:
+        with self._lock:
+            self.version += 1
 
     def reload(self) -> None:
         """Read the config files again on next use; forced values stay."""
         with self._lock:
             self._loaded = None
+            self._changed()
 
     def reset(self) -> None:
         """Forget forced values and re-read the files: back to what the files say."""
         with self._lock:
             self._forced.clear()
             self._loaded = None
+            self._changed()
 
     def prices(self) -> dict[str, Price]:
         """The price table: the built-in one with every [Prices] entry of the config files over it."""

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from . import drivers
 from .backend import Backend
 from .cache import ResponseCache, cache_for_calls
-from .call import Call, Target, chat_arguments, prepare_chat, prepare_embedding
+from .call import Call, Target, prepare_chat, prepare_embedding
 from .config import default
 from .exceptions import APIError
 from .forksafe import renew_in_child
@@ -42,7 +42,7 @@ from .response import chat_result
 from .sdk_backend import OpenAIBackend
 from .tokens import count_tokens
 from .transport import SDKClient
-from .usage import UsageStats, format_stats, process_usage
+from .usage import UsageStats, counted, format_stats, process_usage
 
 __all__ = ["OpenAIClient", "CHAT", "EMBEDDING"]
 
@@ -175,8 +175,9 @@ class OpenAIClient:
                 else:
                     self.cache_misses += 1
         model = record.get("model") or call.request.get("model")
-        for stats in (self.usage, process_usage):
-            stats.record(model, record.get("usage"), cached=hit)
+        counts = counted(model, record.get("usage"))  # once, for both totals
+        self.usage.add(model, counts, hit)
+        process_usage.add(model, counts, hit)
 
     # -- the public calls ----------------------------------------------------------------
 
@@ -210,7 +211,7 @@ class OpenAIClient:
         Returns None when every attempt failed with a retryable error (or raises
         RetriesExhaustedError with RAISE_ON_FAILURE); other errors raise at once.
         """
-        call = prepare_chat(self._target(), current_messages, extra, **chat_arguments(locals()))
+        call = prepare_chat(self._target(), current_messages, extra, locals())
         if stream:
             return drivers.stream(self, call)
         outcome = drivers.run(self, call, "model")
@@ -237,7 +238,7 @@ class OpenAIClient:
     ) -> Any:
         """The async form of send_message: same parameters, same results; with stream=True an
         `AsyncTextStream` of text chunks."""
-        call = prepare_chat(self._target(), current_messages, extra, **chat_arguments(locals()))
+        call = prepare_chat(self._target(), current_messages, extra, locals())
         if stream:
             return await drivers.astream(self, call)
         outcome = await drivers.arun(self, call, "model")

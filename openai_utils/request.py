@@ -46,6 +46,15 @@ KEY_EXCLUDED = frozenset({"stream", "stream_options"})
 
 def validate_messages(messages: Any) -> None:
     """Reject a conversation the API would reject, before spending a request on it."""
+    if type(messages) is list and messages:  # the usual shape, checked at once; the rest below
+        for message in messages:
+            if type(message) is not dict or type(message.get("content")) is not str:
+                break
+            role = message.get("role")
+            if type(role) is not str or not role:
+                break
+        else:
+            return
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidRequestError(
             f"messages must be a list of dicts like {{'role': 'user', 'content': '...'}}, not {type(messages).__name__}"
@@ -199,18 +208,22 @@ def _unsendable(value: Any, where: str, depth: int) -> str | None:
     )
 
 
-def build_chat_request(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
+def build_chat_request(
+    messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], check: bool = True
+) -> dict[str, Any]:
     """The body of a chat completion: the messages plus every parameter that has a value.
 
     A parameter whose value is None is left out rather than sent as null or zero, so the server's
     own default applies; the caller's message dicts are copied so later edits cannot leak in.
+    `check=False` leaves `check_sendable` to the caller, who runs `sendable_key_body` instead.
     """
     validate_messages(messages)
     request: dict[str, Any] = {"messages": [dict(m) for m in messages]}
     for name, value in params.items():
         if value is not None:
             request[name] = value
-    check_sendable(request)
+    if check:
+        check_sendable(request)
     return request
 
 
@@ -304,7 +317,8 @@ def cache_key(api_type: str, endpoint: str, kind: str, request: Mapping[str, Any
     Timeouts, retry settings and secrets never enter the request body, so they cannot enter
     the key; stream options are dropped because a streamed answer is the same answer.
     """
-    body = {k: v for k, v in request.items() if k not in KEY_EXCLUDED}
+    delivery = not KEY_EXCLUDED.isdisjoint(request)
+    body = {k: v for k, v in request.items() if k not in KEY_EXCLUDED} if delivery else request
     try:
         text = json.dumps([api_type, endpoint, kind, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except TypeError as exc:

@@ -16,7 +16,7 @@ from .config import default
 from .forksafe import renew_in_child
 from .pricing import Price, price_for
 
-__all__ = ["UsageStats", "process_usage", "format_stats"]
+__all__ = ["UsageStats", "Counted", "counted", "process_usage", "format_stats"]
 
 _FIELDS = (
     "input_tokens",
@@ -62,11 +62,11 @@ class UsageStats:
 
     def record(self, model: str | None, usage: Mapping[str, Any] | None, cached: bool) -> None:
         """Count one call: billed when it reached the server, saved when the cache answered."""
-        inputs = int((usage or {}).get("prompt_tokens") or 0)
-        outputs = int((usage or {}).get("completion_tokens") or 0)
-        total = int((usage or {}).get("total_tokens") or inputs + outputs)
-        price = _price(model)
-        cost = (inputs * price[0] + outputs * price[1]) / 1_000_000 if price else 0.0
+        self.add(model, counted(model, usage), cached)
+
+    def add(self, model: str | None, counts: Counted, cached: bool) -> None:
+        """Count one call whose usage was `counted` already (a call counts in several totals)."""
+        inputs, outputs, total, cost, priced = counts
         with self._lock:
             tally = self._by_model.get(model or "unknown")
             if tally is None:
@@ -81,7 +81,7 @@ class UsageStats:
                 tally.output_tokens += outputs
                 tally.total_tokens += total
                 tally.cost_usd += cost
-                tally.unpriced_calls += 0 if price or not total else 1
+                tally.unpriced_calls += 0 if priced or not total else 1
 
     def snapshot(self) -> dict[str, Any]:
         """The totals, plus `by_model` with the same fields per model."""
@@ -98,20 +98,35 @@ class UsageStats:
             self._by_model.clear()
 
 
-_prices_seen: dict[str, Price] | None = None
-_price_memo: dict[str | None, Price | None] = {}
+Counted = tuple[int, int, int, float, bool]
+"""A call's usage as the tallies take it: input, output and total tokens, cost, whether priced."""
+
+
+def counted(model: str | None, usage: Mapping[str, Any] | None) -> Counted:
+    """The server's token counts of one call, and their cost at `model`'s price."""
+    get = (usage or {}).get
+    inputs = int(get("prompt_tokens") or 0)
+    outputs = int(get("completion_tokens") or 0)
+    total = int(get("total_tokens") or inputs + outputs)
+    price = _price(model)
+    cost = (inputs * price[0] + outputs * price[1]) / 1_000_000 if price else 0.0
+    return inputs, outputs, total, cost, price is not None
+
+
+_prices: tuple[int, dict[str | None, Price | None]] = (-1, {})
+"""The price of each model seen, for one version of `default` (the price table comes from it)."""
 
 
 def _price(model: str | None) -> Price | None:
-    """price_for, remembered per model until the price table is reloaded (it is on every call)."""
-    global _prices_seen
-    table = default.prices()
-    if table is not _prices_seen:
-        _price_memo.clear()
-        _prices_seen = table
-    if model not in _price_memo:
-        _price_memo[model] = price_for(model, table)
-    return _price_memo[model]
+    """price_for, remembered per model until `default` changes (a reload may change the table)."""
+    global _prices
+    version, memo = _prices
+    if version != default.version:
+        memo = {}
+        _prices = (default.version, memo)  # an older version than the table read below at worst: redone next time
+    if model not in memo:
+        memo[model] = price_for(model, default.prices())
+    return memo[model]
 
 
 process_usage = UsageStats()

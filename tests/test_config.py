@@ -334,6 +334,23 @@ def test_forced_values_survive_reload_but_not_reset() -> None:
     assert default.source("model") == "built-in default"
 
 
+def test_every_change_makes_a_new_version_and_current_follows_it(tmp_path: Path) -> None:
+    seen = [default.version]
+    assert default.current()["model"] == "gpt-4o-mini"
+    force_default_value("model", "forced")
+    seen.append(default.version)
+    assert default.current()["model"] == "forced" == default["model"]
+    (tmp_path / "config.ini").write_text("[OpenAI]\nTOP_P=0.5\n")
+    default.reload()
+    seen.append(default.version)
+    assert default.current()["top_p"] == 0.5 and default.current()["model"] == "forced"
+    default.reset()
+    seen.append(default.version)
+    assert default.current()["model"] == "gpt-4o-mini" and default.current()["top_p"] == 0.5
+    assert len(set(seen)) == len(seen)
+    assert default.current() is default.current()  # one dict per version, not one per read
+
+
 def test_default_membership_and_get_follow_the_mapping_protocol() -> None:
     assert "model" in default
     assert "bogus" not in default

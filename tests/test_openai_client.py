@@ -456,6 +456,31 @@ def test_a_cache_hit_makes_no_request(oai: OpenAIClient, server: FakeOpenAIServe
     assert len(chat_requests(server)) == 2
 
 
+def test_a_changed_default_reaches_the_very_next_call_hit_or_miss(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Any
+) -> None:
+    force_api_cache(True, str(tmp_path / "c.pickle"))
+    oai.send_message(HI)
+    oai.send_message(HI)
+    assert (oai.cache_hits, oai.cache_misses) == (1, 1)
+    force_default_value("temperature", 0.5)  # part of the key: the next call is a miss
+    oai.send_message(HI)
+    assert chat_requests(server)[-1].body["temperature"] == 0.5 and oai.cache_misses == 2
+    oai.send_message(HI)
+    assert (oai.cache_hits, oai.cache_misses) == (2, 2)
+    (tmp_path / "config.ini").write_text("[OpenAI]\nMODEL=from-file\n")
+    default.reload()
+    oai.send_message(HI)
+    assert chat_requests(server)[-1].body["model"] == "from-file" and oai.cache_misses == 3
+    force_default_value("model", "gpt-4o-mini")  # back to the body of the third call: a hit at once
+    oai.send_message(HI)
+    assert (oai.cache_hits, oai.cache_misses) == (3, 3)
+    force_default_value("max_attempts", 1)  # not in the key, but the next miss retries no more
+    server.script(Fault.status(500))
+    assert oai.send_message([{"role": "user", "content": "new"}]) is None
+    assert len(chat_requests(server)) == 4
+
+
 def test_a_cached_answer_can_be_edited_by_the_caller_without_changing_the_cache(
     oai: OpenAIClient, tmp_path: Any
 ) -> None:
