@@ -185,6 +185,11 @@ class LocalServer:
         params.n_parallel = spec.slots
         params.cpuparams.n_threads = spec.threads
         params.cpuparams_batch.n_threads = spec.threads
+        if spec.threads > 1:
+            # Threads that wait for each other sleep instead of spinning (llama.cpp's poll 50):
+            # with another process busy on a core, spinning took the CPU from the very thread
+            # being waited for, and two threads fell below one.
+            params.cpuparams.poll = params.cpuparams_batch.poll = 0
         params.port = 0  # a free port, reported by listening_address
         params.hostnames = ["127.0.0.1"]
         params.offline = True  # never reach for a model hub

@@ -90,6 +90,20 @@ def test_start_is_idempotent_and_stop_closes_the_port(engine: None) -> None:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def test_a_server_runs_the_thread_count_its_spec_decided(engine: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import xllamacpp
+
+    monkeypatch.setattr(specs, "available_cores", lambda: 3)
+    spec = specs.chat_spec()
+    assert spec.threads == specs.decide_threads(0, 3)
+    params = LocalServer(spec)._params(xllamacpp)
+    assert params.cpuparams.n_threads == params.cpuparams_batch.n_threads == spec.threads == 2
+    assert params.cpuparams.poll == params.cpuparams_batch.poll == 0  # waiting threads sleep
+    force_default_value("local_threads", 1)
+    params = LocalServer(specs.chat_spec())._params(xllamacpp)
+    assert params.cpuparams.n_threads == 1 and params.cpuparams.poll == 50  # llama.cpp's own
+
+
 def test_the_server_stops_when_the_process_exits(engine: None, model_cache: Path, tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
