@@ -158,9 +158,7 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
         )
     )
     rows.append(
-        info_row(
-            TOPIC, "  threads / context / slots", f"{chat.spec.threads} / {chat.spec.context_size} / {chat.spec.slots}"
-        )
+        info_row(TOPIC, "  threads / context / slots", f"{chat.threads} / {chat.spec.context_size} / {chat.spec.slots}")
     )
 
     rows += _cache_hits(quick)

@@ -258,7 +258,7 @@ SETTINGS: tuple[Setting, ...] = (
         "LOCAL_THREADS",
         0,
         "int",
-        "CPU threads for the local server; 0: one per core available to the process (its CPU affinity and cgroup quota).",
+        "CPU threads for the local server; 0: decided at its start from the cores free for this process (see docs/local.md).",
         minimum=0,
         maximum=1024,
     ),

@@ -32,6 +32,7 @@ __all__ = [
     "available_cores",
     "cgroup_cpus",
     "decide_threads",
+    "machine_busy",
 ]
 
 CHAT_ALIAS = "SmolLM2-135M-Instruct"
@@ -45,7 +46,7 @@ class ServerSpec:
     model_path: str
     alias: str
     embedding: bool = False
-    threads: int = 1
+    threads: int = 1  # LOCAL_THREADS; 0: decided when the server starts (decide_threads)
     context_size: int = 4096
     slots: int = 1
 
@@ -88,7 +89,7 @@ def chat_spec() -> ServerSpec:
     return ServerSpec(
         model_path=str(path),
         alias=model_alias(default["local_chat_model"], CHAT_ALIAS),
-        threads=decide_threads(default["local_threads"], available_cores()),
+        threads=default["local_threads"],
         context_size=default["local_context_size"],
         slots=default["local_slots"],
     )
@@ -108,7 +109,7 @@ def embedding_spec() -> ServerSpec:
         model_path=str(path),
         alias=model_alias(default["local_embedding_model"], EMBEDDING_ALIAS),
         embedding=True,
-        threads=decide_threads(default["local_threads"], available_cores()),
+        threads=default["local_threads"],
         context_size=0,
         slots=1,
     )
@@ -149,15 +150,29 @@ def available_cores() -> int:
     return max(1, cores)
 
 
-def decide_threads(configured: int, cores: int) -> int:
-    """The local server's CPU threads: LOCAL_THREADS when set, else (0, the default) from the
-    `cores` available to the process: all of them up to 2, one fewer beyond.
+def machine_busy() -> float:
+    """How busy the machine's CPUs were over the last minute, from 0 (idle) to 1 (all of them):
+    the 1-minute load average over the CPU count; 0 where the OS has no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return 0.0
+    return min(1.0, max(0.0, load / (os.cpu_count() or 1)))
 
-    Measured on a 2-core machine: two threads generate ~1.6x faster than one when the machine
-    is idle, and stay ahead when other processes keep the cores busy (the server's threads sleep
-    instead of spinning while they wait for each other: see server.py). Beyond two cores one is
-    left to the calling Python process, which sends the requests and reads the answers.
+
+def decide_threads(configured: int, cores: int, busy: float = 0.0) -> int:
+    """The local server's CPU threads: LOCAL_THREADS when set, else (0, the default) from the
+    `cores` available to the process and how `busy` the machine is (machine_busy()), decided
+    when a server starts: the cores left free by the load, at least one, and of those all up to
+    two, one fewer beyond (left to the calling Python process, which sends the requests).
+
+    Measured on a 2-core machine: two threads generate ~1.6x faster than one when it is idle,
+    but when other processes keep the cores busy their threads wait for each other and fell to
+    0.3-0.9x of one thread; one thread is what the setting gave before, so a busy machine gets
+    at least that.
     """
     if configured > 0:
         return configured
-    return cores if cores <= 2 else cores - 1
+    usable = cores if cores <= 2 else cores - 1
+    free = round(cores * (1.0 - busy))
+    return max(1, min(usable, free))

@@ -57,12 +57,32 @@ def test_the_default_model_names_what_the_server_answers_to(tmp_path: Path) -> N
 
 def test_local_threads_overrides_the_machine() -> None:
     assert specs.decide_threads(3, cores=16) == 3
+    assert specs.decide_threads(2, cores=2, busy=1.0) == 2
     assert specs.decide_threads(1, cores=2) == 1
 
 
 @pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 2), (3, 2), (4, 3), (16, 15)])
-def test_zero_picks_from_the_available_cores(cores: int, threads: int) -> None:
-    assert specs.decide_threads(0, cores=cores) == threads
+def test_zero_on_an_idle_machine_picks_from_the_available_cores(cores: int, threads: int) -> None:
+    assert specs.decide_threads(0, cores=cores, busy=0.0) == threads
+    assert specs.decide_threads(0, cores=cores, busy=0.05) == threads
+
+
+@pytest.mark.parametrize(
+    ("cores", "busy", "threads"),
+    [(2, 0.5, 1), (2, 0.4, 1), (2, 1.0, 1), (4, 0.5, 2), (4, 0.25, 3), (16, 0.75, 4), (16, 1.0, 1)],
+)
+def test_zero_on_a_busy_machine_takes_the_free_cores_and_at_least_one(cores: int, busy: float, threads: int) -> None:
+    assert specs.decide_threads(0, cores=cores, busy=busy) == threads
+
+
+def test_the_busy_share_is_the_load_average_over_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 9.0, 9.0), raising=False)
+    assert specs.machine_busy() == 0.25
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 0.0, 0.0))
+    assert specs.machine_busy() == 1.0
+    monkeypatch.delattr(os, "getloadavg")  # Windows
+    assert specs.machine_busy() == 0.0
 
 
 @pytest.mark.parametrize(
@@ -89,13 +109,12 @@ def test_the_available_cores_are_the_affinity_capped_by_the_quota(
     assert specs.available_cores() == 1
 
 
-def test_the_spec_carries_the_decided_thread_count(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_spec_carries_the_setting_and_the_server_decides_at_start(tmp_path: Path) -> None:
     for name in ("local_chat_model", "local_embedding_model"):
         (tmp_path / f"{name}.gguf").write_bytes(b"GGUF")
         force_default_value(name, str(tmp_path / f"{name}.gguf"))
-    monkeypatch.setattr(specs, "available_cores", lambda: 7)
-    assert specs.chat_spec().threads == specs.decide_threads(0, 7)
-    assert specs.embedding_spec().threads == specs.decide_threads(0, 7)
+    # The spec is the same whatever the load: a busier minute must not restart the server.
+    assert specs.chat_spec().threads == specs.embedding_spec().threads == 0
     force_default_value("local_threads", 2)
     assert specs.chat_spec().threads == specs.embedding_spec().threads == 2
 
