@@ -2,7 +2,7 @@
 
 Why: `API_TYPE = local` promises a usable model with no network, so what a user waits for must
 stay small: the first call (which starts the llama.cpp server in-process, split here into the
-start and the generation), the generation speed of the packaged SmolLM2-135M at one thread,
+start and the generation), the generation speed of the packaged SmolLM2-135M at the default LOCAL_THREADS,
 and the embedding latency of the converted all-MiniLM-L6-v2, plus the one-off conversion.
 The generation speed has a floor beside it, taken in turns with it: the same request posted to
 the same llama.cpp server directly (floors.RawHTTP), with no openai_utils in between.
@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from floors import RawHTTP
-from timing import Comparison, Row, info_row, median, percentile
+from timing import Comparison, Row, info_row, interleaved, loopback, median, percentile, ratio_row
 
 __all__ = ["run"]
 
@@ -32,6 +32,11 @@ MESSAGES = [{"role": "user", "content": "Write a short story about a robot."}]
 GOAL_FIRST_CALL_S = 3.0
 GOAL_TOKENS_PER_S = 30.0
 GOAL_EMBEDDING_MS = 50.0
+GOAL_LOCAL_HIT_OVER_OPENAI_HIT = 1.2
+HIT_MESSAGES = [{"role": "user", "content": "Say one word."}]
+HIT_ARGS: dict[str, Any] = {"temperature": 0, "max_tokens": 16}
+"""A request the local model answers in full ("Awesome!", finish_reason stop): a cut-off answer
+would log its warning on every hit, and the hits would time the logging."""
 
 
 def _goal_row(measure: str, value: str, goal: str, met: bool) -> Row:
@@ -153,10 +158,10 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
         )
     )
     rows.append(
-        info_row(
-            TOPIC, "  threads / context / slots", f"{chat.spec.threads} / {chat.spec.context_size} / {chat.spec.slots}"
-        )
+        info_row(TOPIC, "  threads / context / slots", f"{chat.threads} / {chat.spec.context_size} / {chat.spec.slots}")
     )
+
+    rows += _cache_hits(quick)
 
     # -- embeddings: conversion, start, single and batch latency --------------------------
     started = time.perf_counter()
@@ -206,3 +211,37 @@ def _measure(quick: bool, local: Any, convert: Any) -> list[Row]:
     local.stop_local_servers()
     rows.append(info_row(TOPIC, "stop both servers", f"{(time.perf_counter() - started) * 1000:.0f} ms"))
     return rows
+
+
+def _cache_hits(quick: bool) -> list[Row]:
+    """A local cache hit next to an OpenAI-client hit, both with a filled cache, in turns: a hit
+    must not pay for finding the local model (a package lookup, a stat) on every call."""
+    from openai_utils import OpenAIClient
+    from openai_utils.local import LocalClient
+
+    with tempfile.TemporaryDirectory(prefix="bench_local_hits_") as folder, loopback():
+        ours = LocalClient(cache_api_calls=True, cache_file_name=os.path.join(folder, "local.pickle"))
+        remote = OpenAIClient(cache_api_calls=True, cache_file_name=os.path.join(folder, "openai.pickle"))
+        ours.send_message(HIT_MESSAGES, **HIT_ARGS)  # the misses that fill the caches
+        remote.send_message(HIT_MESSAGES, **HIT_ARGS)
+        per_round = 100 if quick else 500
+        local_us, openai_us = interleaved(
+            [
+                lambda: ours.send_message(HIT_MESSAGES, **HIT_ARGS),
+                lambda: remote.send_message(HIT_MESSAGES, **HIT_ARGS),
+            ],
+            rounds=6,
+            per_round=per_round,
+            warmup=50,
+        )
+        hits = (ours.cache_hits, ours.cache_misses, remote.cache_hits, remote.cache_misses)
+        ours.close()
+        remote.close()
+    expected = 50 + 6 * per_round
+    if hits != (expected, 1, expected, 1):
+        raise RuntimeError(f"not all timed calls were hits: (local hits, misses, OpenAI hits, misses) = {hits}")
+    local_hit, openai_hit = median(local_us), median(openai_us)
+    return [
+        info_row(TOPIC, "local cache hit / OpenAI cache hit, medians", f"{local_hit:.1f} / {openai_hit:.1f} us"),
+        ratio_row(TOPIC, "local cache hit / OpenAI cache hit", local_hit / openai_hit, GOAL_LOCAL_HIT_OVER_OPENAI_HIT),
+    ]

@@ -256,10 +256,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _setting(
         "LOCAL_THREADS",
-        1,
+        0,
         "int",
-        "CPU threads for the local server; 1 keeps a 2-core machine responsive.",
-        minimum=1,
+        "CPU threads for the local server; 0: decided at its start from the cores free for this process (see docs/local.md).",
+        minimum=0,
         maximum=1024,
     ),
     _setting(

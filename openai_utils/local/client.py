@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..sdk_backend import SDKBackend
 from ..transport import SDKClient
 from .paths import CHAT_FILE
 from .server import LocalServer, chat_server, embedding_server
-from .specs import EMBEDDING_ALIAS, chat_spec
+from .specs import CHAT_ALIAS, EMBEDDING_ALIAS, chat_spec, model_alias
 
 __all__ = ["LocalClient", "LocalBackend", "LocalSettings"]
 
@@ -35,6 +36,14 @@ def _error_fields(body: Any) -> Mapping[str, Any]:
         if isinstance(inner, Mapping):
             return inner
     return {}
+
+
+@lru_cache(maxsize=16)
+def _endpoint(chat: str | None, embedding: str | None) -> str:
+    """LocalBackend.endpoint for these two settings, memoized on them: it is in every cache key."""
+    chat_name = Path(chat).name if chat else CHAT_FILE
+    embedding_name = Path(embedding).name if embedding else EMBEDDING_ALIAS
+    return f"local:{chat_name}+{embedding_name}"
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,11 @@ class LocalBackend(SDKBackend):
     auth_hint = "the key the local server generated (nothing to set)"
 
     def default_model(self, kind: str) -> str:
+        """The alias the server of `kind` answers to, from the setting alone (see model_alias):
+        a changed setting reaches the next call, and a cache hit looks at no file."""
         if kind == CHAT:
-            return chat_spec().alias
-        configured = default["local_embedding_model"]
-        return Path(configured).stem if configured else EMBEDDING_ALIAS
+            return model_alias(default["local_chat_model"], CHAT_ALIAS)
+        return model_alias(default["local_embedding_model"], EMBEDDING_ALIAS)
 
     def settings_now(self, kind: str) -> LocalSettings:
         """The running server for `kind` (started now if need be)."""
@@ -76,11 +86,7 @@ class LocalBackend(SDKBackend):
 
     def endpoint(self) -> str:
         """Both model files: the same request to another local model is another answer."""
-        chat = default["local_chat_model"]
-        embedding = default["local_embedding_model"]
-        chat_name = Path(chat).name if chat else CHAT_FILE
-        embedding_name = Path(embedding).name if embedding else EMBEDDING_ALIAS
-        return f"local:{chat_name}+{embedding_name}"
+        return _endpoint(default["local_chat_model"], default["local_embedding_model"])
 
     def refine_error(self, error: APIError, kind: str) -> APIError:
         """Say what an over-long input means here, and make it a 400 whatever llama.cpp sent.

@@ -30,7 +30,7 @@ from .requirements import (
     SETUP_COMMAND,
 )
 from .server import current_server
-from .specs import chat_spec, configured_path
+from .specs import available_cores, chat_spec, configured_path, decide_threads, machine_busy
 
 __all__ = ["DemoRun", "setup", "status", "demo"]
 
@@ -214,7 +214,8 @@ def status() -> dict[str, Any]:
         "embedding_model": _embedding_status(engine_problem, converter),
         "cache_dir": str(paths.models_dir()),
         "settings": {
-            "threads": default["local_threads"],
+            # what a server started now would run (LOCAL_THREADS 0: decided from the machine)
+            "threads": decide_threads(default["local_threads"], available_cores(), machine_busy()),
             "context_size": default["local_context_size"],
             "slots": default["local_slots"],
         },

@@ -25,7 +25,7 @@ from typing import Any
 from ..exceptions import APIConnectionError, ConfigError
 from ..transport import SDKClient, http_client
 from .requirements import ENGINE_REQUIREMENT, INSTALL_HINT
-from .specs import ServerSpec, chat_spec, embedding_spec
+from .specs import ServerSpec, available_cores, chat_spec, decide_threads, embedding_spec, machine_busy
 
 __all__ = [
     "LocalServer",
@@ -95,6 +95,7 @@ class LocalServer:
         self.health_timeout = health_timeout
         self.requests = 0
         self.start_seconds: float | None = None
+        self.threads: int | None = None  # decided at start (decide_threads)
         self._lock = threading.RLock()
         self._server: Any = None
         self._pid: int | None = None
@@ -166,10 +167,11 @@ class LocalServer:
             self.start_seconds = time.perf_counter() - started
             _track(self)
             logger.info(
-                "started the local %s server for %s on %s in %.2f s",
+                "started the local %s server for %s on %s (%s threads) in %.2f s",
                 self.spec.kind,
                 Path(self.spec.model_path).name,
                 base_url,
+                self.threads,
                 self.start_seconds,
             )
             return base_url
@@ -183,8 +185,14 @@ class LocalServer:
         params.model_alias = {spec.alias}
         params.n_ctx = spec.context_size
         params.n_parallel = spec.slots
-        params.cpuparams.n_threads = spec.threads
-        params.cpuparams_batch.n_threads = spec.threads
+        self.threads = threads = decide_threads(spec.threads, available_cores(), machine_busy())
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        if threads > 1:
+            # Threads that wait for each other sleep instead of spinning (llama.cpp's poll 50):
+            # with another process busy on a core, spinning took the CPU from the very thread
+            # being waited for, and two threads fell below one.
+            params.cpuparams.poll = params.cpuparams_batch.poll = 0
         params.port = 0  # a free port, reported by listening_address
         params.hostnames = ["127.0.0.1"]
         params.offline = True  # never reach for a model hub

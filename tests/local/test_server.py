@@ -17,6 +17,7 @@ import pytest
 
 from openai_utils import ConfigError, InvalidRequestError, force_default_value
 from openai_utils.local import LocalClient, specs
+from openai_utils.local import server as server_module
 from openai_utils.local.server import LocalServer, chat_server, embedding_server
 from tests.local.helpers import HELLO, ROOT, hide, says_how_to_install
 
@@ -88,6 +89,29 @@ def test_start_is_idempotent_and_stop_closes_the_port(engine: None) -> None:
     assert not server.running
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_server_starts_with_the_thread_count_decided_from_the_machine(
+    engine: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xllamacpp
+
+    monkeypatch.setattr(server_module, "available_cores", lambda: 3)
+    monkeypatch.setattr(server_module, "machine_busy", lambda: 0.0)
+    server = LocalServer(specs.chat_spec())
+    params = server._params(xllamacpp)
+    assert params.cpuparams.n_threads == params.cpuparams_batch.n_threads == server.threads == 2
+    assert server.threads == specs.decide_threads(0, 3, 0.0)
+    assert params.cpuparams.poll == params.cpuparams_batch.poll == 0  # waiting threads sleep
+
+    monkeypatch.setattr(server_module, "machine_busy", lambda: 0.9)  # other processes keep the cores busy
+    params = server._params(xllamacpp)
+    assert params.cpuparams.n_threads == server.threads == 1 and params.cpuparams.poll == 50  # llama.cpp's own
+
+    monkeypatch.setattr(server_module, "machine_busy", lambda: 0.0)
+    force_default_value("local_threads", 1)
+    params = LocalServer(specs.chat_spec())._params(xllamacpp)
+    assert params.cpuparams.n_threads == 1 and params.cpuparams.poll == 50
 
 
 def test_the_server_stops_when_the_process_exits(engine: None, model_cache: Path, tmp_path: Path) -> None:
