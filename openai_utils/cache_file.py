@@ -26,7 +26,6 @@ import stat
 import struct
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -126,7 +125,6 @@ class Record(NamedTuple):
     request: bytes
 
 
-@dataclass
 class Parsed:
     """What `decode_records` found: whole records, where they end, and what follows them.
 
@@ -135,11 +133,14 @@ class Parsed:
     where the data read ended.
     """
 
-    records: list[Record] = field(default_factory=list)
-    stop: int = 0
-    end: int = 0
-    torn: bool = False
-    damage: str | None = None
+    __slots__ = ("damage", "end", "records", "stop", "torn")
+
+    def __init__(self, stop: int = 0, end: int = 0) -> None:
+        self.records: list[Record] = []
+        self.stop = stop
+        self.end = end
+        self.torn = False
+        self.damage: str | None = None
 
 
 class _Corrupt(Exception):
