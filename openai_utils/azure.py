@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .backend import Backend
 from .config import default
@@ -23,8 +22,7 @@ __all__ = ["AzureClient", "AzureBackend", "AzureSettings"]
 KEY_VARIABLES = ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY")
 
 
-@dataclass(frozen=True)
-class AzureSettings:
+class AzureSettings(NamedTuple):
     """What an Azure SDK client is built from: where (an endpoint, or a base URL that replaces
     endpoint + "/openai"), the API version, and exactly one of a key, an Entra ID token or a
     token provider."""

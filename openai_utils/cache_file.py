@@ -19,18 +19,20 @@ examines a path the same way before a cache object is made for it.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
-import pickle
 import stat
 import struct
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from .exceptions import CacheError
+
+if TYPE_CHECKING:
+    import pickle
 
 __all__ = [
     "HEADER",
@@ -63,15 +65,22 @@ TRANSPORT_ONLY = frozenset({"extra_headers", "extra_query", "timeout"})
 where gateways put keys."""
 
 
-class _RefuseGlobals(pickle.Unpickler):
-    """Reads plain data only: any class or function reference in the stream is refused."""
+@functools.cache
+def _refusing_unpickler() -> tuple[type[pickle.Unpickler], type[Exception]]:
+    """An unpickler that reads plain data only (any class or function reference in the stream is
+    refused), and the error it raises. Made on first use, so that `import openai_utils` does not
+    load pickle (~4 ms)."""
+    import pickle
 
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: cache values are plain data")
+    class RefuseGlobals(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: cache values are plain data")
+
+    return RefuseGlobals, pickle.UnpicklingError
 
 
 def safe_loads(data: bytes) -> Any:
-    return _RefuseGlobals(io.BytesIO(data)).load()
+    return _refusing_unpickler()[0](io.BytesIO(data)).load()
 
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
@@ -109,6 +118,8 @@ def request_bytes(request: Mapping[str, Any] | None) -> bytes:
         check_plain(kept, "request")
     except TypeError:
         return b""
+    import pickle
+
     return pickle.dumps(kept, protocol=PICKLE_PROTOCOL)
 
 
@@ -126,7 +137,6 @@ class Record(NamedTuple):
     request: bytes
 
 
-@dataclass
 class Parsed:
     """What `decode_records` found: whole records, where they end, and what follows them.
 
@@ -135,11 +145,14 @@ class Parsed:
     where the data read ended.
     """
 
-    records: list[Record] = field(default_factory=list)
-    stop: int = 0
-    end: int = 0
-    torn: bool = False
-    damage: str | None = None
+    __slots__ = ("damage", "end", "records", "stop", "torn")
+
+    def __init__(self, stop: int = 0, end: int = 0) -> None:
+        self.records: list[Record] = []
+        self.stop = stop
+        self.end = end
+        self.torn = False
+        self.damage: str | None = None
 
 
 class _Corrupt(Exception):
@@ -212,6 +225,7 @@ def _scan(data: bytes, pos: int, absorb: Callable[[Record], None]) -> tuple[int,
 
 def _decode_payload(payload: memoryview, crc: int) -> Record:
     """One record's parts, each copied once out of the buffer it was read into."""
+    unpickler, unpickling_error = _refusing_unpickler()
     if zlib.crc32(payload) != crc or len(payload) < KEYLEN.size:
         raise _Corrupt("fails its checksum")
     (key_len,) = KEYLEN.unpack_from(payload, 0)
@@ -219,15 +233,15 @@ def _decode_payload(payload: memoryview, crc: int) -> Record:
     try:
         key = bytes(payload[KEYLEN.size : KEYLEN.size + key_len]).decode("ascii")
         stream = io.BytesIO(body)  # shares `body` while it is only read
-        _RefuseGlobals(stream).load()
+        unpickler(stream).load()
         split = stream.tell()
         if split == len(body):
             return Record(key, body, b"")
         request = body[split:]
         stream = io.BytesIO(request)
-        if not isinstance(_RefuseGlobals(stream).load(), dict) or stream.tell() != len(request):
+        if not isinstance(unpickler(stream).load(), dict) or stream.tell() != len(request):
             raise ValueError("what follows the value is not one request")
-    except (UnicodeDecodeError, pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
+    except (UnicodeDecodeError, unpickling_error, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise _Corrupt(f"is unreadable: {exc}") from None
     return Record(key, body[:split], request)
 

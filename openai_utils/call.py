@@ -13,7 +13,6 @@ import functools
 import logging
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .cache import ResponseCache
@@ -39,17 +38,31 @@ __all__ = ["Call", "CHAT_ARGUMENTS", "prepare_chat", "prepare_embedding", "input
 logger = logging.getLogger("openai_utils")
 
 
-@dataclass
 class Call:
-    """One call, prepared once before any attempt: what to send, how to retry, where to cache."""
+    """One call, prepared once before any attempt: what to send, how to retry, where to cache.
 
-    kind: str
-    request: dict[str, Any]
-    policy: RetryPolicy
-    timeout: float
-    cache: ResponseCache | None
-    key: str | None
-    parse: Parser | None = None
+    A plain slotted class (as is `Target`): one is made per call, and a dataclass would load
+    dataclasses at import for no gain."""
+
+    __slots__ = ("cache", "key", "kind", "parse", "policy", "request", "timeout")
+
+    def __init__(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        policy: RetryPolicy,
+        timeout: float,
+        cache: ResponseCache | None,
+        key: str | None,
+        parse: Parser | None = None,
+    ) -> None:
+        self.kind = kind
+        self.request = request
+        self.policy = policy
+        self.timeout = timeout
+        self.cache = cache
+        self.key = key
+        self.parse = parse
 
 
 CHAT_ARGUMENTS = (
@@ -90,15 +103,23 @@ def _policy(max_attempts: int, waiting_time: float, factor: float, max_waiting_t
     return RetryPolicy(max_attempts, waiting_time, factor, max_waiting_time)
 
 
-@dataclass(slots=True)
 class Target:
     """What a call needs from its client: the model when it names none, and for the cache key
     the client's `api_type` and server (asked only when `cache` is on)."""
 
-    api_type: str
-    default_model: Callable[[str], str]
-    endpoint: Callable[[], str]
-    cache: ResponseCache | None
+    __slots__ = ("api_type", "cache", "default_model", "endpoint")
+
+    def __init__(
+        self,
+        api_type: str,
+        default_model: Callable[[str], str],
+        endpoint: Callable[[], str],
+        cache: ResponseCache | None,
+    ) -> None:
+        self.api_type = api_type
+        self.default_model = default_model
+        self.endpoint = endpoint
+        self.cache = cache
 
 
 def prepare_chat(

@@ -9,7 +9,6 @@ docs/cli.md from it without the commands' code.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -142,7 +141,7 @@ def _rule(name: str) -> Setting:
     allow; on a command line a value cannot be "empty"."""
     from .config import SETTINGS
 
-    return dataclasses.replace(next(s for s in SETTINGS if s.name == name), optional=False)
+    return next(s for s in SETTINGS if s.name == name)._replace(optional=False)
 
 
 def _setting_value(name: str) -> Callable[[str], Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .flow import Flow, Step, adrive, drive
@@ -76,11 +75,13 @@ def _resolve(future: Any) -> None:
         future.set_result(None)
 
 
-@dataclass(frozen=True)
 class Wait(Step):
     """Wait until `flight` is done."""
 
-    flight: InFlight
+    __slots__ = ("flight",)
+
+    def __init__(self, flight: InFlight) -> None:
+        self.flight = flight
 
 
 class Compute(Step):

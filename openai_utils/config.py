@@ -16,9 +16,8 @@ import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .exceptions import ConfigError
 from .pricing import DEFAULT_PRICES, Price
@@ -171,8 +170,7 @@ def config_files() -> list[Path]:
     return files
 
 
-@dataclass
-class _Layers:
+class _Layers(NamedTuple):
     values: dict[str, tuple[Any, str]]
     prices: dict[str, Price]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .exceptions import APIError, MalformedResponseError, NonTerminalError, StreamInterruptedError
@@ -40,70 +39,115 @@ T = TypeVar("T")
 
 
 class Step:
-    """Something a flow waits for; the driver performs it and sends back its result."""
+    """Something a flow waits for; the driver performs it and sends back its result.
+
+    Steps are plain slotted classes, not dataclasses: one is made for every step of every call,
+    and dataclasses would cost the import (and dataclasses itself) for nothing. Two steps are
+    equal when they are of one type with equal fields, as tests compare them.
+    """
+
+    __slots__ = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        names = [name for cls in reversed(type(self).__mro__) for name in getattr(cls, "__slots__", ())]
+        return tuple((name, getattr(self, name)) for name in names)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and isinstance(other, Step) and other._fields() == self._fields()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._fields()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{name}={value!r}' for name, value in self._fields())})"
 
 
-@dataclass(frozen=True)
 class Sleep(Step):
     """Wait `seconds` before the next attempt."""
 
-    seconds: float
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
-@dataclass(frozen=True)
 class _Gated(Step):
     """A step of the rate gate for `key`; `tokens` estimates the request's tokens when asked."""
 
-    key: str
-    tokens: Callable[[], int]
+    __slots__ = (
+        "key",
+        "tokens",
+    )
+
+    def __init__(self, key: str, tokens: Callable[[], int]) -> None:
+        self.key = key
+        self.tokens = tokens
 
 
 class BeforeRequest(_Gated):
     """Wait out any 429 pause of `key` and for a place in its rate limits."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class HoldSlot(Step):
     """Take a concurrency slot; the result is the slot, given back by `ReleaseSlot`."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class ReleaseSlot(Step):
-    slot: Any
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
 
 
-@dataclass(frozen=True)
 class Connect(Step):
     """Get the backend ready to send (`what`: "model", "embedding" or "stream")."""
 
-    kind: str
-    what: str
+    __slots__ = (
+        "kind",
+        "what",
+    )
+
+    def __init__(self, kind: str, what: str) -> None:
+        self.kind = kind
+        self.what = what
 
 
 class BeforeSend(_Gated):
     """Take the rate-limit token of `key`, the very last step before the send."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class Send(Step):
     """Send one attempt of `what` ("model", "embedding" or "stream"); the result is the server's
     JSON, or for a stream its chunks."""
 
-    what: str
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
 
 
-@dataclass(frozen=True)
 class NextChunk(Step):
     """The next chunk of an open stream, or END."""
 
-    chunks: Any
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks
 
 
-@dataclass(frozen=True)
 class Emit(Step):
     """Hand `text` to whoever reads the stream; the flow goes on when the next text is asked for."""
 
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 END: Any = object()
@@ -112,15 +156,17 @@ END: Any = object()
 Flow = Generator[Step, Any, T]
 
 
-@dataclass
 class OpenStream:
     """A stream whose first text has arrived: from here on a failure is no longer retried; the
     slot is held until it ends."""
 
-    chunks: Any
-    assembler: StreamAssembler
-    first: str | None
-    slot: Any
+    __slots__ = ("assembler", "chunks", "first", "slot")
+
+    def __init__(self, chunks: Any, assembler: StreamAssembler, first: str | None, slot: Any) -> None:
+        self.chunks = chunks
+        self.assembler = assembler
+        self.first = first
+        self.slot = slot
 
 
 def admission(call: Any, key: str, what: str) -> Flow[Any]:

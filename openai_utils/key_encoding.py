@@ -10,12 +10,14 @@ optimisation of two of its functions, kept next to neither so each reads plainly
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .request import KEY_EXCLUDED, check_sendable
+
+if TYPE_CHECKING:
+    import hashlib
 
 __all__ = ["sendable_key_body", "key_from_body"]
 
@@ -62,9 +64,22 @@ def _canonical_encoder() -> Callable[[Any], str]:
 _canonical = _canonical_encoder()
 
 
+def _first_sha256(data: bytes) -> hashlib._Hash:
+    """`hashlib.sha256`, imported on the first key rather than by `import openai_utils`: hashlib
+    loads OpenSSL (~5 ms). It then takes this function's place, so later keys pay nothing."""
+    global _sha256
+    import hashlib
+
+    _sha256 = hashlib.sha256
+    return _sha256(data)
+
+
+_sha256: Callable[[bytes], hashlib._Hash] = _first_sha256
+
+
 def key_from_body(api_type: str, endpoint: str, kind: str, body: bytes) -> str:
     """`cache_key` of the request whose `sendable_key_body` is `body`: the same digest."""
-    return hashlib.sha256(_key_head(api_type, endpoint, kind) + body + b"]").hexdigest()
+    return _sha256(_key_head(api_type, endpoint, kind) + body + b"]").hexdigest()
 
 
 @functools.lru_cache(maxsize=64)

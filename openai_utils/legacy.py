@@ -11,7 +11,6 @@ there with a ConfigError that says how to port it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,6 +43,8 @@ def adapt(cls: type) -> None:
                 f"`_raw_model_call(self, model, chat_api_params)`; with the new hook, {PORTING}"
             )
         return
+    import inspect  # here, not at import: it is costly to load, and only old-form hooks need it
+
     names = _parameter_names(raw)
     if inspect.iscoroutinefunction(raw) or names != LEGACY_PARAMETERS:
         raise ConfigError(
@@ -58,11 +59,15 @@ def adapt(cls: type) -> None:
 
 
 def _parameter_names(function: Callable[..., Any]) -> list[str]:
+    import inspect
+
     parameters = list(inspect.signature(function).parameters.values())[1:]
     return [p.name for p in parameters if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD]
 
 
 def _looks_legacy(function: Callable[..., Any]) -> bool:
+    import inspect
+
     names = [p for p in inspect.signature(function).parameters][1:]
     return "chat_api_params" in names or (bool(names) and names[0] == "model")
 

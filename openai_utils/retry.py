@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .exceptions import NonTerminalError, RetriesExhaustedError
 
@@ -27,8 +27,7 @@ LOG_LARGEST_WAIT = math.log(1e300)
 """Above e ** this, a nominal wait counts as infinite: still a float after jitter, then capped."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """How one call retries; built from `default` at call time."""
 
     max_attempts: int

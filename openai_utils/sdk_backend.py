@@ -15,8 +15,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .backend import PATHS, Backend
 from .config import default
@@ -159,8 +158,7 @@ class SDKBackend(Backend):
             self._async_sdks.pop(loop, None)
 
 
-@dataclass(frozen=True)
-class OpenAISettings:
+class OpenAISettings(NamedTuple):
     """What an OpenAI SDK client is built from: the key sent, and the server (None: OpenAI's)."""
 
     key: str

@@ -9,14 +9,12 @@ request validation, the command line and the docs tests, none of which read conf
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["BY_KEY", "BY_NAME", "SETTINGS", "Setting", "short_repr"]
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One config key: its name in config.ini, its name in `default`, its default and its rule."""
 
     key: str

@@ -10,9 +10,8 @@ import importlib.util
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import default
 from .exceptions import TemplateError, TemplateNotFoundError, TemplateSyntaxError, TemplateVariableError
@@ -117,8 +116,7 @@ def render_template(name: str, variables: Mapping[str, Any], allow_missing: bool
         ) from None
 
 
-@dataclass(frozen=True)
-class _Parsed:
+class _Parsed(NamedTuple):
     """One template file, read and tokenized once."""
 
     path: Path

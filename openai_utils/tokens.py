@@ -14,7 +14,6 @@ callers that never count tokens.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -222,6 +221,8 @@ def _load_encoding(name: str) -> Encoding:
     """
     variable, cache_dir = _pinned_cache_dir()
     if cache_dir is not None:
+        import hashlib  # here, not at import: it loads OpenSSL (~5 ms)
+
         cache_key = hashlib.sha1(_ENCODING_URL.format(name=name).encode(), usedforsecurity=False).hexdigest()
         if not os.path.exists(os.path.join(cache_dir, cache_key)):
             raise EncodingUnavailableError(

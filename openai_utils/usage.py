@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from .config import default
@@ -31,17 +30,18 @@ _FIELDS = (
 )
 
 
-@dataclass
 class _Tally:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    model_calls: int = 0
-    cached_calls: int = 0
-    saved_tokens: int = 0
-    cost_usd: float = 0.0
-    saved_cost_usd: float = 0.0
-    unpriced_calls: int = 0
+    """One model's counts (a slotted class: dataclasses would be loaded at import for it alone)."""
+
+    __slots__ = _FIELDS
+
+    def __init__(self) -> None:
+        self.input_tokens = self.output_tokens = self.total_tokens = 0
+        self.model_calls = self.cached_calls = self.saved_tokens = self.unpriced_calls = 0
+        self.cost_usd = self.saved_cost_usd = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELDS}
 
     def add(self, other: _Tally) -> None:
         for name in _FIELDS:
@@ -89,8 +89,8 @@ class UsageStats:
             total = _Tally()
             for tally in self._by_model.values():
                 total.add(tally)
-            result: dict[str, Any] = asdict(total)
-            result["by_model"] = {model: asdict(tally) for model, tally in sorted(self._by_model.items())}
+            result: dict[str, Any] = total.as_dict()
+            result["by_model"] = {model: tally.as_dict() for model, tally in sorted(self._by_model.items())}
             return result
 
     def reset(self) -> None:

@@ -402,6 +402,13 @@ def test_import_does_not_load_heavy_dependencies(tmp_path: Path) -> None:
     assert json.loads(result.stdout) == []
 
 
+def test_import_does_not_load_dataclasses_or_inspect(tmp_path: Path) -> None:
+    # ~15 ms of the import were dataclasses and what it pulls in (inspect, ast, dis)
+    names = ("dataclasses", "inspect", "ast")
+    result = _run_python(f"import sys, openai_utils\nprint(*[m for m in {names!r} if m in sys.modules])", tmp_path)
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "", "")
+
+
 # --- section names, BOM, ranges ---------------------------------------------------------------
 
 
