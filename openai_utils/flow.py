@@ -310,38 +310,39 @@ async def adrive(flow: Flow[T], perform: Callable[[Step], Awaitable[Any]]) -> T:
 
 def emitted(flow: Flow[None], perform: Callable[[Step], Any]) -> Generator[str, Any, None]:
     """Run a flow that emits text, as `drive` does, handing out the text of each `Emit` step."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = flow.send(result) if error is None else flow.throw(error)
-        except StopIteration:
-            return
-        if isinstance(step, Emit):
+    step = _resume(flow, None, None)
+    while step is not END:
+        if not isinstance(step, Emit):
+            try:
+                result, error = perform(step), None
+            except BaseException as exc:
+                result, error = None, exc
+        else:
             result, error = (yield step.text), None
-            continue
-        try:
-            result, error = perform(step), None
-        except BaseException as exc:
-            result, error = None, exc
+        step = _resume(flow, result, error)
 
 
 async def aemitted(flow: Flow[None], perform: Callable[[Step], Awaitable[Any]]) -> AsyncGenerator[str, Any]:
     """The async form of `emitted`: each step awaited."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = flow.send(result) if error is None else flow.throw(error)
-        except StopIteration:
-            return
-        if isinstance(step, Emit):
+    step = _resume(flow, None, None)
+    while step is not END:
+        if not isinstance(step, Emit):
+            try:
+                result, error = await perform(step), None
+            except BaseException as exc:
+                result, error = None, exc
+        else:
             result, error = (yield step.text), None
-            continue
-        try:
-            result, error = await perform(step), None
-        except BaseException as exc:
-            result, error = None, exc
+        step = _resume(flow, result, error)
+
+
+def _resume(flow: Flow[None], result: Any, error: BaseException | None) -> Any:
+    """The flow's next step, given the last one's result (or its error, thrown into the flow);
+    END once the flow has ended."""
+    try:
+        return flow.send(result) if error is None else flow.throw(error)
+    except StopIteration:
+        return END
 
 
 def next_chunk(chunks: Iterator[Any]) -> Any:
