@@ -4,7 +4,7 @@
   `sdk_http()` asks the installed SDK) posting the exact JSON bytes the SDK sends to the same
   loopback server, and parsing the JSON answer. No client library could do less per call.
 - `KeyLookup`, for a cache hit: the canonical key openai_utils computes
-  (`openai_utils.request.cache_key`), one dict lookup, and the fresh copy a hit returns.
+  (`openai_utils.key_encoding.cache_key`), one dict lookup, and the fresh copy a hit returns.
 
 Both check, when built, that they do the same work as the call they stand under (the same
 bytes reach the server; the key found is the one the client stored), so a ratio to them means
@@ -86,7 +86,8 @@ class KeyLookup:
     def __init__(
         self, api_type: str, endpoint: str, request: Mapping[str, Any], stored: Sequence[tuple[str, Any]]
     ) -> None:
-        from openai_utils.request import CHAT, cache_key
+        from openai_utils.key_encoding import cache_key
+        from openai_utils.request import CHAT
 
         self._key = cache_key
         self._parts = (api_type, endpoint, CHAT)

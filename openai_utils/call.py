@@ -18,14 +18,13 @@ from typing import Any
 from .cache import ResponseCache
 from .config import default
 from .exceptions import InvalidRequestError
-from .key_encoding import key_from_body, sendable_key_body
+from .key_encoding import cache_key, key_from_body, sendable_key_body
 from .request import (
     CHAT,
     EMBEDDING,
     adapt_for_reasoning,
     build_chat_request,
     build_embedding_requests,
-    cache_key,
     is_reasoning_model,
     validate_arguments,
 )

@@ -1,10 +1,10 @@
-"""The cache key of a call from the one encoding that also checks its body.
+"""The cache key of a request, from one canonical encoding that can also check its body.
 
-A cache hit must encode the request to find its key (`request.cache_key`), and every request must
-be checked as sendable JSON (`request.check_sendable`), which encodes it too. Here one canonical
-encode, with the encoder built once, serves both and gives the same digest as `cache_key`; on
-the hit path that encode is most of the work. Apart from request.py because it is an
-optimisation of two of its functions, kept next to neither so each reads plainly.
+The key is a digest of everything that decides the answer (`cache_key`). A cache hit must encode
+the request to find it, and every request must be checked as sendable JSON
+(`request.check_sendable`), which encodes it too: `sendable_key_body` does both in one encode,
+with the encoder built once, and `key_from_body` hashes it. On the hit path that encode is most of
+the work. `cache_key` is written with the same two pieces, so there is one way to make a key.
 """
 
 from __future__ import annotations
@@ -14,12 +14,33 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import InvalidRequestError
 from .request import KEY_EXCLUDED, check_sendable
 
 if TYPE_CHECKING:
     import hashlib
 
-__all__ = ["sendable_key_body", "key_from_body"]
+__all__ = ["cache_key", "sendable_key_body", "key_from_body"]
+
+
+def cache_key(api_type: str, endpoint: str, kind: str, request: Mapping[str, Any]) -> str:
+    """A digest of everything that decides the answer, and nothing else.
+
+    Timeouts, retry settings and secrets never enter the request body, so they cannot enter
+    the key; stream options are dropped because a streamed answer is the same answer.
+    """
+    try:
+        body = _canonical(_key_part(request)).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
+    return key_from_body(api_type, endpoint, kind, body)
+
+
+def _key_part(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The request without what only says how the answer is delivered (KEY_EXCLUDED)."""
+    if KEY_EXCLUDED.isdisjoint(request):
+        return request
+    return {k: v for k, v in request.items() if k not in KEY_EXCLUDED}
 
 
 def sendable_key_body(request: Mapping[str, Any]) -> bytes | None:
@@ -33,9 +54,8 @@ def sendable_key_body(request: Mapping[str, Any]) -> bytes | None:
     `cache_key`, which says why it cannot.
     """
     delivery = not KEY_EXCLUDED.isdisjoint(request)
-    body = {k: v for k, v in request.items() if k not in KEY_EXCLUDED} if delivery else request
     try:
-        encoded = _canonical(body).encode("utf-8")
+        encoded = _canonical(_key_part(request)).encode("utf-8")
         if delivery:  # the delivery fields go out too: check them as well
             json.dumps(
                 [v for k, v in request.items() if k in KEY_EXCLUDED], allow_nan=False, ensure_ascii=False
@@ -78,12 +98,13 @@ _sha256: Callable[[bytes], hashlib._Hash] = _first_sha256
 
 
 def key_from_body(api_type: str, endpoint: str, kind: str, body: bytes) -> str:
-    """`cache_key` of the request whose `sendable_key_body` is `body`: the same digest."""
+    """The key of the request whose canonical key part (`sendable_key_body`) is `body`: the
+    digest of `[api_type, endpoint, kind, body]` as canonical JSON."""
     return _sha256(_key_head(api_type, endpoint, kind) + body + b"]").hexdigest()
 
 
 @functools.lru_cache(maxsize=64)
 def _key_head(api_type: str, endpoint: str, kind: str) -> bytes:
-    """What `cache_key`'s encoding holds before the body: the same for every call to a server."""
+    """What the key's encoding holds before the body: the same for every call to a server."""
     head = json.dumps([api_type, endpoint, kind], separators=(",", ":"), ensure_ascii=False)
     return head[:-1].encode("utf-8") + b","

@@ -27,7 +27,6 @@ __all__ = [
     "build_embedding_request",
     "build_embedding_requests",
     "EMBEDDING_INPUTS_PER_REQUEST",
-    "cache_key",
     "is_reasoning_model",
     "adapt_for_reasoning",
     "estimate_tokens",
@@ -308,23 +307,6 @@ def _embedding_texts(text: Any) -> list[str]:
                 f"non-empty str; the API rejects anything else"
             )
     return texts
-
-
-def cache_key(api_type: str, endpoint: str, kind: str, request: Mapping[str, Any]) -> str:
-    """A digest of everything that decides the answer, and nothing else.
-
-    Timeouts, retry settings and secrets never enter the request body, so they cannot enter
-    the key; stream options are dropped because a streamed answer is the same answer.
-    """
-    delivery = not KEY_EXCLUDED.isdisjoint(request)
-    body = {k: v for k, v in request.items() if k not in KEY_EXCLUDED} if delivery else request
-    try:
-        text = json.dumps([api_type, endpoint, kind, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except TypeError as exc:
-        raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
-    import hashlib  # here, not at import: it loads OpenSSL (~5 ms); next to json.dumps its cost is nil
-
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def estimate_tokens(request: Mapping[str, Any], kind: str = CHAT) -> int:

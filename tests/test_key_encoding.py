@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from openai_utils.exceptions import InvalidRequestError
-from openai_utils.key_encoding import key_from_body, sendable_key_body
-from openai_utils.request import cache_key, check_sendable
+from openai_utils.key_encoding import cache_key, key_from_body, sendable_key_body
+from openai_utils.request import check_sendable
 
 
 def base_request(**changes: Any) -> dict[str, Any]:
@@ -17,8 +17,8 @@ def base_request(**changes: Any) -> dict[str, Any]:
     return request
 
 
-def key(request: dict[str, Any]) -> str:
-    return cache_key("openai", "https://api", "chat", request)
+def key(request: dict[str, Any], api_type: str = "openai", endpoint: str = "https://api", kind: str = "chat") -> str:
+    return cache_key(api_type, endpoint, kind, request)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,55 @@ def test_a_sendable_body_with_no_canonical_encoding_is_keyed_by_cache_key() -> N
     assert sendable_key_body(request) is None
     with pytest.raises(InvalidRequestError, match="JSON"):
         key(request)
+
+
+# --- cache_key ----------------------------------------------------------------------------------
+
+
+def test_cache_key_is_a_sha256_hex_digest_and_deterministic() -> None:
+    first = key(base_request())
+    assert len(first) == 64 and all(c in "0123456789abcdef" for c in first)
+    assert key(base_request()) == first
+
+
+def test_cache_key_ignores_dict_ordering() -> None:
+    a = {"model": "m", "temperature": 0.2, "messages": [{"role": "user", "content": "Hi"}]}
+    b = {"messages": [{"content": "Hi", "role": "user"}], "temperature": 0.2, "model": "m"}
+    assert key(a) == key(b)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        lambda: key(base_request(model="other")),
+        lambda: key(base_request(messages=[{"role": "user", "content": "Hello"}])),
+        lambda: key(base_request(messages=[{"role": "system", "content": "Hi"}])),
+        lambda: key(base_request(temperature=0.3)),
+        lambda: key(base_request(seed=1)),
+        lambda: key(base_request(), api_type="azure"),
+        lambda: key(base_request(), endpoint="https://other"),
+        lambda: key(base_request(), kind="embedding"),
+    ],
+    ids=["model", "content", "role", "temperature", "extra-param", "api_type", "endpoint", "kind"],
+)
+def test_cache_key_differs_by_what_decides_the_answer(changed: Any) -> None:
+    assert changed() != key(base_request())
+
+
+def test_cache_key_ignores_stream_options() -> None:
+    plain = key(base_request())
+    assert key(base_request(stream=True)) == plain
+    assert key(base_request(stream=True, stream_options={"include_usage": True})) == plain
+
+
+def test_cache_key_does_not_mutate_request() -> None:
+    request = base_request(stream=True)
+    key(request)
+    assert request["stream"] is True
+
+
+def test_cache_key_of_non_json_param_is_invalid_request() -> None:
+    with pytest.raises(InvalidRequestError, match="JSON"):
+        key(base_request(seed=object()))
+    with pytest.raises(InvalidRequestError):
+        key(base_request(stop={"a", "b"}))

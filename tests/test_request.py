@@ -11,7 +11,6 @@ from openai_utils.request import (
     build_chat_request,
     build_embedding_request,
     build_embedding_requests,
-    cache_key,
     check_sendable,
     estimate_tokens,
     validate_arguments,
@@ -243,68 +242,6 @@ def test_embedding_request_takes_any_iterable_but_a_set() -> None:
     assert build_embedding_request((t for t in ["a", "b"]), "emb")["input"] == ["a", "b"]  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="set"):
         build_embedding_request({"a", "b"}, "emb")  # type: ignore[arg-type]  # a set on purpose: it is refused
-
-
-# --- cache_key ----------------------------------------------------------------------------------
-
-
-def base_request(**changes: Any) -> dict[str, Any]:
-    request: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "temperature": 0.2}
-    request.update(changes)
-    return request
-
-
-def key(request: dict[str, Any], api_type: str = "openai", endpoint: str = "https://api", kind: str = "chat") -> str:
-    return cache_key(api_type, endpoint, kind, request)
-
-
-def test_cache_key_is_a_sha256_hex_digest_and_deterministic() -> None:
-    first = key(base_request())
-    assert len(first) == 64 and all(c in "0123456789abcdef" for c in first)
-    assert key(base_request()) == first
-
-
-def test_cache_key_ignores_dict_ordering() -> None:
-    a = {"model": "m", "temperature": 0.2, "messages": [{"role": "user", "content": "Hi"}]}
-    b = {"messages": [{"content": "Hi", "role": "user"}], "temperature": 0.2, "model": "m"}
-    assert key(a) == key(b)
-
-
-@pytest.mark.parametrize(
-    "changed",
-    [
-        lambda: key(base_request(model="other")),
-        lambda: key(base_request(messages=[{"role": "user", "content": "Hello"}])),
-        lambda: key(base_request(messages=[{"role": "system", "content": "Hi"}])),
-        lambda: key(base_request(temperature=0.3)),
-        lambda: key(base_request(seed=1)),
-        lambda: key(base_request(), api_type="azure"),
-        lambda: key(base_request(), endpoint="https://other"),
-        lambda: key(base_request(), kind="embedding"),
-    ],
-    ids=["model", "content", "role", "temperature", "extra-param", "api_type", "endpoint", "kind"],
-)
-def test_cache_key_differs_by_what_decides_the_answer(changed: Any) -> None:
-    assert changed() != key(base_request())
-
-
-def test_cache_key_ignores_stream_options() -> None:
-    plain = key(base_request())
-    assert key(base_request(stream=True)) == plain
-    assert key(base_request(stream=True, stream_options={"include_usage": True})) == plain
-
-
-def test_cache_key_does_not_mutate_request() -> None:
-    request = base_request(stream=True)
-    key(request)
-    assert request["stream"] is True
-
-
-def test_cache_key_of_non_json_param_is_invalid_request() -> None:
-    with pytest.raises(InvalidRequestError, match="JSON"):
-        key(base_request(seed=object()))
-    with pytest.raises(InvalidRequestError):
-        key(base_request(stop={"a", "b"}))
 
 
 # --- estimate_tokens ------------------------------------------------------------------------------
