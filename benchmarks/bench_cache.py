@@ -46,9 +46,9 @@ from timing import (
     ratio_row,
 )
 
-import openai_utils.cache as cache_module
 from openai_utils import OpenAIClient
 from openai_utils.cache import HEADER, ResponseCache
+from openai_utils.cache_file import PICKLE_PROTOCOL, encode_record
 
 __all__ = ["run"]
 
@@ -313,8 +313,8 @@ def _load_time(plan: Plan, path: Path) -> list[Row]:
     with open(path, "wb") as out:
         out.write(HEADER)
         for i in range(plan.load_entries):
-            value_bytes = pickle.dumps(_value(i), protocol=cache_module._PICKLE_PROTOCOL)
-            out.write(cache_module._encode_record(_key(i), value_bytes))
+            value_bytes = pickle.dumps(_value(i), protocol=PICKLE_PROTOCOL)
+            out.write(encode_record(_key(i), value_bytes))
     size = path.stat().st_size
     seconds = []
     for _ in range(plan.loads):

@@ -45,8 +45,6 @@ __all__ = ["ResponseCache", "open_cache", "cache_for_calls", "MISSING", "HEADER"
 
 logger = logging.getLogger("openai_utils")
 
-_PICKLE_PROTOCOL = PICKLE_PROTOCOL  # kept for benchmarks/bench_cache.py
-_encode_record = encode_record
 COMPACT_MIN_SUPERSEDED = 64
 """Below this many superseded records a rewrite saves too little to be worth doing."""
 
