@@ -166,9 +166,9 @@ def decide_threads(configured: int, cores: int, busy: float = 0.0) -> int:
     when a server starts: the cores left free by the load, at least one, and of those all up to
     two, one fewer beyond (left to the calling Python process, which sends the requests).
 
-    Measured on a 2-core machine: two threads generate ~1.6x faster than one when it is idle,
-    but when other processes keep the cores busy their threads wait for each other and fell to
-    0.3-0.9x of one thread; one thread is what the setting gave before, so a busy machine gets
+    Measured on a 2-core machine: two threads generate faster than one when it is idle (1.17x
+    with light background load), but when other processes keep the cores busy their threads
+    wait for each other and fell to 0.3-0.9x of one thread; one thread is what the setting gave before, so a busy machine gets
     at least that.
     """
     if configured > 0:
