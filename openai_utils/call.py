@@ -227,22 +227,13 @@ def _params(
     return params, parse
 
 
-_usual: tuple[int, dict[str, tuple[dict[str, Any], RetryPolicy, float]]] = (-1, {})
-"""`_usual_parts` of one version of `default`, by model."""
-
-
 def _usual_parts(model: str) -> tuple[dict[str, Any], RetryPolicy, float]:
     """The parameters, retry policy and timeout of a call that sets nothing but its messages and
     perhaps its model: worked out once per model and version of `default` rather than per call
     (a changed value makes a new version, so the very next call sees it). The parameters are
     only read: `build_chat_request` copies them into each request."""
-    global _usual
-    version = default.version  # read before the values: a change meanwhile makes the next call redo it
-    memo_version, by_model = _usual
-    if memo_version != version:
-        by_model = {}
-        _usual = (version, by_model)
-    parts = by_model.get(model)
+    by_model = default.memo("usual chat parts by model")
+    parts: tuple[dict[str, Any], RetryPolicy, float] | None = by_model.get(model)
     if parts is None:
         if len(by_model) >= 64:
             by_model.clear()

@@ -66,6 +66,7 @@ class Defaults(Mapping[str, Any]):
         """Bumped by every change (a forced value, a reload, a reset): what is worked out from the
         values may be kept as long as the version it was worked out at is still current."""
         self._values: tuple[int, dict[str, Any]] = (-1, {})
+        self._memos: dict[str, tuple[int, dict[Any, Any]]] = {}
 
     def __getitem__(self, name: str) -> Any:
         version, values = self._values
@@ -89,6 +90,17 @@ class Defaults(Mapping[str, Any]):
             values.update(self._forced)
             self._values = (version, values)
         return values
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        """A dict, by `name`, for what callers work out from the current values (a price by
+        model, a call's usual parameters): emptied whenever a value changes, so what it holds is
+        never older than the values. The version is read before anything is worked out: a change
+        meanwhile leaves an entry behind that the next call, seeing a newer version, drops."""
+        version = self.version
+        found = self._memos.get(name)
+        if found is None or found[0] != version:
+            found = self._memos[name] = (version, {})
+        return found[1]
 
     def __iter__(self) -> Iterator[str]:
         return iter(BY_NAME)

@@ -113,20 +113,13 @@ def counted(model: str | None, usage: Mapping[str, Any] | None) -> Counted:
     return inputs, outputs, total, cost, price is not None
 
 
-_prices: tuple[int, dict[str | None, Price | None]] = (-1, {})
-"""The price of each model seen, for one version of `default` (the price table comes from it)."""
-
-
 def _price(model: str | None) -> Price | None:
     """price_for, remembered per model until `default` changes (a reload may change the table)."""
-    global _prices
-    version, memo = _prices
-    if version != default.version:
-        memo = {}
-        _prices = (default.version, memo)  # an older version than the table read below at worst: redone next time
+    memo = default.memo("price by model")
     if model not in memo:
         memo[model] = price_for(model, default.prices())
-    return memo[model]
+    price: Price | None = memo[model]
+    return price
 
 
 process_usage = UsageStats()

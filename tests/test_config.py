@@ -351,6 +351,15 @@ def test_every_change_makes_a_new_version_and_current_follows_it(tmp_path: Path)
     assert default.current() is default.current()  # one dict per version, not one per read
 
 
+def test_a_memo_keeps_what_was_worked_out_until_a_value_changes() -> None:
+    memo = default.memo("test")
+    memo["answer"] = 42
+    assert default.memo("test") is memo and default.memo("test")["answer"] == 42
+    assert "answer" not in default.memo("other")  # each name its own dict
+    force_default_value("model", "forced")
+    assert default.memo("test") == {}
+
+
 def test_default_membership_and_get_follow_the_mapping_protocol() -> None:
     assert "model" in default
     assert "bogus" not in default
