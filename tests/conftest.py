@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from openai_utils import OpenAIClient, default, force_api_cache, force_api_type, register_client, registry
+from openai_utils import OpenAIClient, default, force_api_cache, force_api_type, forksafe, register_client, registry
 from openai_utils.ratelimit import rate_gate
 from tests import shared_files
 from tests.fake_server import FakeOpenAIServer
@@ -30,6 +31,11 @@ SECRET_VARIABLES = (
 )
 
 
+def _live_clients() -> list[OpenAIClient]:
+    """Every client alive in this process (each registers for fork safety when it is made)."""
+    return [obj for obj in list(forksafe._registered) if isinstance(obj, OpenAIClient)]
+
+
 @pytest.fixture(autouse=True)
 def clean_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts in an empty folder with no secrets, no forced values and the stock clients."""
@@ -37,6 +43,7 @@ def clean_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     for name in SECRET_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     saved_clients = dict(registry._clients)
+    before = weakref.WeakSet(_live_clients())
     default.reset()
     force_api_type(None)
     force_api_cache(None)
@@ -46,9 +53,9 @@ def clean_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     default.reset()
     force_api_type(None)
     force_api_cache(None)
-    for api_type, registered in registry._clients.items():
-        if saved_clients.get(api_type) is not registered:
-            registered.close()  # a client the test made: its connections end with the test
+    for made in _live_clients():
+        if made not in before:
+            made.close()  # a client the test made, registered or not: its connections end with the test
     registry._clients.clear()
     registry._clients.update(saved_clients)
 

@@ -234,8 +234,9 @@ def test_azure_keys_and_tokens_echoed_are_masked(
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
     monkeypatch.setenv(variable, secret)
     server.fail_always(Fault.echo_credentials(401))
+    azure = AzureClient()  # kept until the test ends, when the test's clients are closed
     with caplog.at_level(logging.DEBUG):
-        error = raised_by(sync_plain, AzureClient(), model="d")
+        error = raised_by(sync_plain, azure, model="d")
     assert secret in server.requests[0].headers.get("api-key", "") + server.requests[0].headers.get("authorization", "")
     assert OPENAI_KEY not in everything_said(error, caplog) and secret not in everything_said(error, caplog)
 
