@@ -52,6 +52,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests import fake_responses
+
 __all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest"]
 
 EMBEDDING_DIMENSIONS = 8
@@ -412,6 +414,10 @@ class FakeOpenAIServer:
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.responses_only: dict[str, str] = {}
+        """Models whose chat requests get a refusal, and its form: "404" or "400" (fake_responses.py)."""
+        self.usage_details: dict[str, int] = {}
+        """Cached and reasoning tokens every answer's usage reports (fake_responses.py)."""
 
     # ---- lifecycle ----
 
@@ -618,7 +624,7 @@ class FakeOpenAIServer:
                 raise ValueError(f"unknown fault kind {fault.kind!r}")
 
         endpoint, deployment = self._route(req.path)
-        method_ok = {"/chat/completions": "POST", "/embeddings": "POST", "/models": "GET"}
+        method_ok = {"/chat/completions": "POST", "/embeddings": "POST", "/models": "GET", "/responses": "POST"}
         if endpoint is None or (endpoint.startswith("/models/") and req.method != "GET"):
             h.send_json(404, error_body(404, f"Unknown request URL: {req.method} {req.path}."), headers)
         elif endpoint.startswith("/models/"):
@@ -631,6 +637,8 @@ class FakeOpenAIServer:
         elif endpoint == "/embeddings":
             status, obj = self._embeddings(req.body, deployment)
             h.send_json(status, obj, headers)
+        elif endpoint == "/responses":
+            fake_responses.answer(self, h, n, req.body, deployment, headers, fault)
         else:
             self._chat(h, n, req.body, deployment, headers, fault)
 
@@ -685,7 +693,7 @@ class FakeOpenAIServer:
                 path = "/" + parts[3]
         elif path.startswith("/v1/"):
             path = path[len("/v1") :]
-        if path in ("/chat/completions", "/embeddings", "/models"):
+        if path in ("/chat/completions", "/embeddings", "/models", "/responses"):
             return path, deployment
         if path.startswith("/models/") and path.count("/") == 2:
             return path, deployment
@@ -743,6 +751,10 @@ class FakeOpenAIServer:
             h.send_json(400, error_body(400, "'messages' must be a non-empty array.", code=None), headers)
             return
         model = deployment or body.get("model") or "gpt-4o-mini"
+        refusal = fake_responses.chat_refusal(self, model)
+        if refusal is not None:
+            h.send_json(*refusal, headers)
+            return
         count = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         limit = limit if isinstance(limit, int) and limit >= 0 else None
@@ -770,6 +782,8 @@ class FakeOpenAIServer:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if self.usage_details:
+            usage.update(fake_responses.chat_usage_details(self.usage_details))
         created = int(time.time())
         cid = f"chatcmpl-{n}"
 

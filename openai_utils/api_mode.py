@@ -1,0 +1,172 @@
+"""Which API answers a chat call: chat completions, or the Responses API for the models that
+speak only that.
+
+API_MODE says: `chat` sends every call to /chat/completions, `responses` every call to
+/responses, and `auto` (the default) sends to /responses the models RESPONSES_MODELS names and
+the ones a server has refused on /chat/completions, and every other model to /chat/completions.
+A refusal is OpenAI's 404 saying the model "is only supported in v1/responses", or a gateway's
+400 with code `unsupported_api_for_model`: on auto it is not an error and costs no attempt; the
+same attempt is sent again to /responses at once, and that model (on that server) goes straight
+there from then on, for the rest of the process.
+
+Only the raw send changes (the client's `_raw_model_call` and `_raw_stream_call` and their async
+twins call `post`, `open_stream`, ...): the request is built, cached, rate-limited and retried in
+its chat shape, and the answer comes back in it (responses_wire.py), so one conversation to one
+model is one cache entry whichever API answered it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .config import default
+from .exceptions import APIError, ConfigError
+from .request import CHAT, RESPONSES, is_reasoning_model
+from .responses_wire import ChunkTranslator, from_responses, to_responses
+
+if TYPE_CHECKING:
+    from .backend import Backend
+
+__all__ = ["MODES", "uses_responses", "is_refusal", "post", "apost", "open_stream", "aopen_stream", "forget"]
+
+logger = logging.getLogger("openai_utils")
+
+MODES = ("chat", "responses", "auto")
+"""The values API_MODE takes."""
+
+REFUSAL_MESSAGE = "only supported in v1/responses"
+REFUSAL_CODE = "unsupported_api_for_model"
+
+_lock = threading.Lock()
+_learned: set[tuple[str, str]] = set()
+"""(server, model) pairs refused on /chat/completions in this process: sent to /responses."""
+
+
+def _mode() -> str:
+    mode = str(default["api_mode"]).strip().lower()
+    if mode not in MODES:
+        raise ConfigError(f"API_MODE is {default['api_mode']!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+def uses_responses(backend: Backend, model: Any) -> bool:
+    """Whether a chat call to `model` goes to /responses now."""
+    mode = _mode()
+    if mode != "auto":
+        return mode == "responses"
+    name = str(model or "")
+    listed = default["responses_models"]
+    if listed and is_reasoning_model(name, listed):  # the same prefix match as REASONING_MODELS
+        return True
+    return bool(_learned) and (backend.endpoint(), name) in _learned
+
+
+def is_refusal(error: APIError) -> bool:
+    """Whether `error` is a server saying the model takes only the Responses API."""
+    if error.status_code == 404 and REFUSAL_MESSAGE in (error.message or "").lower():
+        return True
+    return error.status_code == 400 and error.code == REFUSAL_CODE
+
+
+def _learn(backend: Backend, model: Any, error: APIError) -> bool:
+    """On auto, remember a refused model and say so; whether the call goes on to /responses."""
+    if not is_refusal(error) or _mode() != "auto":
+        return False
+    with _lock:
+        _learned.add((backend.endpoint(), str(model or "")))
+    logger.info(
+        "%s answers only through the Responses API (%s): sending it to /responses from now on; "
+        "add it to RESPONSES_MODELS to skip this first refusal",
+        model,
+        error.message,
+    )
+    return True
+
+
+def forget() -> None:
+    """Forget the models learned so far (tests, or a server that changed)."""
+    with _lock:
+        _learned.clear()
+
+
+def post(backend: Backend, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """One chat attempt through the API the model speaks; the answer as a chat completion."""
+    return _send(backend, request, lambda kind, body: backend.post(kind, body, timeout), from_responses)  # type: ignore[no-any-return]
+
+
+def open_stream(backend: Backend, request: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
+    """Open one streamed chat attempt through the API the model speaks; its chunks, chat-shaped."""
+    return _send(backend, request, lambda kind, body: backend.open_stream(kind, body, timeout), _chunks)  # type: ignore[no-any-return]
+
+
+async def apost(backend: Backend, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """The async form of `post`."""
+    return await _asend(backend, request, lambda kind, body: backend.apost(kind, body, timeout), from_responses)  # type: ignore[no-any-return]
+
+
+async def aopen_stream(backend: Backend, request: Mapping[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
+    """The async form of `open_stream`."""
+    return await _asend(backend, request, lambda kind, body: backend.aopen_stream(kind, body, timeout), _achunks)  # type: ignore[no-any-return]
+
+
+def _send(
+    backend: Backend, request: Mapping[str, Any], send: Callable[[str, Any], Any], answer: Callable[[Any], Any]
+) -> Any:
+    """`send` the request to /chat/completions, or (translated) to /responses when the model is
+    sent there or refuses chat on auto; a Responses answer goes through `answer` into the chat shape."""
+    model = request.get("model")
+    if not uses_responses(backend, model):
+        try:
+            return send(CHAT, request)
+        except APIError as error:
+            if not _learn(backend, model, error):
+                raise
+    return answer(send(RESPONSES, to_responses(request)))
+
+
+async def _asend(
+    backend: Backend,
+    request: Mapping[str, Any],
+    send: Callable[[str, Any], Awaitable[Any]],
+    answer: Callable[[Any], Any],
+) -> Any:
+    """The async form of `_send`."""
+    model = request.get("model")
+    if not uses_responses(backend, model):
+        try:
+            return await send(CHAT, request)
+        except APIError as error:
+            if not _learn(backend, model, error):
+                raise
+    return answer(await send(RESPONSES, to_responses(request)))
+
+
+def _chunks(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Responses events as chat chunks; closing this closes the events' stream."""
+    translator = ChunkTranslator()
+    try:
+        for event in events:
+            chunk = translator.chunk(event)
+            if chunk is not None:
+                yield chunk
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+async def _achunks(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """The async form of `_chunks`."""
+    translator = ChunkTranslator()
+    try:
+        async for event in events:
+            chunk = translator.chunk(event)
+            if chunk is not None:
+                yield chunk
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
