@@ -11,8 +11,9 @@ the last user message, `max_output_tokens` cuts it in words (status "incomplete"
 
 `FakeOpenAIServer.responses_only` maps a model to the refusal its chat requests get: "404"
 (OpenAI's: the model "is only supported in v1/responses") or "400" (a gateway's, with code
-`unsupported_api_for_model`). `FakeOpenAIServer.usage_details` adds cached and reasoning tokens to
-every answer's usage, as `{"cached_tokens": n, "reasoning_tokens": m}`.
+`unsupported_api_for_model`). The cached and reasoning tokens `FakeOpenAIServer.usage_details`
+gives in chat's shape are reported in the Responses shape, the reasoning ones counted in
+`output_tokens` as the Responses API counts them.
 """
 
 from __future__ import annotations
@@ -121,14 +122,6 @@ def answer(
     _stream(h, response, item, _word_pieces, headers, drop_after)
 
 
-def chat_usage_details(details: dict[str, int]) -> dict[str, Any]:
-    """`FakeOpenAIServer.usage_details` in a chat completion's usage."""
-    return {
-        "prompt_tokens_details": {"cached_tokens": details.get("cached_tokens", 0)},
-        "completion_tokens_details": {"reasoning_tokens": details.get("reasoning_tokens", 0)},
-    }
-
-
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -136,13 +129,14 @@ def _text(content: Any) -> str:
 
 
 def _usage(fake: FakeOpenAIServer, input_words: int, output_words: int) -> dict[str, Any]:
-    details = fake.usage_details
+    cached = (fake.usage_details.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    reasoning = (fake.usage_details.get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
     return {
         "input_tokens": input_words,
-        "input_tokens_details": {"cached_tokens": details.get("cached_tokens", 0)},
-        "output_tokens": output_words + details.get("reasoning_tokens", 0),
-        "output_tokens_details": {"reasoning_tokens": details.get("reasoning_tokens", 0)},
-        "total_tokens": input_words + output_words + details.get("reasoning_tokens", 0),
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": output_words + reasoning,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_words + output_words + reasoning,
     }
 
 

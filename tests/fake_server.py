@@ -404,6 +404,8 @@ class FakeOpenAIServer:
         self.clock: Callable[[], float] = time.monotonic
         """Stamps each arrival (`RecordedRequest.time`); a test may give the clock its client runs on."""
         self.requests: list[RecordedRequest] = []
+        self.usage_details: dict[str, Any] = {}
+        """Merged into every chat reply's usage (e.g. `prompt_tokens_details` with `cached_tokens`)."""
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -416,8 +418,6 @@ class FakeOpenAIServer:
         self._thread: threading.Thread | None = None
         self.responses_only: dict[str, str] = {}
         """Models whose chat requests get a refusal, and its form: "404" or "400" (fake_responses.py)."""
-        self.usage_details: dict[str, int] = {}
-        """Cached and reasoning tokens every answer's usage reports (fake_responses.py)."""
 
     # ---- lifecycle ----
 
@@ -781,9 +781,8 @@ class FakeOpenAIServer:
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            **self.usage_details,
         }
-        if self.usage_details:
-            usage.update(fake_responses.chat_usage_details(self.usage_details))
         created = int(time.time())
         cid = f"chatcmpl-{n}"
 

@@ -253,3 +253,26 @@ def test_azure_sends_responses_to_its_published_layout_with_the_responses_api_ve
     for sent in (first, second):
         assert sent.path == "/openai/responses" and sent.query == {"api-version": "2025-04-01-preview"}
         assert sent.body["model"] == "my-codex" and sent.headers["api-key"] == "azure-secret"
+
+
+def test_cached_and_reasoning_tokens_of_a_responses_answer_are_priced_from_the_table(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    force_default_value("api_mode", "responses")
+    server.usage_details = {
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 7},
+    }
+    reply = oai.send_message(LONG)  # 9 input words, 10 output words + 7 reasoning tokens
+    assert reply.usage == {
+        "prompt_tokens": 9,
+        "completion_tokens": 17,
+        "total_tokens": 26,
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 7},
+    }
+    stats = oai.get_cost_stats()
+    assert stats["input_tokens"] == 9 and stats["cached_input_tokens"] == 4
+    assert stats["output_tokens"] == 17 and stats["reasoning_tokens"] == 7
+    # gpt-4o-mini: 0.15 input, 0.075 cached input, 0.60 output, per million tokens
+    assert stats["cost_usd"] == pytest.approx((5 * 0.15 + 4 * 0.075 + 17 * 0.60) / 1_000_000, rel=1e-12)
