@@ -130,20 +130,22 @@ def _input_items(message: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _content(content: Any, role: str) -> Any:
-    """Message content: text stays text; each part of a list becomes its Responses form."""
+    """Message content: text stays text; each part of a list becomes its Responses form. An
+    assistant turn's parts (text, refusal) are joined into its text: as an input item it is what
+    the model said, and a list would have to carry the ids of a stored output message."""
     if isinstance(content, str):
         return content
-    return [_part(part, role) for part in content]
+    if role == "assistant":
+        return "".join(
+            str(part.get("text") or part.get("refusal") or "") for part in content if isinstance(part, Mapping)
+        )
+    return [_part(part) for part in content]
 
 
-def _part(part: Any, role: str) -> dict[str, Any]:
+def _part(part: Any) -> dict[str, Any]:
     kind = part.get("type") if isinstance(part, Mapping) else None
     if kind == "text":
-        if role == "assistant":
-            return {"type": "output_text", "text": part.get("text", ""), "annotations": []}
         return {"type": "input_text", "text": part.get("text", "")}
-    if kind == "refusal" and role == "assistant":
-        return {"type": "refusal", "refusal": part.get("refusal", "")}
     if kind == "image_url":
         image = part.get("image_url")
         url, detail = (image.get("url"), image.get("detail")) if isinstance(image, Mapping) else (image, None)

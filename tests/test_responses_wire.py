@@ -52,6 +52,12 @@ def test_messages_become_instructions_and_input_items_in_order() -> None:
     assert body["store"] is False
 
 
+def test_an_assistant_turn_in_parts_is_sent_as_its_text() -> None:
+    turn = {"role": "assistant", "content": [{"type": "text", "text": "Yes, "}, {"type": "text", "text": "a cat."}]}
+    body = to_responses({"model": "m", "messages": [turn]})
+    assert body["input"] == [{"type": "message", "role": "assistant", "content": "Yes, a cat."}]
+
+
 def test_parameters_move_to_their_responses_places() -> None:
     params = adapt_for_reasoning({"model": "o3-pro", "max_tokens": 99, "temperature": 0.5}, "high")
     tool = {
