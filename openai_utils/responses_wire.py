@@ -40,7 +40,7 @@ NOT_IN_RESPONSES = {
 }
 """Chat parameters with no counterpart in the Responses API, and what to do instead."""
 
-DELIVERY_ONLY = ("messages", "max_tokens", "max_completion_tokens", "reasoning_effort", "response_format")
+DELIVERY_ONLY = ("messages", "max_tokens", "max_completion_tokens", "reasoning_effort", "response_format", "verbosity")
 """Chat fields translated one by one below rather than passed through."""
 
 FINISH_BY_INCOMPLETE_REASON = {"max_output_tokens": "length", "content_filter": "content_filter"}
@@ -75,10 +75,15 @@ def to_responses(request: Mapping[str, Any]) -> dict[str, Any]:
     if limit is not None:
         body["max_output_tokens"] = limit
     if request.get("reasoning_effort") is not None:
-        body["reasoning"] = {**request.get("reasoning", {}), "effort": request["reasoning_effort"]}
+        body["reasoning"] = {**(request.get("reasoning") or {}), "effort": request["reasoning_effort"]}
+    text = dict(request.get("text") or {})
     text_format = _text_format(request.get("response_format"))
     if text_format is not None:
-        body["text"] = {**request.get("text", {}), "format": text_format}
+        text["format"] = text_format
+    if request.get("verbosity") is not None:
+        text["verbosity"] = request["verbosity"]
+    if text:
+        body["text"] = text
     for name, value in request.items():
         if name in body or name in DELIVERY_ONLY or name in ("n", "stream_options") or value is None:
             continue

@@ -76,6 +76,7 @@ def test_parameters_move_to_their_responses_places() -> None:
             "stream_options": {"include_usage": True},
             "store": True,
             "include": ["reasoning.encrypted_content"],
+            "verbosity": "low",
         }
     )
     assert body == {
@@ -83,7 +84,7 @@ def test_parameters_move_to_their_responses_places() -> None:
         "input": [{"type": "message", "role": "user", "content": "hi"}],
         "max_output_tokens": 99,
         "reasoning": {"effort": "high"},
-        "text": {"format": {"type": "json_schema", **schema}},
+        "text": {"format": {"type": "json_schema", **schema}, "verbosity": "low"},
         "tools": [
             {"type": "function", "name": "f", "description": "d", "strict": True, "parameters": {"type": "object"}},
             {"type": "web_search"},
