@@ -99,7 +99,7 @@ def post(backend: Backend, request: Mapping[str, Any], timeout: float) -> dict[s
 
 def open_stream(backend: Backend, request: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
     """Open one streamed chat attempt through the API the model speaks; its chunks, chat-shaped."""
-    return _send(backend, request, lambda kind, body: backend.open_stream(kind, body, timeout), _chunks)  # type: ignore[no-any-return]
+    return _send(backend, request, lambda kind, body: backend.open_stream(kind, body, timeout), _Chunks)  # type: ignore[no-any-return]
 
 
 async def apost(backend: Backend, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
@@ -109,7 +109,7 @@ async def apost(backend: Backend, request: Mapping[str, Any], timeout: float) ->
 
 async def aopen_stream(backend: Backend, request: Mapping[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
     """The async form of `open_stream`."""
-    return await _asend(backend, request, lambda kind, body: backend.aopen_stream(kind, body, timeout), _achunks)  # type: ignore[no-any-return]
+    return await _asend(backend, request, lambda kind, body: backend.aopen_stream(kind, body, timeout), _Chunks)  # type: ignore[no-any-return]
 
 
 def _send(
@@ -144,29 +144,41 @@ async def _asend(
     return answer(await send(RESPONSES, to_responses(request)))
 
 
-def _chunks(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Responses events as chat chunks; closing this closes the events' stream."""
-    translator = ChunkTranslator()
-    try:
-        for event in events:
-            chunk = translator.chunk(event)
+class _Chunks:
+    """A Responses event stream, sync or async, read as chat chunks (events that carry nothing a
+    chat stream would are skipped). An iterator object rather than a generator: the event loop
+    tracks every async generator and closes each at its shutdown, and a generator wrapping the
+    transport's would be closed alongside it, the two closings colliding ("aclose(): asynchronous
+    generator is already running") for a stream left unread. Closing this closes the events."""
+
+    def __init__(self, events: Any) -> None:
+        self._events = events
+        self._translator = ChunkTranslator()
+
+    def __iter__(self) -> _Chunks:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        while True:
+            chunk = self._translator.chunk(next(self._events))
             if chunk is not None:
-                yield chunk
-    finally:
-        close = getattr(events, "close", None)
+                return chunk
+
+    def close(self) -> None:
+        close = getattr(self._events, "close", None)
         if close is not None:
             close()
 
+    def __aiter__(self) -> _Chunks:
+        return self
 
-async def _achunks(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """The async form of `_chunks`."""
-    translator = ChunkTranslator()
-    try:
-        async for event in events:
-            chunk = translator.chunk(event)
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            chunk = self._translator.chunk(await self._events.__anext__())
             if chunk is not None:
-                yield chunk
-    finally:
-        aclose = getattr(events, "aclose", None)
+                return chunk
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._events, "aclose", None)
         if aclose is not None:
             await aclose()

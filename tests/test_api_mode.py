@@ -276,3 +276,29 @@ def test_cached_and_reasoning_tokens_of_a_responses_answer_are_priced_from_the_t
     assert stats["output_tokens"] == 17 and stats["reasoning_tokens"] == 7
     # gpt-4o-mini: 0.15 input, 0.075 cached input, 0.60 output, per million tokens
     assert stats["cost_usd"] == pytest.approx((5 * 0.15 + 4 * 0.075 + 17 * 0.60) / 1_000_000, rel=1e-12)
+
+
+def test_a_responses_stream_left_unread_closes_quietly_sync_and_async(
+    oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read one chunk, then close early or leave the stream to the event loop's end: no error is
+    logged (two async generators closed at once by the loop's shutdown once collided), and the
+    client goes on answering."""
+    force_default_value("api_mode", "responses")
+
+    async def main(close: bool) -> str:
+        stream = await oai.asend_message(LONG, stream=True)
+        async for _ in stream:
+            break
+        if close:
+            await stream.aclose()
+        return "".join([text async for text in await oai.asend_message(LONG, stream=True)])
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(main(close=True)) == EXPECTED
+        assert asyncio.run(main(close=False)) == EXPECTED
+        stream = oai.send_message(LONG, stream=True)
+        assert next(stream) == "echo: "
+        stream.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert oai.send_message(LONG)["content"] == EXPECTED
