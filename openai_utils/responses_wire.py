@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .exceptions import InvalidRequestError, ServerError
+from .exceptions import InvalidRequestError, MalformedResponseError, ServerError
 
 __all__ = ["to_responses", "from_responses", "ChunkTranslator", "chat_usage"]
 
@@ -37,11 +37,15 @@ NOT_IN_RESPONSES = {
     "audio": "it answers text here",
     "prediction": "it has no predicted outputs",
     "web_search_options": 'give tools=[{"type": "web_search"}] instead',
+    "background": "send_message waits for the answer, which a background response is not",
 }
 """Chat parameters with no counterpart in the Responses API, and what to do instead."""
 
 DELIVERY_ONLY = ("messages", "max_tokens", "max_completion_tokens", "reasoning_effort", "response_format", "verbosity")
 """Chat fields translated one by one below rather than passed through."""
+
+UNFINISHED = ("queued", "in_progress", "cancelled")
+"""Statuses of a response that has no whole answer."""
 
 FINISH_BY_INCOMPLETE_REASON = {"max_output_tokens": "length", "content_filter": "content_filter"}
 """An incomplete response's reason, as the chat finish_reason that means the same."""
@@ -208,7 +212,10 @@ def from_responses(data: Mapping[str, Any]) -> dict[str, Any]:
     message has the output text, refusal and tool calls, its finish_reason, and chat usage."""
     if data.get("status") == "failed" or data.get("error"):
         raise _failed(data)
+    if data.get("status") in UNFINISHED:
+        raise MalformedResponseError(f"the response is {data['status']}, not finished: {str(data)[:200]}")
     text: list[str] = []
+    annotations: list[dict[str, Any]] = []
     refusal: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for item in data.get("output") or ():
@@ -218,6 +225,7 @@ def from_responses(data: Mapping[str, Any]) -> dict[str, Any]:
             for part in item.get("content") or ():
                 if part.get("type") == "output_text":
                     text.append(part.get("text") or "")
+                    annotations.extend(_annotation(note) for note in part.get("annotations") or ())
                 elif part.get("type") == "refusal":
                     refusal.append(part.get("refusal") or "")
         elif item.get("type") == "function_call":
@@ -229,6 +237,8 @@ def from_responses(data: Mapping[str, Any]) -> dict[str, Any]:
             message["content"] = None
     if tool_calls:
         message["tool_calls"] = tool_calls
+    if annotations:
+        message["annotations"] = annotations
     return {
         "id": data.get("id"),
         "object": "chat.completion",
@@ -236,6 +246,14 @@ def from_responses(data: Mapping[str, Any]) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(data, bool(tool_calls))}],
         "usage": chat_usage(data.get("usage")),
     }
+
+
+def _annotation(note: Mapping[str, Any]) -> dict[str, Any]:
+    """A Responses annotation as chat has it: a URL citation's fields under `url_citation`
+    (their offsets count in the joined text only when the answer has one text part); others as they are."""
+    if note.get("type") != "url_citation":
+        return dict(note)
+    return {"type": "url_citation", "url_citation": {k: v for k, v in note.items() if k != "type"}}
 
 
 def _tool_call(item: Mapping[str, Any]) -> dict[str, Any]:

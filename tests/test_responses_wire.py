@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from openai_utils import InvalidRequestError, ServerError
+from openai_utils import InvalidRequestError, MalformedResponseError, ServerError
 from openai_utils.request import adapt_for_reasoning
 from openai_utils.responses_wire import ChunkTranslator, chat_usage, from_responses, to_responses
 from openai_utils.streaming import StreamAssembler
@@ -162,6 +162,28 @@ def test_an_answer_becomes_one_chat_choice() -> None:
     assert cut["choices"][0]["finish_reason"] == "length"
     filtered = from_responses({**data, "status": "incomplete", "incomplete_details": {"reason": "content_filter"}})
     assert filtered["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_url_citations_come_back_as_chat_annotations() -> None:
+    cited = {"type": "url_citation", "url": "https://example.org", "title": "E", "start_index": 0, "end_index": 2}
+    data = {
+        "status": "completed",
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "Hi", "annotations": [cited]}]}],
+    }
+    message = from_responses(data)["choices"][0]["message"]
+    assert message["annotations"] == [
+        {
+            "type": "url_citation",
+            "url_citation": {"url": "https://example.org", "title": "E", "start_index": 0, "end_index": 2},
+        }
+    ]
+
+
+def test_an_unfinished_response_is_no_answer() -> None:
+    with pytest.raises(MalformedResponseError, match="the response is in_progress, not finished"):
+        from_responses({"status": "in_progress", "output": []})
+    with pytest.raises(InvalidRequestError, match="background cannot be sent"):
+        to_responses({"model": "m", "messages": [{"role": "user", "content": "hi"}], "background": True})
 
 
 def test_a_failed_response_is_a_server_error_retried_as_a_5xx() -> None:
