@@ -4,8 +4,9 @@ speak only that.
 API_MODE says: `chat` sends every call to /chat/completions, `responses` every call to
 /responses, and `auto` (the default) sends to /responses the models RESPONSES_MODELS names and
 the ones a server has refused on /chat/completions, and every other model to /chat/completions.
-A refusal is OpenAI's 404 saying the model "is only supported in v1/responses", or a gateway's
-400 with code `unsupported_api_for_model`: on auto it is not an error and costs no attempt; the
+A refusal is OpenAI's 404 saying the model "is only supported in v1/responses", a gateway's
+400 with code `unsupported_api_for_model`, or Azure's 400 `OperationNotSupported` saying "the
+chatCompletion operation does not work with the specified model": on auto it is not an error and costs no attempt; the
 same attempt is sent again to /responses at once, and that model (on that server) goes straight
 there from then on, for the rest of the process.
 
@@ -39,6 +40,10 @@ MODES = ("chat", "responses", "auto")
 
 REFUSAL_MESSAGE = "only supported in v1/responses"
 REFUSAL_CODE = "unsupported_api_for_model"
+AZURE_REFUSAL_CODE = "OperationNotSupported"
+AZURE_REFUSAL_MESSAGE = "chatcompletion operation does not work with the specified model"
+"""Azure's form: a 400 whose code is OperationNotSupported, saying "The chatCompletion operation
+does not work with the specified model" (a deployment of a Responses-only model)."""
 
 _lock = threading.Lock()
 _learned: set[tuple[str, str]] = set()
@@ -66,7 +71,10 @@ def uses_responses(backend: Backend, model: Any) -> bool:
 
 def is_refusal(error: APIError) -> bool:
     """Whether `error` is a server saying the model takes only the Responses API."""
-    if error.status_code == 404 and REFUSAL_MESSAGE in (error.message or "").lower():
+    message = (error.message or "").lower()
+    if error.status_code == 404 and REFUSAL_MESSAGE in message:
+        return True
+    if error.status_code == 400 and error.code == AZURE_REFUSAL_CODE and AZURE_REFUSAL_MESSAGE in message:
         return True
     return error.status_code == 400 and error.code == REFUSAL_CODE
 

@@ -10,8 +10,8 @@ the last user message, `max_output_tokens` cuts it in words (status "incomplete"
 `__tool__` asks for a function call, `__refuse__` for a refusal.
 
 `FakeOpenAIServer.responses_only` maps a model to the refusal its chat requests get: "404"
-(OpenAI's: the model "is only supported in v1/responses") or "400" (a gateway's, with code
-`unsupported_api_for_model`). The cached and reasoning tokens `FakeOpenAIServer.usage_details`
+(OpenAI's: the model "is only supported in v1/responses"), "400" (a gateway's, with code
+`unsupported_api_for_model`) or "azure" (Azure's 400 `OperationNotSupported`). The cached and reasoning tokens `FakeOpenAIServer.usage_details`
 gives in chat's shape are reported in the Responses shape, the reasoning ones counted in
 `output_tokens` as the Responses API counts them.
 """
@@ -38,6 +38,13 @@ REFUSALS = {
         "The requested model does not support the chat completions API; use the Responses API.",
         "invalid_request_error",
         "unsupported_api_for_model",
+    ),
+    "azure": (
+        400,
+        "The chatCompletion operation does not work with the specified model, my-codex. Please choose "
+        "different model and try again.",
+        "invalid_request_error",
+        "OperationNotSupported",
     ),
 }
 

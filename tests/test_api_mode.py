@@ -45,7 +45,7 @@ def paths(server: FakeOpenAIServer) -> list[str]:
     return [r.path for r in server.requests]
 
 
-@pytest.mark.parametrize("form", ["404", "400"])
+@pytest.mark.parametrize("form", ["404", "400", "azure"])
 def test_a_refused_model_is_answered_through_responses_with_one_extra_request_the_first_time(
     oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float], form: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -244,7 +244,7 @@ def test_azure_sends_responses_to_its_published_layout_with_the_responses_api_ve
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
     monkeypatch.setenv("AZURE_OPENAI_KEY", "azure-secret")
     azure = AzureClient()
-    server.responses_only["my-codex"] = "400"
+    server.responses_only["my-codex"] = "azure"
     for stream in (False, True):
         reply = azure.send_message(LONG, model="my-codex", stream=stream)
         assert (reply["content"] if not stream else "".join(reply)) == EXPECTED
