@@ -18,14 +18,16 @@ model is one cache entry whichever API answered it.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .config import default
 from .exceptions import APIError, ConfigError
-from .request import CHAT, RESPONSES, is_reasoning_model
+from .request import CHAT, RESPONSES
 from .responses_wire import ChunkTranslator, from_responses, to_responses
 
 if TYPE_CHECKING:
@@ -64,9 +66,18 @@ def uses_responses(backend: Backend, model: Any) -> bool:
         return mode == "responses"
     name = str(model or "")
     listed = default["responses_models"]
-    if listed and is_reasoning_model(name, listed):  # the same prefix match as REASONING_MODELS
+    if listed and listed_pattern(listed).match(name.lower().rsplit("/", 1)[-1]):
         return True
     return bool(_learned) and (backend.endpoint(), name) in _learned
+
+
+@functools.lru_cache(maxsize=8)
+def listed_pattern(listed: str) -> re.Pattern[str]:
+    """RESPONSES_MODELS as one pattern: each comma-separated entry a name prefix in which `*`
+    stands for any text (so `gpt-5*-codex` names gpt-5-codex, gpt-5.1-codex-mini, ...)."""
+    prefixes = [p.strip().lower() for p in listed.split(",") if p.strip()]
+    alternatives = "|".join(".*".join(re.escape(part) for part in prefix.split("*")) for prefix in prefixes)
+    return re.compile(f"(?:{alternatives})" if prefixes else "(?!)")
 
 
 def is_refusal(error: APIError) -> bool:

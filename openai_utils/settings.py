@@ -222,9 +222,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _setting(
         "RESPONSES_MODELS",
-        "o1-pro,o3-pro,o3-deep-research,o4-mini-deep-research,gpt-5-pro,gpt-5-codex,gpt-5.1-codex,codex-mini",
+        "o1-pro,o3-pro,o3-deep-research,o4-mini-deep-research,gpt-5*-pro,gpt-5*-codex,codex-mini",
         "str",
-        "Comma-separated name prefixes of models that take only the Responses API: on API_MODE auto they go straight to /responses.",
+        "Comma-separated name prefixes (* stands for any text) of models that take only the Responses API: on API_MODE auto they go straight to /responses.",
         optional=True,
     ),
     _setting(

@@ -302,3 +302,33 @@ def test_a_responses_stream_left_unread_closes_quietly_sync_and_async(
         stream.close()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert oai.send_message(LONG)["content"] == EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("model", "listed"),
+    [
+        ("gpt-5-codex", True),
+        ("gpt-5.1-codex-mini", True),
+        ("gpt-5.3-codex", True),
+        ("gpt-5-pro-2025-10-06", True),
+        ("GPT-5.2-Pro", True),
+        ("o3-pro", True),
+        ("openrouter/o1-pro", True),
+        ("o4-mini-deep-research", True),
+        ("codex-mini-latest", True),
+        ("gpt-5", False),
+        ("gpt-5-mini", False),
+        ("o3", False),
+        ("gpt-4o-mini", False),
+        ("my-gpt-5-codex", False),
+    ],
+)
+def test_the_default_responses_models_name_the_pro_and_codex_families(model: str, listed: bool) -> None:
+    name = model.lower().rsplit("/", 1)[-1]
+    assert bool(api_mode.listed_pattern(str(default["responses_models"])).match(name)) is listed
+
+
+def test_an_empty_responses_models_names_no_model(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    force_default_value("responses_models", "")
+    oai.send_message(LONG, model="o3-pro")
+    assert paths(server) == ["/v1/chat/completions"]
