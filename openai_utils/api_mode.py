@@ -33,7 +33,17 @@ from .responses_wire import ChunkTranslator, from_responses, to_responses
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["MODES", "uses_responses", "is_refusal", "post", "apost", "open_stream", "aopen_stream", "forget"]
+__all__ = [
+    "MODES",
+    "uses_responses",
+    "listed_pattern",
+    "is_refusal",
+    "post",
+    "apost",
+    "open_stream",
+    "aopen_stream",
+    "forget",
+]
 
 logger = logging.getLogger("openai_utils")
 
