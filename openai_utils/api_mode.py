@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import TYPE_CHECKING, Any
 
 from .config import default
-from .exceptions import APIError, ConfigError
+from .exceptions import APIError, ConfigError, InvalidRequestError
 from .request import CHAT, RESPONSES
 from .responses_wire import ChunkTranslator, from_responses, to_responses
 
@@ -153,7 +153,13 @@ def _send(
         except APIError as error:
             if not _learn(backend, model, error):
                 raise
-    return answer(send(RESPONSES, to_responses(request)))
+    body = to_responses(request)
+    try:
+        sent = send(RESPONSES, body)
+    except InvalidRequestError as error:
+        _raise_if_not_served(error)
+        raise
+    return answer(sent)
 
 
 async def _asend(
@@ -170,7 +176,29 @@ async def _asend(
         except APIError as error:
             if not _learn(backend, model, error):
                 raise
-    return answer(await send(RESPONSES, to_responses(request)))
+    body = to_responses(request)
+    try:
+        sent = await send(RESPONSES, body)
+    except InvalidRequestError as error:
+        _raise_if_not_served(error)
+        raise
+    return answer(sent)
+
+
+def _raise_if_not_served(error: InvalidRequestError) -> None:
+    """A 404 from /responses: raise it again saying, besides the server's words, how to go back
+    to chat completions, since the server may not serve the Responses API at all."""
+    if error.status_code != 404 or type(error) is not InvalidRequestError:
+        return
+    raise InvalidRequestError(
+        f"{error.message} (answered by /responses: if this server does not serve the Responses API, "
+        "set API_MODE = chat, or leave the model out of RESPONSES_MODELS)",
+        status_code=error.status_code,
+        request_id=error.request_id,
+        code=error.code,
+        body=error.body,
+        retry_after=error.retry_after,
+    ) from error
 
 
 class _Chunks:

@@ -332,3 +332,18 @@ def test_an_empty_responses_models_names_no_model(oai: OpenAIClient, server: Fak
     force_default_value("responses_models", "")
     oai.send_message(LONG, model="o3-pro")
     assert paths(server) == ["/v1/chat/completions"]
+
+
+def test_a_server_without_responses_gets_a_404_that_says_how_to_go_back_to_chat(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    force_default_value("api_mode", "responses")
+    server.script(Fault.status(404), Fault.status(404), path="/responses")
+    for stream in (False, True):
+        with pytest.raises(InvalidRequestError, match="set API_MODE = chat") as caught:
+            oai.send_message(LONG, stream=stream)
+        assert caught.value.status_code == 404 and "The requested resource was not found" in str(caught.value)
+    server.script(Fault.status(400), path="/responses")
+    with pytest.raises(InvalidRequestError) as other:
+        oai.send_message(LONG)
+    assert "API_MODE" not in str(other.value)
