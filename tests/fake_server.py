@@ -28,6 +28,8 @@ Semantics worth knowing when writing tests against it:
   ``Fault.gzip_bomb(n)`` answers 200 with ``Content-Encoding: gzip``: a valid answer followed by
   ``n`` spaces, a few kilobytes on the wire; ``Fault.echo_credentials(code)`` answers an error
   whose message and body repeat the credentials the request carried.
+* ``/responses`` (the Responses API, plain and streamed) and the refusals a chat request for a
+  Responses-only model gets (``responses_only``) live in tests/fake_responses.py.
 * Every response (except ``reset``) carries ``x-request-id: req_<n>`` where
   ``n`` is the 1-based arrival number of the request; chat ids are
   ``chatcmpl-<n>`` with the same ``n``.
