@@ -37,6 +37,7 @@ __all__ = [
     "MODES",
     "uses_responses",
     "listed_pattern",
+    "connect_kind",
     "is_refusal",
     "post",
     "apost",
@@ -88,6 +89,13 @@ def listed_pattern(listed: str) -> re.Pattern[str]:
     prefixes = [p.strip().lower() for p in listed.split(",") if p.strip()]
     alternatives = "|".join(".*".join(re.escape(part) for part in prefix.split("*")) for prefix in prefixes)
     return re.compile(f"(?:{alternatives})" if prefixes else "(?!)")
+
+
+def connect_kind(kind: str) -> str:
+    """What a chat call gets the backend ready for before its rate-limit token is taken: the
+    Responses endpoint when API_MODE sends every chat call there. (On auto the model decides,
+    at the send; getting ready for chat then is as good as it gets beforehand.)"""
+    return RESPONSES if kind == CHAT and _mode() == "responses" else kind
 
 
 def is_refusal(error: APIError) -> bool:

@@ -355,12 +355,12 @@ class OpenAIClient:
         """Get ready to send `what` before the rate-limit token is taken: build the SDK client
         when the raw call is one of ours (a custom one builds what it needs itself)."""
         if _sends_with_our_sdk(self, getattr(self, f"_raw_{what}_call")):
-            self._sdk(kind)
+            self._sdk(api_mode.connect_kind(kind))
 
     async def _aconnect(self, kind: str, what: str) -> None:
         """The async form of `_connect`."""
         if _sends_with_our_sdk(self, getattr(self, f"_araw_{what}_call")):
-            await self._async_sdk(kind)
+            await self._async_sdk(api_mode.connect_kind(kind))
 
 
 def _overrides(client: OpenAIClient, name: str) -> bool:

@@ -347,3 +347,21 @@ def test_a_server_without_responses_gets_a_404_that_says_how_to_go_back_to_chat(
     with pytest.raises(InvalidRequestError) as other:
         oai.send_message(LONG)
     assert "API_MODE" not in str(other.value)
+
+
+def test_with_api_mode_responses_the_responses_client_is_made_before_the_send(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    """Admission gets the backend ready (the SDK client, the local server) before the rate-limit
+    token is taken; with every chat call going to /responses, it is the one for /responses."""
+    force_default_value("api_mode", "responses")
+    ready: list[str] = []
+    real_connect = oai.backend.connect
+
+    def connect(kind: str) -> Any:
+        ready.append(kind)
+        return real_connect(kind)
+
+    oai.backend.connect = connect  # type: ignore[method-assign]
+    oai.send_message(LONG)
+    assert ready == ["responses", "responses"]  # at admission, then at the send (built once)
