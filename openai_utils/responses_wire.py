@@ -63,7 +63,7 @@ def to_responses(request: Mapping[str, Any]) -> dict[str, Any]:
     """
     model = request.get("model")
     for name, why in NOT_IN_RESPONSES.items():
-        if request.get(name) not in (None, False):
+        if request.get(name) is not None and request.get(name) is not False:  # seed=0 is a seed
             raise InvalidRequestError(
                 f"{name} cannot be sent to {model}: it is answered through the Responses API, and {why}. "
                 "Leave it out (or set API_MODE = chat if the model takes chat completions)"

@@ -102,6 +102,7 @@ def test_parameters_move_to_their_responses_places() -> None:
         ({"stop": ["\n"]}, "stop cannot be sent to m"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"seed": 1}, "seed"),
+        ({"seed": 0}, "seed"),
         ({"logprobs": True}, "message.output_text.logprobs"),
         ({"n": 2}, "n=2"),
     ],
