@@ -14,6 +14,7 @@ from .backend import Backend
 from .config import default
 from .exceptions import MissingCredentialsError
 from .openai_client import OpenAIClient
+from .request import RESPONSES
 from .sdk_backend import OFFLINE_WAY_OUT, SDKBackend
 from .transport import SDKClient, build_azure_sdk
 
@@ -56,7 +57,8 @@ class AzureBackend(SDKBackend):
                 "that serves the Azure paths at another root (a gateway, a mock)" + OFFLINE_WAY_OUT,
                 ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_BASE_URL"),
             )
-        where = (endpoint, base_url, default["azure_api_version"])
+        version = default["azure_responses_api_version"] if kind == RESPONSES else default["azure_api_version"]
+        where = (endpoint, base_url, version)
         key = os.environ.get("AZURE_OPENAI_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
         if key:
             return AzureSettings(*where, key=key)

@@ -22,8 +22,8 @@ from .request import CHAT
 
 __all__ = ["Backend", "MockBackend"]
 
-PATHS = {"chat": "/chat/completions", "embedding": "/embeddings"}
-"""Where each call kind (request.CHAT, request.EMBEDDING) is sent on an OpenAI-style server."""
+PATHS = {"chat": "/chat/completions", "embedding": "/embeddings", "responses": "/responses"}
+"""Where each call kind (request.CHAT, request.EMBEDDING, request.RESPONSES) is sent on an OpenAI-style server."""
 
 
 class Backend:

@@ -29,7 +29,7 @@ from collections.abc import (
 )
 from typing import Any, TypeVar
 
-from . import drivers
+from . import api_mode, drivers
 from .backend import Backend
 from .cache import ResponseCache, cache_for_calls
 from .call import Call, Target, prepare_chat, prepare_embedding
@@ -323,7 +323,7 @@ class OpenAIClient:
 
     def _raw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         """One chat completion attempt; returns the server's JSON."""
-        return self.backend.post(CHAT, request, timeout)
+        return api_mode.post(self.backend, request, timeout)
 
     def _raw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         """One embeddings attempt; returns the server's JSON."""
@@ -331,12 +331,12 @@ class OpenAIClient:
 
     def _raw_stream_call(self, request: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
         """Open one streamed chat completion; its chunks as dicts."""
-        return self.backend.open_stream(CHAT, request, timeout)
+        return api_mode.open_stream(self.backend, request, timeout)
 
     async def _araw_model_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         if _overrides(self, "_raw_model_call"):
             return await _in_thread(self._raw_model_call, request, timeout)
-        return await self.backend.apost(CHAT, request, timeout)
+        return await api_mode.apost(self.backend, request, timeout)
 
     async def _araw_embedding_call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
         if _overrides(self, "_raw_embedding_call"):
@@ -344,7 +344,7 @@ class OpenAIClient:
         return await self.backend.apost(EMBEDDING, request, timeout)
 
     async def _araw_stream_call(self, request: Mapping[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
-        return await self.backend.aopen_stream(CHAT, request, timeout)
+        return await api_mode.aopen_stream(self.backend, request, timeout)
 
     def _auth_hint(self) -> str:
         return self.backend.auth_hint
@@ -355,12 +355,12 @@ class OpenAIClient:
         """Get ready to send `what` before the rate-limit token is taken: build the SDK client
         when the raw call is one of ours (a custom one builds what it needs itself)."""
         if _sends_with_our_sdk(self, getattr(self, f"_raw_{what}_call")):
-            self._sdk(kind)
+            self._sdk(api_mode.connect_kind(kind))
 
     async def _aconnect(self, kind: str, what: str) -> None:
         """The async form of `_connect`."""
         if _sends_with_our_sdk(self, getattr(self, f"_araw_{what}_call")):
-            await self._async_sdk(kind)
+            await self._async_sdk(api_mode.connect_kind(kind))
 
 
 def _overrides(client: OpenAIClient, name: str) -> bool:

@@ -20,6 +20,7 @@ from .settings import SETTINGS, short_repr
 __all__ = [
     "CHAT",
     "EMBEDDING",
+    "RESPONSES",
     "validate_messages",
     "validate_arguments",
     "check_sendable",
@@ -37,6 +38,8 @@ logger = logging.getLogger("openai_utils")
 CHAT = "chat"
 EMBEDDING = "embedding"
 """The two kinds of call: which endpoint a request goes to, and which server or SDK client serves it."""
+RESPONSES = "responses"
+"""A chat call sent to the Responses API (api_mode.py): its own endpoint, on the server that answers chat."""
 
 KEY_EXCLUDED = frozenset({"stream", "stream_options"})
 """Request fields that change how an answer is delivered, not what it is."""

@@ -215,6 +215,19 @@ SETTINGS: tuple[Setting, ...] = (
         optional=True,
     ),
     _setting(
+        "API_MODE",
+        "auto",
+        "str",
+        "Which API chat calls use: chat (/chat/completions), responses (/responses), or auto: /responses for the models RESPONSES_MODELS names and those a server refuses on chat (see docs/responses.md).",
+    ),
+    _setting(
+        "RESPONSES_MODELS",
+        "o1-pro,o3-pro,o3-deep-research,o4-mini-deep-research,gpt-5*-pro,gpt-5*-codex,codex-mini",
+        "str",
+        "Comma-separated name prefixes (* stands for any text) of models that take only the Responses API: on API_MODE auto they go straight to /responses.",
+        optional=True,
+    ),
+    _setting(
         "EMBEDDING_MODEL", "text-embedding-3-small", "str", "Model for get_embedding; for Azure, the deployment name."
     ),
     _setting("CACHE_API_CALLS", False, "bool", "Answer repeated identical calls from the cache file."),
@@ -231,6 +244,12 @@ SETTINGS: tuple[Setting, ...] = (
         "fsync the cache file after each new entry: survives a power cut, at a disk-flush per call.",
     ),
     _setting("AZURE_API_VERSION", "2024-10-21", "str", "Azure OpenAI data-plane API version."),
+    _setting(
+        "AZURE_RESPONSES_API_VERSION",
+        "2025-04-01-preview",
+        "str",
+        "Azure OpenAI API version for calls sent to /openai/responses (the Responses API needs 2025-03-01-preview or later).",
+    ),
     _setting(
         "BASE_URL",
         None,

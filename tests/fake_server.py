@@ -28,6 +28,8 @@ Semantics worth knowing when writing tests against it:
   ``Fault.gzip_bomb(n)`` answers 200 with ``Content-Encoding: gzip``: a valid answer followed by
   ``n`` spaces, a few kilobytes on the wire; ``Fault.echo_credentials(code)`` answers an error
   whose message and body repeat the credentials the request carried.
+* ``/responses`` (the Responses API, plain and streamed) and the refusals a chat request for a
+  Responses-only model gets (``responses_only``) live in tests/fake_responses.py.
 * Every response (except ``reset``) carries ``x-request-id: req_<n>`` where
   ``n`` is the 1-based arrival number of the request; chat ids are
   ``chatcmpl-<n>`` with the same ``n``.
@@ -51,6 +53,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests import fake_responses
 
 __all__ = ["Fault", "FakeOpenAIServer", "RecordedRequest"]
 
@@ -414,6 +418,8 @@ class FakeOpenAIServer:
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.responses_only: dict[str, str] = {}
+        """Models whose chat requests get a refusal, and its form: "404" or "400" (fake_responses.py)."""
 
     # ---- lifecycle ----
 
@@ -620,7 +626,7 @@ class FakeOpenAIServer:
                 raise ValueError(f"unknown fault kind {fault.kind!r}")
 
         endpoint, deployment = self._route(req.path)
-        method_ok = {"/chat/completions": "POST", "/embeddings": "POST", "/models": "GET"}
+        method_ok = {"/chat/completions": "POST", "/embeddings": "POST", "/models": "GET", "/responses": "POST"}
         if endpoint is None or (endpoint.startswith("/models/") and req.method != "GET"):
             h.send_json(404, error_body(404, f"Unknown request URL: {req.method} {req.path}."), headers)
         elif endpoint.startswith("/models/"):
@@ -633,6 +639,8 @@ class FakeOpenAIServer:
         elif endpoint == "/embeddings":
             status, obj = self._embeddings(req.body, deployment)
             h.send_json(status, obj, headers)
+        elif endpoint == "/responses":
+            fake_responses.answer(self, h, n, req.body, deployment, headers, fault)
         else:
             self._chat(h, n, req.body, deployment, headers, fault)
 
@@ -687,7 +695,7 @@ class FakeOpenAIServer:
                 path = "/" + parts[3]
         elif path.startswith("/v1/"):
             path = path[len("/v1") :]
-        if path in ("/chat/completions", "/embeddings", "/models"):
+        if path in ("/chat/completions", "/embeddings", "/models", "/responses"):
             return path, deployment
         if path.startswith("/models/") and path.count("/") == 2:
             return path, deployment
@@ -745,6 +753,10 @@ class FakeOpenAIServer:
             h.send_json(400, error_body(400, "'messages' must be a non-empty array.", code=None), headers)
             return
         model = deployment or body.get("model") or "gpt-4o-mini"
+        refusal = fake_responses.chat_refusal(self, model)
+        if refusal is not None:
+            h.send_json(*refusal, headers)
+            return
         count = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         limit = limit if isinstance(limit, int) and limit >= 0 else None

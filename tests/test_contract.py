@@ -506,3 +506,103 @@ def test_azure_client_reaches_the_azure_spec(azure_env: str, monkeypatch: pytest
     finally:
         made.close()
     assert reply["role"] == "assistant" and vector
+
+
+# -- the Responses API: every request shape the library sends to /responses --------------------
+
+RESPONSES_ONE_OF_ERRATUM = pytest.mark.xfail(
+    strict=True,
+    raises=SpecRejected,
+    reason="erratum in the published OpenAI spec: InputItem is a oneOf whose branches EasyInputMessage "
+    "and Item/InputMessage both match any user, system or developer message with a list of content "
+    "parts (neither closes its properties), so such a message matches two branches and gets 422; the "
+    "openai SDK sends the same shape for multi-part input, and the API takes it",
+)
+
+# Each shape: send_message's keyword arguments (and its conversation, USER unless given), sent
+# with API_MODE = responses, so the body that reaches Prism is responses_wire.to_responses'.
+RESPONSES_SHAPES: dict[str, Any] = {
+    "plain": {},
+    "instructions": {"messages": [{"role": "system", "content": "You answer briefly."}, *USER]},
+    "later-system-and-assistant-turns": {
+        "messages": [*USER, {"role": "assistant", "content": "Hi."}, {"role": "system", "content": "Be kind."}, *USER]
+    },
+    "multi-part": pytest.param(
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "https://example.org/cat.png", "detail": "low"}},
+                    ],
+                }
+            ]
+        },
+        marks=RESPONSES_ONE_OF_ERRATUM,
+    ),
+    "sampling-and-length": {"temperature": 0.5, "top_p": 0.9, "max_tokens": 50, "user": "u"},
+    "reasoning-model": {"model": "o3-pro", "max_tokens": 100, "temperature": 0.5, "reasoning_effort": "low"},
+    "tools-auto": {"tools": [WEATHER_TOOL], "tool_choice": "auto"},
+    "tools-named": {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+    "tool-call-conversation": {"messages": TOOL_CONVERSATION, "tools": [WEATHER_TOOL]},
+    **{f"format-{name}": shape for name, shape in FORMAT_SHAPES.items()},
+}
+
+
+@pytest.fixture
+def responses_client(openai_client: RecordingOpenAIClient) -> RecordingOpenAIClient:
+    force_default_value("api_mode", "responses")
+    return openai_client
+
+
+def sent_to_responses(client: RecordingOpenAIClient, call: Callable[[], Any]) -> Any:
+    """Run a call through /responses; fail with Prism's report and the translated body if the
+    spec rejected it. A structured answer may fail to parse Prism's placeholder text: that is
+    after validation, so it counts as accepted."""
+    from openai_utils.responses_wire import to_responses
+
+    try:
+        return accepted(client, call)
+    except SpecRejected as rejected:
+        raise SpecRejected(
+            f"{rejected}\nsent to /responses: {json.dumps(to_responses(client.sent[-1]))[:3000]}"
+        ) from None
+    except openai_utils.ResponseFormatError:
+        return None
+
+
+@pytest.mark.parametrize("shape", RESPONSES_SHAPES.values(), ids=RESPONSES_SHAPES.keys())
+def test_responses_request_matches_the_spec(responses_client: RecordingOpenAIClient, shape: Mapping[str, Any]) -> None:
+    arguments = dict(shape)
+    messages = arguments.pop("messages", USER)
+    reply = sent_to_responses(responses_client, lambda: responses_client.send_message(messages, **arguments))
+    if reply is not None:
+        assert reply["role"] == "assistant" and (reply["content"] is not None or reply.get("tool_calls"))
+
+
+def test_a_pydantic_format_through_responses_matches_the_spec(responses_client: RecordingOpenAIClient) -> None:
+    pytest.importorskip("pydantic")
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        answer: str
+        confidence: float = 0.5
+
+    sent_to_responses(responses_client, lambda: responses_client.send_message(USER, response_format=Answer))
+
+
+def test_a_responses_stream_request_matches_the_spec(responses_client: RecordingOpenAIClient) -> None:
+    """The streamed body validates (Prism answers 200), but with JSON rather than events: no
+    finish, which must fail clearly rather than come back as an empty success."""
+    with pytest.raises(RetriesExhaustedError) as caught:
+        responses_client.send_message(USER, stream=True, max_tokens=20)
+    assert isinstance(caught.value.last_error, MalformedResponseError)
+
+
+def test_tripwire_an_invalid_responses_body_gets_422(responses_client: RecordingOpenAIClient) -> None:
+    """A pass-through parameter of the wrong type reaches Prism: if this passes without a 422,
+    /responses is no longer validated."""
+    with pytest.raises(InvalidRequestError) as caught:
+        responses_client.send_message(USER, truncation="sometimes")
+    assert caught.value.status_code == 422

@@ -78,7 +78,7 @@ class LocalBackend(SDKBackend):
 
     def settings_now(self, kind: str) -> LocalSettings:
         """The running server for `kind` (started now if need be)."""
-        server = chat_server() if kind == CHAT else embedding_server()
+        server = embedding_server() if kind == EMBEDDING else chat_server()  # the chat server answers /responses too
         return LocalSettings(server, server.base_url, server.api_key, os.getpid())
 
     def build_sdk(self, settings: LocalSettings, asynchronous: bool) -> SDKClient:
