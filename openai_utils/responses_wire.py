@@ -17,10 +17,15 @@ Pure functions with no I/O, shared by the sync and async paths.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .exceptions import InvalidRequestError, MalformedResponseError, ServerError
+
+logger = logging.getLogger("openai_utils")
+_said_names = False
+"""Whether the WARNING that message names are dropped was given (once a process is enough)."""
 
 __all__ = ["to_responses", "from_responses", "ChunkTranslator", "chat_usage"]
 
@@ -119,6 +124,8 @@ def _input_items(message: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"a message with role {role!r} cannot be sent through the Responses API: use user, assistant, "
             "system, developer or tool"
         )
+    if message.get("name"):
+        _warn_name_dropped()
     items: list[dict[str, Any]] = []
     content = message.get("content")
     if content is None and role == "assistant":
@@ -136,6 +143,18 @@ def _input_items(message: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def _warn_name_dropped() -> None:
+    """A message's `name` (who speaks, in chat) has no place in a Responses input item: say once
+    that it is left out, since the answer may differ from chat's for a conversation that relies on it."""
+    global _said_names
+    if not _said_names:
+        _said_names = True
+        logger.warning(
+            "a message's `name` cannot be sent through the Responses API and is left out; put the speaker's "
+            "name in the content, or set API_MODE = chat for models that take chat completions"
+        )
 
 
 def _content(content: Any, role: str) -> Any:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from openai_utils import InvalidRequestError, MalformedResponseError, ServerError
+from openai_utils import InvalidRequestError, MalformedResponseError, ServerError, responses_wire
 from openai_utils.request import adapt_for_reasoning
 from openai_utils.responses_wire import ChunkTranslator, chat_usage, from_responses, to_responses
 from openai_utils.streaming import StreamAssembler
@@ -231,3 +231,16 @@ def test_an_error_event_fails_the_stream() -> None:
         ChunkTranslator().chunk({"type": "error", "code": "server_error", "message": "boom"})
     with pytest.raises(ServerError, match="the response failed"):
         ChunkTranslator().chunk({"type": "response.failed", "response": {"status": "failed", "error": None}})
+
+
+def test_a_message_name_is_left_out_with_one_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(responses_wire, "_said_names", False)
+    message = {"role": "user", "name": "Ada", "content": "hi"}
+    with caplog.at_level("WARNING", logger="openai_utils"):
+        first = to_responses({"model": "m", "messages": [message]})
+        to_responses({"model": "m", "messages": [message]})
+    assert first["input"] == [{"type": "message", "role": "user", "content": "hi"}]
+    said = [r.getMessage() for r in caplog.records if "`name`" in r.getMessage()]
+    assert len(said) == 1 and "API_MODE = chat" in said[0]
