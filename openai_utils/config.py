@@ -248,16 +248,27 @@ def _read_prices(path: Path, parser: configparser.ConfigParser) -> dict[str, Pri
     prices = {}
     for model, text in parser.items(PRICES_SECTION):
         try:
-            inputs, outputs = (float(part) for part in text.split(","))
-            if not (math.isfinite(inputs) and math.isfinite(outputs)) or inputs < 0 or outputs < 0:
-                raise ValueError
+            prices[model] = _price_line(text)
         except ValueError:
             raise ConfigError(
-                f"{path}: [{PRICES_SECTION}] {model} = {text!r} is not valid: expected two numbers of at least 0, "
-                f"US dollars per million input and output tokens, e.g. {model} = 0.15, 0.60"
+                f"{path}: [{PRICES_SECTION}] {model} = {text!r} is not valid: expected 2 to 5 numbers of at least 0, "
+                "US dollars per million tokens: input, output, and optionally cached input, batch input, "
+                f"batch output (leave one empty to keep its default), e.g. {model} = 0.15, 0.60 "
+                f"or {model} = 0.15, 0.60, 0.075"
             ) from None
-        prices[model] = (inputs, outputs)
     return prices
+
+
+def _price_line(text: str) -> Price:
+    """`input, output[, cached input[, batch input[, batch output]]]`; an empty optional rate is
+    None (worked out by Price); anything else raises ValueError."""
+    parts = [part.strip() for part in text.split(",")]
+    if not 2 <= len(parts) <= 5 or not parts[0] or not parts[1]:
+        raise ValueError(text)
+    rates = [float(part) if part else None for part in parts] + [None] * (5 - len(parts))
+    if any(rate is not None and (not math.isfinite(rate) or rate < 0) for rate in rates):
+        raise ValueError(text)
+    return Price(float(parts[0]), float(parts[1]), rates[2], rates[3], rates[4])
 
 
 def _read_settings(path: Path, parser: configparser.ConfigParser) -> list[tuple[Setting, Any]]:

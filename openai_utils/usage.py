@@ -2,14 +2,17 @@
 
 Every call that reaches a server adds its usage (from the server's own counts) to the client
 that made it and to the process total; a cache hit counts as a cached call and as tokens saved,
-never as billed tokens. Costs come from the price table in config (see pricing.py).
+never as billed tokens. Costs come from the price table in config (see pricing.py) and follow the
+bill: input tokens the server had cached (its `cached_tokens`, not this library's cache) at the
+cached-input rate, Batch API answers at the batch rates. Reasoning tokens are counted apart for
+the reader; they are already part of the output tokens, and billed as such.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from .config import default
 from .forksafe import renew_in_child
@@ -27,6 +30,9 @@ _FIELDS = (
     "cost_usd",
     "saved_cost_usd",
     "unpriced_calls",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "batch_calls",
 )
 
 
@@ -38,6 +44,7 @@ class _Tally:
     def __init__(self) -> None:
         self.input_tokens = self.output_tokens = self.total_tokens = 0
         self.model_calls = self.cached_calls = self.saved_tokens = self.unpriced_calls = 0
+        self.cached_input_tokens = self.reasoning_tokens = self.batch_calls = 0
         self.cost_usd = self.saved_cost_usd = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,13 +67,13 @@ class UsageStats:
         """A forked child keeps the counts so far but not a lock a parent thread may hold."""
         self._lock = threading.Lock()
 
-    def record(self, model: str | None, usage: Mapping[str, Any] | None, cached: bool) -> None:
+    def record(self, model: str | None, usage: Mapping[str, Any] | None, cached: bool, batch: bool = False) -> None:
         """Count one call: billed when it reached the server, saved when the cache answered."""
-        self.add(model, counted(model, usage), cached)
+        self.add(model, counted(model, usage, batch), cached)
 
     def add(self, model: str | None, counts: Counted, cached: bool) -> None:
         """Count one call whose usage was `counted` already (a call counts in several totals)."""
-        inputs, outputs, total, cost, priced = counts
+        inputs, outputs, total, cost, priced = counts[:5]
         with self._lock:
             tally = self._by_model.get(model or "unknown")
             if tally is None:
@@ -82,6 +89,9 @@ class UsageStats:
                 tally.total_tokens += total
                 tally.cost_usd += cost
                 tally.unpriced_calls += 0 if priced or not total else 1
+                tally.cached_input_tokens += counts.cached_input_tokens
+                tally.reasoning_tokens += counts.reasoning_tokens
+                tally.batch_calls += counts.batch
 
     def snapshot(self) -> dict[str, Any]:
         """The totals, plus `by_model` with the same fields per model."""
@@ -98,19 +108,50 @@ class UsageStats:
             self._by_model.clear()
 
 
-Counted = tuple[int, int, int, float, bool]
-"""A call's usage as the tallies take it: input, output and total tokens, cost, whether priced."""
+class Counted(NamedTuple):
+    """A call's usage as the tallies take it: its tokens, its cost, whether its model has a price."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost: float
+    priced: bool
+    cached_input_tokens: int = 0
+    """Of the input tokens, those the server had cached (billed at the cached-input rate)."""
+    reasoning_tokens: int = 0
+    """Of the output tokens, those a reasoning model spent thinking."""
+    batch: bool = False
+    """Answered by the Batch API (billed at the batch rates)."""
 
 
-def counted(model: str | None, usage: Mapping[str, Any] | None) -> Counted:
-    """The server's token counts of one call, and their cost at `model`'s price."""
+def counted(model: str | None, usage: Mapping[str, Any] | None, batch: bool = False) -> Counted:
+    """The server's token counts of one call, and their cost at `model`'s price.
+
+    Reads both usage shapes: chat completions and embeddings (`prompt_tokens`,
+    `completion_tokens`, `*_tokens_details`) and the Responses API (`input_tokens`,
+    `output_tokens`, `input_tokens_details`, `output_tokens_details`)."""
     get = (usage or {}).get
-    inputs = int(get("prompt_tokens") or 0)
-    outputs = int(get("completion_tokens") or 0)
-    total = int(get("total_tokens") or inputs + outputs)
+    inputs = _count(get("prompt_tokens", get("input_tokens")))
+    outputs = _count(get("completion_tokens", get("output_tokens")))
+    total = _count(get("total_tokens")) or inputs + outputs
+    cached = min(inputs, _detail(get("prompt_tokens_details", get("input_tokens_details")), "cached_tokens"))
+    reasoning = _detail(get("completion_tokens_details", get("output_tokens_details")), "reasoning_tokens")
     price = _price(model)
-    cost = (inputs * price[0] + outputs * price[1]) / 1_000_000 if price else 0.0
-    return inputs, outputs, total, cost, price is not None
+    cost = 0.0
+    if price is not None:
+        input_rate, cached_rate, output_rate = price.rates(batch)
+        cost = ((inputs - cached) * input_rate + cached * cached_rate + outputs * output_rate) / 1_000_000
+    return Counted(inputs, outputs, total, cost, price is not None, cached, reasoning, batch)
+
+
+def _count(value: Any) -> int:
+    """A token count as a server gave it; a missing or null one is 0."""
+    return int(value or 0)
+
+
+def _detail(details: Any, name: str) -> int:
+    """One count from a `*_tokens_details` object, which servers omit or send as null."""
+    return _count(details.get(name)) if isinstance(details, Mapping) else 0
 
 
 def _price(model: str | None) -> Price | None:
@@ -133,18 +174,31 @@ def format_stats(stats: Mapping[str, Any], out: TextIO | None = None) -> str:
         f"tokens {stats['total_tokens']} (input {stats['input_tokens']}, output {stats['output_tokens']}), "
         f"cost ${stats['cost_usd']:.4f}; saved by the cache: {stats['saved_tokens']} tokens, ${stats['saved_cost_usd']:.4f}"
     ]
+    details = [
+        f"{stats[name]} {words}"
+        for name, words in (
+            ("cached_input_tokens", "input tokens cached by the server (at the cached-input rate)"),
+            ("reasoning_tokens", "reasoning tokens (in the output)"),
+            ("batch_calls", "Batch API call(s) (at the batch rates)"),
+        )
+        if stats.get(name)
+    ]
+    if details:
+        lines.append("of which: " + ", ".join(details))
     if stats["unpriced_calls"]:
         lines.append(f"{stats['unpriced_calls']} call(s) to models with no price in config: not in the cost")
     by_model = stats.get("by_model") or {}
     if by_model:
         width = max(len(m) for m in by_model)
         lines.append(
-            f"{'model'.ljust(width)}  {'calls':>6}  {'cached':>6}  {'input':>9}  {'output':>9}  {'cost $':>10}"
+            f"{'model'.ljust(width)}  {'calls':>6}  {'cached':>6}  {'batch':>6}  {'input':>9}  "
+            f"{'cached in':>9}  {'output':>9}  {'reasoning':>9}  {'cost $':>10}"
         )
         for model, tally in by_model.items():
             lines.append(
                 f"{model.ljust(width)}  {tally['model_calls']:>6}  {tally['cached_calls']:>6}  "
-                f"{tally['input_tokens']:>9}  {tally['output_tokens']:>9}  {tally['cost_usd']:>10.4f}"
+                f"{tally['batch_calls']:>6}  {tally['input_tokens']:>9}  {tally['cached_input_tokens']:>9}  "
+                f"{tally['output_tokens']:>9}  {tally['reasoning_tokens']:>9}  {tally['cost_usd']:>10.4f}"
             )
     text = "\n".join(lines)
     if out is not None:

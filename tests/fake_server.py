@@ -402,6 +402,8 @@ class FakeOpenAIServer:
         self.clock: Callable[[], float] = time.monotonic
         """Stamps each arrival (`RecordedRequest.time`); a test may give the clock its client runs on."""
         self.requests: list[RecordedRequest] = []
+        self.usage_details: dict[str, Any] = {}
+        """Merged into every chat reply's usage (e.g. `prompt_tokens_details` with `cached_tokens`)."""
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -776,6 +778,7 @@ class FakeOpenAIServer:
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            **self.usage_details,
         }
         created = int(time.time())
         cid = f"chatcmpl-{n}"

@@ -14,6 +14,7 @@ import pytest
 
 from openai_utils import ConfigError, force_default_value
 from openai_utils.config import CONFIG_ENV_VAR, SETTINGS, Defaults, default
+from openai_utils.pricing import Price
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -433,7 +434,7 @@ def test_openai_section_in_any_case_is_read(tmp_path: Path, spelled: str) -> Non
 
 def test_prices_section_in_any_case_is_read(tmp_path: Path) -> None:
     (tmp_path / "config.ini").write_text("[prices]\nmy-model = 1.5, 3\n", encoding="utf-8")
-    assert default.prices()["my-model"] == (1.5, 3.0)
+    assert default.prices()["my-model"] == Price(1.5, 3.0)
 
 
 def test_one_section_spelled_two_ways_is_a_config_error(tmp_path: Path) -> None:

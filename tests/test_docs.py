@@ -6,7 +6,7 @@ import configparser
 import re
 from pathlib import Path
 
-from openai_utils.config import CONFIG_SECTION, PRICES_SECTION, SETTINGS
+from openai_utils.config import CONFIG_SECTION, PRICES_SECTION, SETTINGS, _price_line
 from openai_utils.pricing import DEFAULT_PRICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ def test_config_ini_lists_the_built_in_prices() -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read(ROOT / "config.ini", encoding="utf-8")
-    written = {model: tuple(float(x) for x in text.split(",")) for model, text in parser.items(PRICES_SECTION)}
+    written = {model: _price_line(text) for model, text in parser.items(PRICES_SECTION)}
     assert written == DEFAULT_PRICES
 
 

@@ -16,7 +16,8 @@ from openai_utils import (
     pretty_print_cost_stats,
     reset_cost_stats,
 )
-from openai_utils.usage import UsageStats, format_stats
+from openai_utils.pricing import Price
+from openai_utils.usage import UsageStats, counted, format_stats
 from tests.fake_server import FakeOpenAIServer
 
 HI = [{"role": "user", "content": "count these words please"}]
@@ -84,6 +85,73 @@ def test_a_bad_price_names_the_file_and_the_form(tmp_path: Path) -> None:
     default.reload()
     with pytest.raises(ConfigError, match=r"config.ini: \[Prices\] gpt-4o = 'cheap'.*gpt-4o = 0.15, 0.60"):
         default.prices()
+
+
+def test_optional_rates_are_read_and_bad_lines_say_the_form(tmp_path: Path) -> None:
+    from openai_utils import ConfigError
+
+    config = tmp_path / "config.ini"
+    config.write_text("[Prices]\nthree = 1, 4, 0.25\nfive = 1, 4, , 0.4, 1.6\n")
+    default.reload()
+    assert default.prices()["three"] == Price(1.0, 4.0, 0.25)
+    assert default.prices()["five"] == Price(1.0, 4.0, None, 0.4, 1.6)
+    for bad in ("1, 2, 3, 4, 5, 6", "1", ", 2", "1, 2, -0.5", "1, 2, nan"):
+        config.write_text(f"[Prices]\nm = {bad}\n")
+        default.reload()
+        with pytest.raises(ConfigError, match=r"expected 2 to 5 numbers.*cached input, batch input"):
+            default.prices()
+
+
+def test_cached_input_and_reasoning_tokens_are_priced_as_billed(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    (tmp_path / "config.ini").write_text("[Prices]\nbilled = 1000000, 4000000, 250000\n")
+    default.reload()
+    server.usage_details = {
+        "prompt_tokens_details": {"cached_tokens": 2, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 3},
+    }
+    usage = oai.send_message(HI, model="billed").usage
+    stats = oai.get_cost_stats()
+    assert usage["prompt_tokens"] > 2  # some input was not cached
+    uncached = usage["prompt_tokens"] - 2
+    assert stats["cost_usd"] == pytest.approx(uncached * 1 + 2 * 0.25 + usage["completion_tokens"] * 4)
+    assert stats["cached_input_tokens"] == 2 and stats["reasoning_tokens"] == 3
+    assert stats["by_model"]["billed"]["cached_input_tokens"] == 2
+    text = format_stats(stats)
+    assert "of which: 2 input tokens cached by the server" in text and "3 reasoning tokens" in text
+    assert "cached in" in text and "reasoning" in text
+
+
+def test_both_usage_shapes_and_batch_rates_are_counted(tmp_path: Path) -> None:
+    (tmp_path / "config.ini").write_text("[Prices]\nm = 1000000, 4000000, 500000\n")
+    default.reload()
+    chat, responses = (  # the same counts in the chat and in the Responses API's names
+        {
+            f"{inputs}_tokens": 10,
+            f"{outputs}_tokens": 6,
+            "total_tokens": 16,
+            f"{inputs}_tokens_details": {"cached_tokens": 4},
+            f"{outputs}_tokens_details": {"reasoning_tokens": 5},
+        }
+        for inputs, outputs in (("prompt", "completion"), ("input", "output"))
+    )
+    online = counted("m", chat)
+    assert online == counted("m", responses)
+    assert online.cost == pytest.approx(6 * 1 + 4 * 0.5 + 6 * 4)
+    assert (online.cached_input_tokens, online.reasoning_tokens, online.batch) == (4, 5, False)
+    batch = counted("m", chat, batch=True)
+    assert batch.cost == pytest.approx(online.cost / 2) and batch.batch
+    # details a server omits or sends as null count as nothing; a cached count never exceeds the input
+    assert counted("m", {"prompt_tokens": 3, "prompt_tokens_details": None}).cached_input_tokens == 0
+    assert counted("m", {"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 9}}).cached_input_tokens == 3
+    stats = UsageStats()
+    stats.record("m", chat, cached=False, batch=True)
+    stats.record("m", chat, cached=True, batch=True)  # a cache hit is saved, not billed: no batch call
+    snapshot = stats.snapshot()
+    assert snapshot["batch_calls"] == 1 and snapshot["model_calls"] == 1 and snapshot["cached_calls"] == 1
+    assert snapshot["cost_usd"] == pytest.approx(batch.cost) and snapshot["saved_cost_usd"] == pytest.approx(batch.cost)
+    assert "1 Batch API call(s)" in format_stats(snapshot)
 
 
 def test_pretty_print_shows_totals_and_models(oai: OpenAIClient, capsys: pytest.CaptureFixture[str]) -> None:
