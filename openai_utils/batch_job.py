@@ -274,7 +274,7 @@ class BatchJob:
     def _count(self, record: Mapping[str, Any]) -> None:
         """A new answer: a cache miss and a model call, at the batch price."""
         model = record.get("model")
-        counts = counted(model, record.get("usage"))
+        counts = counted(model, record.get("usage"), batch=True)
         with self.client._counter_lock:
             self.client.cache_misses += 1
         self.client.usage.add(model, counts, False)

@@ -312,3 +312,17 @@ def test_azure_global_batch_paths_line_format_and_api_version(
     lines = uploaded_lines(server)
     assert {line["url"] for line in lines} == {"/chat/completions"}
     assert {line["body"]["model"] for line in lines} == {"my-deployment"}
+
+
+def test_batch_answers_are_priced_at_the_batch_rate_and_counted_as_batch_calls(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    from openai_utils.usage import counted
+
+    results = oai.send_messages(conversations(4), batch=True, model="gpt-4o-mini")
+    stats = oai.get_cost_stats()
+    assert stats["batch_calls"] == 4 and stats["model_calls"] == 4
+    online = sum(counted("gpt-4o-mini", r.usage).cost for r in results)
+    assert stats["cost_usd"] == pytest.approx(online / 2)
+    oai.send_messages(conversations(4), batch=True, model="gpt-4o-mini")  # all hits now
+    assert oai.get_cost_stats()["batch_calls"] == 4
