@@ -62,8 +62,17 @@ class SDKBatchEndpoints:
         return _json(self._get(f"/batches/{batch_id}", self.timeout), "/batches")
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
-        """POST /batches/{id}/cancel: the batch object, now cancelling."""
-        return post_json(self.sdk, f"/batches/{batch_id}/cancel", {}, self.timeout, self.auth_hint)
+        """POST /batches/{id}/cancel, with no body (the spec declares none): the batch, now cancelling."""
+        import openai
+
+        from .wire import attempt_bounds, bounded
+
+        try:
+            with bounded(attempt_bounds(self.timeout)):
+                raw = self.sdk.post(f"/batches/{batch_id}/cancel", cast_to=bytes, options={"timeout": self.timeout})
+        except openai.APIError as exc:
+            raise translate_error(exc, self.auth_hint) from exc
+        return _json(raw, "/batches")
 
     def list(self, after: str | None = None, limit: int = 100) -> dict[str, Any]:
         """GET /batches: one page of the account's batches, newest first."""
