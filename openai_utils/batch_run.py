@@ -13,8 +13,10 @@ call; `batch="auto"` sends the items online instead, with one WARNING.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .batch_job import BatchJob, Shape
@@ -22,7 +24,7 @@ from .batch_plan import batch_line, job_identity, split_lines
 from .batch_record import JobRecord, load_record, records_folder
 from .call import CHAT_ARGUMENTS, Call, prepare_chat, prepare_embedding
 from .config import default
-from .exceptions import BatchUnsupportedError, ConfigError, InvalidRequestError
+from .exceptions import BatchUnsupportedError, CacheError, ConfigError, InvalidRequestError
 from .request import CHAT, EMBEDDING
 from .response import chat_result
 
@@ -162,40 +164,54 @@ def _submit(client: OpenAIClient, kind: str, items: Sequence[Call | Exception], 
             "batch=True keeps every answer in the cache, so that a rerun never pays twice: turn the cache on "
             "(CACHE_API_CALLS = True in config.ini, or client().set_api_cache(True))"
         )
-    endpoints_probe(client)
     keys = [str(call.key) for call in calls]
     folder = records_folder(cache.path)
     job_id = job_identity(keys)
-    record = load_record(folder, job_id) or JobRecord.new(
-        folder, job_id, kind, client._endpoint(), client.api_type, len(set(keys))
-    )
-    record.data["parts"] = [part for part in record.parts if part["file_id"] is not None or part["collected"]]
-    pending = record.pending_ids()
-    todo: dict[str, Call] = {}
+    missing: dict[str, Call] = {}
     for call in calls:
         key = str(call.key)
-        if key not in todo and key not in pending and cache.get(key) is _missing():
-            todo[key] = call
-    url = client.backend.batch_url(kind)
-    parts = split_lines(
-        ((key, batch_line(key, url, call.request)) for key, call in todo.items()),
-        default["batch_max_requests"],
-        default["batch_max_bytes"],
-    )
-    files: dict[int, bytes] = {}
-    for part in parts:
-        files[len(record.parts)] = part.data
-        record.add_part(part.custom_ids)
-    if parts:
-        record.save()
-    job = _Job(client, record, items, shape)
-    try:
-        job.submit(files)
-    except InvalidRequestError as exc:
-        if exc.status_code in (404, 405):
-            raise unsupported(client, str(exc)) from exc
-        raise
+        if key not in missing and cache.get(key) is _missing():
+            missing[key] = call
+    new = JobRecord.new(folder, job_id, kind, client._endpoint(), client.api_type, len(set(keys)))
+    if not missing:  # all answered: nothing to send, nothing to write down
+        return _Job(client, new, items, shape)
+    endpoints_probe(client)
+    with _locked(new.path):  # another process submitting the same job waits, then finds it recorded
+        record = load_record(folder, job_id) or new
+        record.data["parts"] = [part for part in record.parts if part["file_id"] is not None or part["collected"]]
+        pending = record.pending_ids()
+        url = client.backend.batch_url(kind)
+        parts = split_lines(
+            ((key, batch_line(key, url, call.request)) for key, call in missing.items() if key not in pending),
+            default["batch_max_requests"],
+            default["batch_max_bytes"],
+        )
+        files: dict[int, bytes] = {}
+        for part in parts:
+            files[len(record.parts)] = part.data
+            record.add_part(part.custom_ids)
+        if parts:
+            record.save()
+        job = _Job(client, record, items, shape)
+        try:
+            job.submit(files)
+        except InvalidRequestError as exc:
+            if exc.status_code in (404, 405):
+                raise unsupported(client, str(exc)) from exc
+            raise
     return job
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """The record's lock (cache_disk.file_lock, beside it) held while a job is planned and submitted."""
+    from .cache_disk import NoLock, ReadOnly, file_lock
+
+    try:
+        with file_lock(path):
+            yield
+    except (ReadOnly, NoLock) as exc:
+        raise CacheError(f"batch record {path} cannot be locked: {exc}") from None
 
 
 class _Job(BatchJob):

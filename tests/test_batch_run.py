@@ -326,3 +326,47 @@ def test_batch_answers_are_priced_at_the_batch_rate_and_counted_as_batch_calls(
     assert stats["cost_usd"] == pytest.approx(online / 2)
     oai.send_messages(conversations(4), batch=True, model="gpt-4o-mini")  # all hits now
     assert oai.get_cost_stats()["batch_calls"] == 4
+
+
+def test_a_process_killed_while_polling_is_resumed_by_the_next_one(
+    oai: OpenAIClient, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """A real process, killed with SIGKILL mid-poll (no cleanup at all), then the same call here."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    server.batch_api.progress = ["validating"] + ["in_progress"] * 100_000 + ["completed"]
+    (tmp_path / "config.ini").write_text("[OpenAI]\nCACHE_API_CALLS = True\nBATCH_POLL_INTERVAL = 0.01\n")
+    script = (
+        "from openai_utils import client\n"
+        "client().send_messages([[{'role': 'user', 'content': f'q{i}'}] for i in range(20)], batch=True)\n"
+    )
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env)
+    try:
+        assert len(server.wait_for_requests("/batches/batch_1", 3, timeout=120.0)) >= 3, "the child never polled"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert len(posts(server, "/files")) == 1 and len(posts(server, "/batches")) == 1
+
+    server.batch_api.progress = ["completed"]
+    results = oai.send_messages(conversations(20), batch=True)
+    assert len(posts(server, "/files")) == 1 and len(posts(server, "/batches")) == 1
+    assert [r["content"] for r in results] == [f"echo: q{i}" for i in range(20)]
+
+
+def test_two_submitters_of_the_same_job_at_once_pay_once(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    import threading
+
+    jobs: list[Any] = []
+    threads = [threading.Thread(target=lambda: jobs.append(oai.submit_batch(conversations(30)))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(posts(server, "/files")) == 1 and len(posts(server, "/batches")) == 1
+    assert [r["content"] for r in jobs[1].results()] == [f"echo: q{i}" for i in range(30)]
