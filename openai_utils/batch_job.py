@@ -221,10 +221,13 @@ class BatchJob:
                 continue
             answered: set[str] = set()
             endpoints = self._endpoints()
+            stored: list[tuple[str, Any, Any]] = []
             for field in ("output_file_id", "error_file_id"):
                 if part.get(field):
                     for line in _lines(endpoints.content(part[field])):
-                        answered.add(self._take(cache, part, line))
+                        answered.add(self._take(stored, part, line))
+            if cache is not None:
+                cache.put_many(stored)
             missing = [custom_id for custom_id in part["custom_ids"] if custom_id not in answered]
             if missing:
                 left += len(missing)
@@ -247,8 +250,8 @@ class BatchJob:
                 ", ".join(sorted({str(p["status"]) for p in self.record.parts if p["status"] != "completed"})),
             )
 
-    def _take(self, cache: ResponseCache | None, part: Mapping[str, Any], line: Mapping[str, Any]) -> str:
-        """One line of an output or error file: its answer stored, or its error kept."""
+    def _take(self, stored: list[tuple[str, Any, Any]], part: Mapping[str, Any], line: Mapping[str, Any]) -> str:
+        """One line of an output or error file: its answer added to `stored`, or its error kept."""
         custom_id = str(line.get("custom_id"))
         response = _object(line.get("response"))
         body = response.get("body")
@@ -265,8 +268,7 @@ class BatchJob:
         except APIError as exc:
             self.errors[custom_id] = exc
             return custom_id
-        if cache is not None:
-            cache.put(custom_id, record, call.request if call is not None else None)
+        stored.append((custom_id, record, call.request if call is not None else None))
         self._fresh.add(custom_id)
         self._count(record)
         return custom_id
