@@ -242,12 +242,27 @@ def test_a_server_without_batches_is_a_clear_error_or_with_auto_the_online_path(
     assert sum('batch="auto"' in r.message for r in caplog.records) == 1
 
 
-def test_the_local_model_has_no_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    from openai_utils.local.client import LocalBackend
+def test_the_local_model_has_no_batches_and_says_so_before_starting_anything() -> None:
+    from openai_utils.local.client import LocalBackend, LocalClient
 
-    backend = LocalBackend.__new__(LocalBackend)
-    with pytest.raises(BatchUnsupportedError):
-        backend.batch_endpoints()
+    local = LocalClient()
+    with pytest.raises(BatchUnsupportedError) as raised:
+        local.send_messages(conversations(2), batch=True)
+    assert "local" in str(raised.value) and "without batch=True" in str(raised.value)
+    assert isinstance(local.backend, LocalBackend) and local.backend._sdks == {}  # no server was started
+
+
+def test_wait_gives_up_at_its_timeout_on_the_injected_clock(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    from openai_utils.batch_job import BatchJob
+    from tests.fake_clock import FakeClock
+
+    server.batch_api.progress = ["validating"] + ["in_progress"] * 100 + ["completed"]
+    submitted = oai.submit_batch(conversations(2))
+    clock = FakeClock()
+    job = BatchJob(oai, submitted.record, sleep=clock.sleep, clock=clock)
+    assert job.wait(poll_interval=10, timeout=60) is False
+    assert clock.sleeps == [10] * 6 and len(server.requests_to("/batches/batch_1")) == 7
+    assert not job.finished()
 
 
 def test_batch_needs_the_cache_and_a_valid_batch_argument(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
