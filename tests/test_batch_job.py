@@ -42,3 +42,17 @@ def test_a_line_that_is_not_json_is_skipped_with_a_warning(caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING, "openai_utils"):
         assert _lines(b'{"a": 1}\n\nnot json\n[1]\n{"b": 2}\n') == [{"a": 1}, {"b": 2}]
     assert "line 3" in caplog.text and "line 4" in caplog.text
+
+
+def test_import_loads_no_batch_module_until_one_is_used() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, openai_utils\n"
+        "print(sorted(m for m in sys.modules if m.startswith('openai_utils.batch')))\n"
+        "openai_utils.BatchJob\n"
+        "print(sorted(m for m in sys.modules if m.startswith('openai_utils.batch')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["[]", "['openai_utils.batch_job']"]
