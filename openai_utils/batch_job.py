@@ -15,22 +15,15 @@ answering holds a BatchError, and one WARNING says how many remain: rerunning su
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from .batch_files import json_lines, json_object, line_error
 from .cache import MISSING, ResponseCache, cache_for_calls
 from .config import default
-from .exceptions import (
-    APIError,
-    AuthenticationError,
-    BatchError,
-    InvalidRequestError,
-    RateLimitError,
-    ServerError,
-)
+from .exceptions import APIError, BatchError, NonTerminalError
 from .request import EMBEDDING
 from .response import chat_record, check_record, embedding_record
 from .usage import counted, process_usage
@@ -45,6 +38,7 @@ __all__ = ["BatchJob"]
 logger = logging.getLogger("openai_utils")
 
 Shape = Callable[[int, Mapping[str, Any], bool], Any]
+T = TypeVar("T")
 
 
 class BatchJob:
@@ -94,20 +88,36 @@ class BatchJob:
             if part["file_id"] is None:
                 if index not in files:
                     raise BatchError(f"part {index} of {self.job_id} was never uploaded and its lines are gone")
-                uploaded = endpoints.upload(f"{self.job_id}-{index}.jsonl", files[index])
+                uploaded = self._send(endpoints.upload, f"{self.job_id}-{index}.jsonl", files[index])
                 part["file_id"] = uploaded["id"]
                 self.record.save()
-            batch = self._created_before(endpoints, part["file_id"]) or endpoints.create(
-                {
-                    "input_file_id": part["file_id"],
-                    "endpoint": self.client.backend.batch_url(kind),
-                    "completion_window": "24h",
-                    "metadata": {"openai_utils_job": self.job_id, "part": str(index)},
-                }
-            )
+            body = {
+                "input_file_id": part["file_id"],
+                "endpoint": self.client.backend.batch_url(kind),
+                "completion_window": "24h",
+                "metadata": {"openai_utils_job": self.job_id, "part": str(index)},
+            }
+            # each attempt looks first: a create whose answer was lost may have made the batch
+            batch = self._send(self._find_or_create, endpoints, body)
             self._note(part, batch)
             self.record.save()
             logger.info("batch %s submitted: %d requests (%s)", batch["id"], len(part["custom_ids"]), self.job_id)
+
+    def _send(self, request: Callable[..., T], *args: Any) -> T:
+        """One request to a batch endpoint, retried as an online call is (MAX_ATTEMPTS, the
+        backoff waits, through the client's sleep) when it fails with a NonTerminalError."""
+        from .call import retry_policy
+
+        attempts = retry_policy(None, None, None).start(self.client._random)
+        while True:
+            try:
+                return request(*args)
+            except NonTerminalError as exc:
+                self._sleep(attempts.failed(exc))
+
+    def _find_or_create(self, endpoints: Any, body: Mapping[str, Any]) -> dict[str, Any]:
+        found = self._created_before(endpoints, body["input_file_id"])
+        return found if found is not None else dict(endpoints.create(body))
 
     @staticmethod
     def _created_before(endpoints: Any, file_id: str) -> dict[str, Any] | None:
@@ -142,7 +152,7 @@ class BatchJob:
         for part in self._live():
             if part["status"] in TERMINAL:
                 continue
-            self._note(part, self._endpoints().retrieve(part["batch_id"]))
+            self._note(part, self._send(self._endpoints().retrieve, part["batch_id"]))
             changed = True
         if changed:
             self.record.save()
@@ -203,7 +213,7 @@ class BatchJob:
 
         for part in self._live():
             if part["status"] not in TERMINAL and part["status"] != "cancelling":
-                self._note(part, self._endpoints().cancel(part["batch_id"]))
+                self._note(part, self._send(self._endpoints().cancel, part["batch_id"]))
         self.record.save()
         return self.status()
 
@@ -224,7 +234,7 @@ class BatchJob:
             stored: list[tuple[str, Any, Any]] = []
             for field in ("output_file_id", "error_file_id"):
                 if part.get(field):
-                    for line in _lines(endpoints.content(part[field])):
+                    for line in json_lines(self._send(endpoints.content, part[field])):
                         answered.add(self._take(stored, part, line))
             if cache is not None:
                 cache.put_many(stored)
@@ -253,10 +263,10 @@ class BatchJob:
     def _take(self, stored: list[tuple[str, Any, Any]], part: Mapping[str, Any], line: Mapping[str, Any]) -> str:
         """One line of an output or error file: its answer added to `stored`, or its error kept."""
         custom_id = str(line.get("custom_id"))
-        response = _object(line.get("response"))
+        response = json_object(line.get("response"))
         body = response.get("body")
         if response.get("status_code") != 200 or line.get("error") or not isinstance(body, dict):
-            self.errors[custom_id] = _line_error(line, part["batch_id"])
+            self.errors[custom_id] = line_error(line, part["batch_id"])
             return custom_id
         call = self._by_key.get(custom_id)
         try:
@@ -312,58 +322,6 @@ class BatchJob:
                 self.client._account(call, value, hit=True)
             out.append(self._shape(index, value, cached) if self._shape is not None else value)
         return out
-
-
-_BY_STATUS: dict[int, type[APIError]] = {
-    400: InvalidRequestError,
-    404: InvalidRequestError,
-    422: InvalidRequestError,
-    401: AuthenticationError,
-    403: AuthenticationError,
-    429: RateLimitError,
-}
-
-
-def _line_error(line: Mapping[str, Any], batch_id: str) -> APIError:
-    """The exception of a line the batch answered with an error, with the server's message."""
-    response = _object(line.get("response"))
-    body = response.get("body")
-    error = _object(line.get("error") or (body.get("error") if isinstance(body, dict) else None))
-    status = response.get("status_code")
-    message = str(error.get("message") or f"the request failed with status {status}")
-    fields: dict[str, Any] = {
-        "status_code": status if isinstance(status, int) else None,
-        "request_id": response.get("request_id"),
-        "code": error.get("code"),
-        "body": body,
-    }
-    if not isinstance(status, int):
-        return BatchError(f"batch {batch_id}: {message}", batch_id=batch_id, **fields)
-    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 or status in (408, 409) else None)
-    if cls is None:
-        return BatchError(f"batch {batch_id}: {message}", batch_id=batch_id, **fields)
-    return cls(f"batch {batch_id}: {message}", **fields)
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}  # a JSON object, or an empty one
-
-
-def _lines(data: bytes) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file; a line that is not one is skipped with a WARNING."""
-    out = []
-    for number, raw in enumerate(data.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            line = None
-        if isinstance(line, dict):
-            out.append(line)
-        else:
-            logger.warning("line %d of a batch file is not a JSON object; skipped: %r", number, raw[:200])
-    return out
 
 
 def _answered(part: Mapping[str, Any]) -> int:

@@ -1,47 +1,11 @@
-"""batch_job's reading of output and error files: each line's error from the one tree."""
+"""batch_job: the handle's own behaviour (the whole path runs in test_batch_run.py)."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
-from openai_utils import AuthenticationError, BatchError, InvalidRequestError, RateLimitError, ServerError
-from openai_utils.batch_job import _line_error, _lines
-
-
-def line(status: int | None, message: str = "nope", code: str | None = None) -> dict[str, object]:
-    body = {"error": {"message": message, "code": code}}
-    return {"custom_id": "k", "response": {"status_code": status, "request_id": "req_9", "body": body}}
-
-
-@pytest.mark.parametrize(
-    ("status", "kind"),
-    [
-        (400, InvalidRequestError),
-        (404, InvalidRequestError),
-        (401, AuthenticationError),
-        (429, RateLimitError),
-        (500, ServerError),
-        (418, BatchError),
-    ],
-)
-def test_each_failed_line_becomes_the_error_its_status_calls_for(status: int, kind: type[Exception]) -> None:
-    error = _line_error(line(status, "the server's words", "some_code"), "batch_7")
-    assert type(error) is kind
-    assert "the server's words" in str(error) and "batch_7" in str(error)
-    assert error.status_code == status and error.request_id == "req_9" and error.code == "some_code"
-
-
-def test_a_line_with_only_an_error_object_is_a_batch_error() -> None:
-    error = _line_error({"custom_id": "k", "response": None, "error": {"code": "x", "message": "expired"}}, "b")
-    assert isinstance(error, BatchError) and error.batch_id == "b" and "expired" in str(error)
-
-
-def test_a_line_that_is_not_json_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, "openai_utils"):
-        assert _lines(b'{"a": 1}\n\nnot json\n[1]\n{"b": 2}\n') == [{"a": 1}, {"b": 2}]
-    assert "line 3" in caplog.text and "line 4" in caplog.text
+from openai_utils import OpenAIClient, RetriesExhaustedError, default
+from tests.fake_server import FakeOpenAIServer, Fault
 
 
 def test_import_loads_no_batch_module_until_one_is_used() -> None:
@@ -55,4 +19,30 @@ def test_import_loads_no_batch_module_until_one_is_used() -> None:
         "print(sorted(m for m in sys.modules if m.startswith('openai_utils.batch')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.splitlines() == ["[]", "['openai_utils.batch_job']"]
+    before, after = result.stdout.splitlines()
+    assert before == "[]" and "'openai_utils.batch_job'" in after
+
+
+def test_a_transient_failure_of_a_batch_request_is_retried_without_paying_twice(
+    oai: OpenAIClient, server: FakeOpenAIServer, sleeps: list[float]
+) -> None:
+    default.force("cache_api_calls", True)
+    server.script(Fault.status(503), path="/files")
+    server.script(Fault.status(429), path="/batches")  # the look before creating: retried, then created once
+    server.script(Fault.reset(), path="/batches/batch_1")
+    results = oai.send_messages([[{"role": "user", "content": f"q{i}"}] for i in range(3)], batch=True)
+    assert [r["content"] for r in results] == ["echo: q0", "echo: q1", "echo: q2"]
+    assert len([r for r in server.requests_to("/files") if r.method == "POST"]) == 2
+    assert len([r for r in server.requests_to("/batches") if r.method == "POST"]) == 1
+    assert sleeps[:3] == [1.0, 1.0, 1.0]  # WAITING_TIME before each retry (no jitter at random 0.5)
+
+
+def test_a_batch_request_that_keeps_failing_gives_up_after_max_attempts(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    default.force("cache_api_calls", True)
+    default.force("max_attempts", 2)
+    server.fail_always(Fault.status(500))
+    with pytest.raises(RetriesExhaustedError):
+        oai.send_messages([[{"role": "user", "content": "q"}]], batch=True)
+    assert len(server.requests) == 2
