@@ -237,7 +237,13 @@ def _missing() -> Any:
 
 
 def endpoints_probe(client: OpenAIClient) -> None:
-    """Raise BatchUnsupportedError when the client's backend has no batch endpoints at all."""
+    """Raise BatchUnsupportedError when the client's backend has no batch endpoints at all, or
+    when the client sends its own way (a custom `_raw_model_call` / `_raw_embedding_call`, which a
+    batch would bypass)."""
+    raw_calls = ("_raw_model_call", "_raw_embedding_call")
+    custom = [name for name in raw_calls if getattr(type(client), name).__module__ != "openai_utils.openai_client"]
+    if custom:
+        raise unsupported(client, f"{type(client).__name__} sends through its own {' and '.join(custom)}")
     try:
         client.backend.batch_endpoints()
     except BatchUnsupportedError as exc:

@@ -385,3 +385,15 @@ def test_two_submitters_of_the_same_job_at_once_pay_once(oai: OpenAIClient, serv
         thread.join()
     assert len(posts(server, "/files")) == 1 and len(posts(server, "/batches")) == 1
     assert [r["content"] for r in jobs[1].results()] == [f"echo: q{i}" for i in range(30)]
+
+
+def test_a_client_with_its_own_raw_call_is_not_bypassed_by_a_batch(server: FakeOpenAIServer) -> None:
+    class Custom(OpenAIClient):
+        def _raw_model_call(self, request: Any, timeout: float) -> dict[str, Any]:
+            return {"choices": [{"message": {"role": "assistant", "content": "mine"}, "finish_reason": "stop"}]}
+
+    custom = Custom()
+    with pytest.raises(BatchUnsupportedError, match="_raw_model_call"):
+        custom.send_messages(conversations(2), batch=True)
+    assert [r["content"] for r in custom.send_messages(conversations(2), batch="auto")] == ["mine", "mine"]
+    assert server.requests == []
