@@ -152,9 +152,10 @@ class BatchJob:
         for part in self._live():
             if part["status"] in TERMINAL:
                 continue
+            before = (part["status"], part["request_counts"])
             self._note(part, self._send(self._endpoints().retrieve, part["batch_id"]))
-            changed = True
-        if changed:
+            changed = changed or (part["status"], part["request_counts"]) != before
+        if changed:  # the record is rewritten only when something moved
             self.record.save()
 
     def finished(self) -> bool:
@@ -232,10 +233,12 @@ class BatchJob:
             answered: set[str] = set()
             endpoints = self._endpoints()
             stored: list[tuple[str, Any, Any]] = []
+            ours = set(part["custom_ids"])
             for field in ("output_file_id", "error_file_id"):
                 if part.get(field):
                     for line in json_lines(self._send(endpoints.content, part[field])):
-                        answered.add(self._take(stored, part, line))
+                        if line.get("custom_id") in ours:  # never store what this part did not ask
+                            answered.add(self._take(stored, part, line))
             if cache is not None:
                 cache.put_many(stored)
             missing = [custom_id for custom_id in part["custom_ids"] if custom_id not in answered]

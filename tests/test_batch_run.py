@@ -397,3 +397,15 @@ def test_a_client_with_its_own_raw_call_is_not_bypassed_by_a_batch(server: FakeO
         custom.send_messages(conversations(2), batch=True)
     assert [r["content"] for r in custom.send_messages(conversations(2), batch="auto")] == ["mine", "mine"]
     assert server.requests == []
+
+
+def test_a_line_the_job_did_not_ask_for_is_never_stored(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
+    server.batch_api.progress = ["completed"]
+    job = oai.submit_batch(conversations(2))
+    assert job.status()["status"] == "completed"
+    output = server.batch_api.files[job.record.parts[0]["output_file_id"]]
+    first = json.loads(output["data"].splitlines()[0])
+    output["data"] += json.dumps({**first, "custom_id": "not-ours"}).encode() + b"\n"
+    assert [r["content"] for r in job.results()] == ["echo: q0", "echo: q1"]
+    cache = open_cache(default["cache_file_name"])
+    assert len(cache) == 2 and "not-ours" not in cache
