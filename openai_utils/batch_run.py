@@ -134,13 +134,18 @@ def map_llm_call(
 
 
 def get_embedding(
-    client: OpenAIClient, texts: str | Sequence[str], model: str | None, timeout: float | None, batch: bool | str
+    client: OpenAIClient,
+    texts: str | Sequence[str],
+    model: str | None,
+    timeout: float | None,
+    max_attempts: int | None,
+    batch: bool | str,
 ) -> Any:
     """get_embedding(batch=...): the parts an online call would send, as one batch job; the
     vectors in order. A part that failed raises its error, as the online call does."""
 
     def batched() -> Any:
-        calls: list[Call | Exception] = list(prepare_embedding(client._target(), texts, model, timeout, None))
+        calls: list[Call | Exception] = list(prepare_embedding(client._target(), texts, model, timeout, max_attempts))
         job = _submit(client, EMBEDDING, calls, lambda index, record, cached: record["vectors"])
         vectors: list[Any] = []
         for part in job.results():
@@ -149,7 +154,7 @@ def get_embedding(
             vectors.extend(part)
         return vectors[0] if isinstance(texts, str) else vectors
 
-    return _or_online(client, batch, lambda: client.get_embedding(texts, model, timeout), batched)
+    return _or_online(client, batch, lambda: client.get_embedding(texts, model, timeout, max_attempts), batched)
 
 
 # -- the job --------------------------------------------------------------------------------------

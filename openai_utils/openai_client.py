@@ -285,7 +285,7 @@ class OpenAIClient:
         if batch is not False:
             from . import batch_run
 
-            return batch_run.get_embedding(self, text, model, timeout, batch)
+            return batch_run.get_embedding(self, text, model, timeout, max_attempts, batch)
         vectors: list[Any] = []
         for call in prepare_embedding(self._target(), text, model, timeout, max_attempts):
             outcome = drivers.run(self, call, "embedding")

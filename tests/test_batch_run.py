@@ -409,3 +409,15 @@ def test_a_line_the_job_did_not_ask_for_is_never_stored(oai: OpenAIClient, serve
     assert [r["content"] for r in job.results()] == ["echo: q0", "echo: q1"]
     cache = open_cache(default["cache_file_name"])
     assert len(cache) == 2 and "not-ours" not in cache
+
+
+def test_embeddings_with_auto_on_a_server_without_batches_go_online(
+    oai: OpenAIClient, server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.batch_api.supported = False
+    with caplog.at_level(logging.WARNING, "openai_utils"):
+        vectors = oai.get_embedding(["a", "b"], batch="auto", max_attempts=2)
+    assert len(vectors) == 2 and len(server.requests_to("/embeddings")) == 1
+    assert "sending the requests online instead" in caplog.text
+    with pytest.raises(BatchUnsupportedError):
+        oai.get_embedding(["c"], batch=True)
