@@ -19,12 +19,33 @@ from typing import Any, NamedTuple
 
 from .exceptions import InvalidRequestError
 
-__all__ = ["MAX_REQUESTS", "MAX_BYTES", "Part", "job_identity", "batch_line", "split_lines"]
+__all__ = [
+    "MAX_REQUESTS",
+    "MAX_BYTES",
+    "MAX_EMBEDDING_INPUTS",
+    "max_requests",
+    "Part",
+    "job_identity",
+    "batch_line",
+    "split_lines",
+]
 
 MAX_REQUESTS = 50_000
 """Most lines in one batch input file (the OpenAI and Azure limit)."""
 MAX_BYTES = 200 * 1024 * 1024
 """Most bytes in one batch input file (the OpenAI and Azure limit: 200 MB)."""
+MAX_EMBEDDING_INPUTS = 50_000
+"""Most embedding inputs in one batch, over all its requests (OpenAI's limit)."""
+
+
+def max_requests(kind: str, configured: int) -> int:
+    """Requests per batch for `kind`: BATCH_MAX_REQUESTS, and for embeddings few enough that
+    requests of the most texts one may carry stay within MAX_EMBEDDING_INPUTS."""
+    from .request import EMBEDDING, EMBEDDING_INPUTS_PER_REQUEST
+
+    if kind == EMBEDDING:
+        return min(configured, MAX_EMBEDDING_INPUTS // EMBEDDING_INPUTS_PER_REQUEST)
+    return configured
 
 
 class Part(NamedTuple):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .batch_job import BatchJob, Shape
-from .batch_plan import batch_line, job_identity, split_lines
+from .batch_plan import batch_line, job_identity, max_requests, split_lines
 from .batch_record import JobRecord, load_record, records_folder
 from .call import CHAT_ARGUMENTS, Call, prepare_chat, prepare_embedding
 from .config import default
@@ -188,7 +188,7 @@ def _submit(client: OpenAIClient, kind: str, items: Sequence[Call | Exception], 
         url = client.backend.batch_url(kind)
         parts = split_lines(
             ((key, batch_line(key, url, call.request)) for key, call in missing.items() if key not in pending),
-            default["batch_max_requests"],
+            max_requests(kind, default["batch_max_requests"]),
             default["batch_max_bytes"],
         )
         files: dict[int, bytes] = {}

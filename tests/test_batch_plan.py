@@ -7,7 +7,7 @@ import json
 import pytest
 
 from openai_utils import InvalidRequestError, default
-from openai_utils.batch_plan import MAX_BYTES, MAX_REQUESTS, batch_line, job_identity, split_lines
+from openai_utils.batch_plan import MAX_BYTES, MAX_REQUESTS, batch_line, job_identity, max_requests, split_lines
 
 
 def test_the_real_limits_are_the_defaults() -> None:
@@ -44,3 +44,11 @@ def test_a_line_larger_than_a_file_is_refused() -> None:
 def test_the_identity_is_the_set_of_keys() -> None:
     assert job_identity(["b", "a", "a"]) == job_identity(["a", "b"]) != job_identity(["a"])
     assert job_identity(["a"]).startswith("job-")
+
+
+def test_an_embeddings_batch_stays_within_50000_inputs() -> None:
+    from openai_utils.request import EMBEDDING_INPUTS_PER_REQUEST
+
+    assert max_requests("chat", 50_000) == 50_000 and max_requests("chat", 7) == 7
+    assert max_requests("embedding", 50_000) * EMBEDDING_INPUTS_PER_REQUEST <= 50_000
+    assert max_requests("embedding", 50_000) == 24 and max_requests("embedding", 5) == 5

@@ -301,10 +301,11 @@ def test_llm_call_map_in_a_batch_gives_what_the_online_map_gives(
 
 
 def test_embeddings_in_a_batch_are_the_online_vectors(oai: OpenAIClient, server: FakeOpenAIServer) -> None:
-    texts = [f"text {i}" for i in range(3000)]  # two parts, as online
+    texts = [f"text {i}" for i in range(3000)]  # two requests, as online
     vectors = oai.get_embedding(texts, batch=True)
     lines = uploaded_lines(server)
     assert [len(line["body"]["input"]) for line in lines] == [2048, 952]
+    assert len(posts(server, "/batches")) == 1
     assert {line["url"] for line in lines} == {"/v1/embeddings"}
     server.reset()
     assert oai.get_embedding(texts) == vectors and server.requests == []
@@ -421,3 +422,14 @@ def test_embeddings_with_auto_on_a_server_without_batches_go_online(
     assert "sending the requests online instead" in caplog.text
     with pytest.raises(BatchUnsupportedError):
         oai.get_embedding(["c"], batch=True)
+
+
+def test_an_embeddings_job_over_50000_texts_is_split_to_stay_within_the_input_limit(
+    oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    server.batch_api.progress = ["completed"]
+    texts = [f"t{i}" for i in range(60_000)]  # 30 requests of up to 2,048 texts
+    vectors = oai.get_embedding(texts, batch=True, model="text-embedding-3-small")
+    inputs = [sum(len(line["body"]["input"]) for line in uploaded_lines(server, i)) for i in range(2)]
+    assert inputs == [24 * 2048, 60_000 - 24 * 2048] and len(posts(server, "/batches")) == 2
+    assert len(vectors) == 60_000
