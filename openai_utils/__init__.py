@@ -21,6 +21,8 @@ from .exceptions import (
     APIError,
     APITimeoutError,
     AuthenticationError,
+    BatchError,
+    BatchUnsupportedError,
     CacheError,
     ConfigError,
     ContentFilterError,
@@ -78,6 +80,8 @@ def __getattr__(name: str) -> Any:
         return _local()
     if name == "LocalClient":
         return _local().LocalClient
+    if name == "BatchJob":  # the batch modules load with the first batch
+        return importlib.import_module(".batch_job", __name__).BatchJob
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -122,6 +126,9 @@ __all__ = [
     "AuthenticationError",
     "QuotaExceededError",
     "RetriesExhaustedError",
+    "BatchError",
+    "BatchUnsupportedError",
+    "BatchJob",
     "NonTerminalError",
     "RateLimitError",
     "ServerError",

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .backend import Backend
+from .backend import PATHS, Backend
 from .config import default
 from .exceptions import MissingCredentialsError
 from .openai_client import OpenAIClient
@@ -98,6 +98,10 @@ class AzureBackend(SDKBackend):
             settings.token_provider,
             asynchronous,
         )
+
+    def batch_url(self, kind: str) -> str:
+        """Azure Global Batch lines and batches name the path without /v1 (the deployment is the model)."""
+        return PATHS[kind]
 
     def endpoint(self) -> str:
         return os.environ.get("AZURE_OPENAI_BASE_URL") or os.environ.get("AZURE_OPENAI_ENDPOINT", "")

@@ -77,6 +77,18 @@ class Backend:
         """Reword a server's error for this kind of server; the default keeps it."""
         return error
 
+    def batch_endpoints(self) -> Any:
+        """The server's batch endpoints (batch_transport.SDKBatchEndpoints' methods: upload,
+        create, retrieve, cancel, list, content), for jobs that answer later (batch.md); a
+        backend without them raises BatchUnsupportedError naming its server."""
+        from .exceptions import BatchUnsupportedError
+
+        raise BatchUnsupportedError(f"{type(self).__name__} ({self.endpoint()}) has no batch endpoints")
+
+    def batch_url(self, kind: str) -> str:
+        """The `url` of a batch line and the `endpoint` of a batch for `kind` (OpenAI's form)."""
+        return "/v1" + PATHS[kind]
+
     def close(self) -> None:
         """Close the sync connections; the next request opens new ones."""
 

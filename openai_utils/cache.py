@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,18 +108,30 @@ class ResponseCache(FileMirror):
         A key another process already wrote is kept. When the answer cannot be stored (a full
         disk, a read-only place) this logs a WARNING and returns: the caller has its answer.
         """
-        check_plain(value)
-        value_bytes = self._dumps(value, protocol=PICKLE_PROTOCOL)
-        record = encode_record(key, value_bytes, request_bytes(request))
+        self.put_many(((key, value, request),))
+
+    def put_many(self, entries: Iterable[tuple[str, Any, Mapping[str, Any] | None]]) -> None:
+        """`put` for many (key, value, request) at once, under one hold of the lock: a batch job
+        stores tens of thousands of answers, and taking the lock for each made that about three
+        times slower (10,000 answers: 0.76-0.92 s one by one, 0.25-0.36 s at once, same run)."""
+        encoded = []
+        for key, value, request in entries:
+            check_plain(value)
+            value_bytes = self._dumps(value, protocol=PICKLE_PROTOCOL)
+            encoded.append((key, value_bytes, encode_record(key, value_bytes, request_bytes(request))))
         with self._lock:
             if self._read_only is not None or self._unusable is not None:
                 return
             try:
                 with file_lock(self.path):
                     self._sync(locked=True)
-                    if key in self._entries or self._read_only is not None or self._unusable is not None:
-                        return
-                    self._append(key, value_bytes, record)
+                    for key, value_bytes, record in encoded:
+                        if self._read_only is not None or self._unusable is not None:
+                            return
+                        if key not in self._entries:
+                            self._append(key, value_bytes, record)
+                            if key not in self._entries:  # not stored, and said so once: stop here
+                                return
             except ReadOnly as exc:
                 self._become_read_only(str(exc))
             except CacheError as exc:

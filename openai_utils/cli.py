@@ -231,6 +231,12 @@ def _cache(args: argparse.Namespace) -> int:
     return run_cache_command(args)
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from .batch_cli import run_batch_command
+
+    return run_batch_command(args)
+
+
 class _StderrLog(logging.Handler):
     """The library's WARNINGs and ERRORs, one line each on standard error, spelled like the
     command's own messages; it remembers whether an ERROR was shown, so a failed call that the
@@ -261,6 +267,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, _StderrLog], int]] = {
     "call": _call,
     "tokens": _tokens,
     "cache": lambda args, log: _cache(args),
+    "batch": lambda args, log: _batch(args),
     "local": lambda args, log: _local(args),
 }
 

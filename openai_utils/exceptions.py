@@ -19,6 +19,8 @@
         ├── AuthenticationError                 401/403: names the variable to set
         ├── QuotaExceededError                  429 with code insufficient_quota: retrying cannot help
         ├── RetriesExhaustedError               every attempt failed (only with RAISE_ON_FAILURE)
+        ├── BatchError                          a batch job failed, or left an item unanswered
+        │   └── BatchUnsupportedError           the server has no batch endpoints; names the online call
         └── NonTerminalError                    worth retrying; raise it from a custom client to retry
             ├── RateLimitError                  429
             ├── ServerError                     408, 409, 5xx
@@ -55,6 +57,8 @@ __all__ = [
     "AuthenticationError",
     "QuotaExceededError",
     "RetriesExhaustedError",
+    "BatchError",
+    "BatchUnsupportedError",
     "NonTerminalError",
     "RateLimitError",
     "ServerError",
@@ -233,6 +237,21 @@ class RetriesExhaustedError(APIError):
     def __str__(self) -> str:
         # The message already names the attempts and the last error with its details.
         return self.message
+
+
+class BatchError(APIError):
+    """A batch job (batch.md) failed as a whole, or ended (expired, cancelled, failed) before
+    answering an item: that item's slot holds this error. `batch_id` names the batch; the message
+    says what the server said and how to get the rest (rerun the same call)."""
+
+    def __init__(self, message: str, *, batch_id: str | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.batch_id = batch_id
+
+
+class BatchUnsupportedError(BatchError):
+    """The server has no batch endpoints (the local model, most OpenAI-compatible servers);
+    the message names the server and the online call to use instead, or batch="auto"."""
 
 
 class NonTerminalError(APIError):

@@ -51,15 +51,17 @@ class LLMCall:
         list_of_rendering_configs: Sequence[Mapping[str, Any]],
         max_workers: int | None = None,
         progress: Any = None,
+        batch: bool | str = False,
     ) -> list[Any]:
         """`call` for each dict of variables, in a thread pool; results in input order.
 
         A failed item holds its exception object, an item whose retries ran out holds None.
         Afterwards `.messages` and `.model_output` are lists, one entry per item (see parallel.py).
+        batch=True (or "auto") sends them as one batch job at the batch price (docs/batch.md).
         """
-        from .parallel import map_llm_call
+        from .batch_run import map_llm_call
 
-        return map_llm_call(self, list_of_rendering_configs, max_workers, progress)
+        return map_llm_call(self, list_of_rendering_configs, batch, max_workers, progress, _content)
 
     def _render(self, variables: dict[str, Any], allow_missing: bool) -> list[dict[str, Any]]:
         messages = [{"role": "system", "content": render_template(self.system_template_name, variables, allow_missing)}]

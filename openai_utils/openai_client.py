@@ -249,6 +249,7 @@ class OpenAIClient:
         conversations: Sequence[Sequence[Mapping[str, Any]]],
         max_workers: int | None = None,
         progress: Any = None,
+        batch: bool | str = False,
         **params: Any,
     ) -> list[Any]:
         """send_message for each conversation, in a thread pool; results in input order.
@@ -256,10 +257,17 @@ class OpenAIClient:
         A failed item holds its exception object, an item whose retries ran out holds None (see
         parallel.py); `progress` shows a tqdm bar (None: when interactive, True, False, or a
         callable(done, total)). At most MAX_CONCURRENT_MODEL_CALLS requests are in flight.
+        batch=True (or "auto") sends them as one batch job at the batch price (docs/batch.md).
         """
-        from .parallel import send_messages
+        from . import batch_run
 
-        return send_messages(self, conversations, max_workers, progress, params)
+        return batch_run.send_messages(self, conversations, batch, max_workers, progress, params)
+
+    def submit_batch(self, conversations: Sequence[Sequence[Mapping[str, Any]]], **params: Any) -> Any:
+        """send_messages(batch=True) without waiting: the `BatchJob` (status, wait, results, cancel)."""
+        from .batch_run import submit_chat
+
+        return submit_chat(self, conversations, params)
 
     def get_embedding(
         self,
@@ -267,12 +275,17 @@ class OpenAIClient:
         model: str | None = None,
         timeout: float | None = None,
         max_attempts: int | None = None,
+        batch: bool | str = False,
     ) -> Any:
         """One vector for a string, or a list of vectors (in order) for a list of strings.
 
         Same retries, cache and failure contract as send_message. A list longer than one request
-        may carry (2,048 texts) goes out in parts, each retried and cached on its own.
+        may carry (2,048 texts) goes out in parts, each cached on its own; batch=True: docs/batch.md.
         """
+        if batch is not False:
+            from . import batch_run
+
+            return batch_run.get_embedding(self, text, model, timeout, max_attempts, batch)
         vectors: list[Any] = []
         for call in prepare_embedding(self._target(), text, model, timeout, max_attempts):
             outcome = drivers.run(self, call, "embedding")

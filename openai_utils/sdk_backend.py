@@ -22,6 +22,7 @@ from .config import default
 from .exceptions import MissingCredentialsError
 from .forksafe import keep_forever, renew_in_child
 from .redact import remember
+from .request import CHAT
 from .transport import (
     SDKClient,
     aopen_stream,
@@ -76,6 +77,16 @@ class SDKBackend(Backend):
 
     async def aopen_stream(self, kind: str, body: Mapping[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
         return await aopen_stream(await self.aconnect(kind), PATHS[kind], body, timeout, self.auth_hint)
+
+    has_batches = True
+    """Whether the server can have batch endpoints (the embedded local model has none)."""
+
+    def batch_endpoints(self) -> Any:
+        from .batch_transport import SDKBatchEndpoints
+
+        if not self.has_batches:
+            return super().batch_endpoints()
+        return SDKBatchEndpoints(self.connect(CHAT), self.auth_hint, default["timeout"])
 
     # -- the SDK clients ----------------------------------------------------------------------
 

@@ -420,6 +420,10 @@ class FakeOpenAIServer:
         self._thread: threading.Thread | None = None
         self.responses_only: dict[str, str] = {}
         """Models whose chat requests get a refusal, and its form: "404" or "400" (fake_responses.py)."""
+        from tests.fake_batches import FakeBatches
+
+        self.batch_api = FakeBatches(self)
+        """The /files and /batches endpoints (tests/fake_batches.py)."""
 
     # ---- lifecycle ----
 
@@ -531,6 +535,7 @@ class FakeOpenAIServer:
             self._script.clear()
             self._always = None
             self.max_in_flight = self.in_flight
+        self.batch_api.reset()
 
     def _track(self, conn: socket.socket, opened: bool) -> None:
         with self._lock:
@@ -625,6 +630,8 @@ class FakeOpenAIServer:
             elif fault.kind != "stream_drop":
                 raise ValueError(f"unknown fault kind {fault.kind!r}")
 
+        if self.batch_api.respond(h, req, headers):
+            return
         endpoint, deployment = self._route(req.path)
         method_ok = {"/chat/completions": "POST", "/embeddings": "POST", "/models": "GET", "/responses": "POST"}
         if endpoint is None or (endpoint.startswith("/models/") and req.method != "GET"):

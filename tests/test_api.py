@@ -27,6 +27,7 @@ PUBLIC = {
     "get_cost_stats",
     "reset_cost_stats",
     "pretty_print_cost_stats",
+    "BatchJob",
     *exceptions.__all__,
 }
 

@@ -527,3 +527,15 @@ def test_a_request_never_keeps_transport_headers(tmp_path: Path) -> None:
     [entry] = read_cache(path).entries
     assert entry.request == {"model": "m", "input": "x"}
     assert b"secret" not in path.read_bytes()
+
+
+def test_put_many_stores_each_new_entry_with_one_lock_and_keeps_the_existing_ones(tmp_path: Path) -> None:
+    cache = open_cache(tmp_path / "many.pickle")
+    cache.put("a", {"v": "first"})
+    cache.put_many([("a", {"v": "second"}, None), ("b", {"v": 2}, {"model": "m"}), ("c", {"v": 3}, None)])
+    assert [cache.get(k) for k in "abc"] == [{"v": "first"}, {"v": 2}, {"v": 3}]
+    reread = fresh(tmp_path / "many.pickle")
+    assert sorted(k for k, _ in reread.items()) == ["a", "b", "c"]
+    with pytest.raises((TypeError, ValueError)):
+        cache.put_many([("d", {"v": object()}, None)])  # not plain data: refused before anything is written
+    assert cache.get("d") is MISSING

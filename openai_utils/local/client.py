@@ -68,6 +68,7 @@ class LocalBackend(SDKBackend):
     """
 
     auth_hint = "the key the local server generated (nothing to set)"
+    has_batches = False
 
     def default_model(self, kind: str) -> str:
         """The alias the server of `kind` answers to, from the setting alone (see model_alias):
