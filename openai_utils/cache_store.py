@@ -52,6 +52,12 @@ LEASE_SECONDS = 10.0
 POLL_FIRST, POLL_MAX = 0.005, 0.1
 """A worker waiting for another's answer looks again after 5 ms, doubling up to 100 ms."""
 
+_TAKE = """
+local answer = redis.call('GET', KEYS[1])
+if answer then return {answer, 0} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, 1} end
+return {false, 0}
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -89,20 +95,30 @@ class Leases:
         """A child holds none of its parent's leases, and has no keeper thread."""
         self._held, self._lock, self._keeper, self._owner = {}, threading.Lock(), None, uuid.uuid4().hex
 
-    def take(self, name: str) -> str | None:
-        """A token if this caller now holds lease `name` (or the store cannot say: then nobody
-        is waited for), None if another worker holds it."""
+    def take(self, name: str, answer: str) -> tuple[str | None, bytes | None]:
+        """(a token if this caller now holds lease `name`, else None; the answer if one is stored).
+
+        One script: an answer stored meanwhile (by a worker whose lease just ended) is returned
+        instead of a lease, so nobody pays for it twice. When the store cannot say, the caller
+        holds a lease of its own and waits for nobody."""
         token = f"{self._owner}:{threading.get_ident()}:{time.monotonic_ns()}"
-        ms = int(self.seconds * 1000)
-        taken = self._store.run("take a lease", lambda c: c.set(name, token, nx=True, px=ms), True)
+        script, ms = self._store.script(_TAKE), int(self.seconds * 1000)
+        nobody: list[Any] = [None, 1]
+        found = self._store.run(
+            "take a lease", lambda c: script(keys=[answer, name], args=[token, ms], client=c), nobody
+        )
+        raw: bytes | None = found[0]
+        taken = bool(found[1])
+        if raw is not None:
+            return None, raw
         if not taken:
-            return None
+            return None, None
         with self._lock:
             self._held[name] = token
             if self._keeper is None:
                 self._keeper = threading.Thread(target=self._keep, name="openai_utils-leases", daemon=True)
                 self._keeper.start()
-        return token
+        return token, None
 
     def release(self, name: str, token: str) -> None:
         with self._lock:
@@ -154,14 +170,7 @@ class StoreCache:
         if found is not None and (found[1] == 0.0 or found[1] > time.monotonic()):
             return json.loads(found[0])
         raw = self.store.run("read an answer", lambda c: c.get(self.answer_key(key)), None)
-        if raw is None:
-            return MISSING
-        try:
-            value = decode(raw)
-        except ValueError:  # not written by us: never an answer
-            return MISSING
-        self._remember(key, raw)
-        return value
+        return MISSING if raw is None else self._decoded(key, raw)
 
     def holds(self, key: str) -> bool:
         """Whether `key` is in this process's tier, without asking the store."""
@@ -232,7 +241,11 @@ class StoreCache:
         while another worker holds it, wait for its answer (`Found`, a hit)."""
         name, wait = self.lease_key(key), POLL_FIRST
         while True:
-            token = self.leases.take(name)
+            token, raw = self.leases.take(name, self.answer_key(key))
+            if raw is not None:
+                value = self._decoded(key, raw)
+                if value is not MISSING:
+                    return Found(value)
             if token is not None:
                 try:
                     value = yield _COMPUTE
@@ -260,14 +273,16 @@ class StoreCache:
             return raw, bool(leased)
 
         raw, leased = self.store.run("read an answer", read, (None, False))
-        if raw is None:
-            return MISSING, leased
+        return (MISSING if raw is None else self._decoded(key, raw)), leased
+
+    def _decoded(self, key: str, raw: bytes) -> Any:
+        """A stored answer as data, remembered in this process's tier; MISSING if it is not JSON."""
         try:
             value = decode(raw)
-        except ValueError:
-            return MISSING, leased
+        except ValueError:  # not written by us: never an answer
+            return MISSING
         self._remember(key, raw)
-        return value, leased
+        return value
 
     # -- what `cache stats`, `export`, `show`, `search` and `copy` read ----------------------
 

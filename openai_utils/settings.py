@@ -234,13 +234,13 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_BACKEND",
         "file",
         "str",
-        "Where answers are kept: file (CACHE_FILE_NAME, this machine) or a Valkey/Redis URL, redis://host:6379/0 (rediss:// for TLS), shared by every worker; the password comes only from OPENAI_UTILS_STORE_PASSWORD (see docs/scale-out.md).",
+        "Where answers, rate limits and 429 pauses are kept: file (CACHE_FILE_NAME, this process's limits) or a Valkey/Redis URL, redis://host:6379/0 (rediss:// for TLS), shared by every worker; the password comes only from OPENAI_UTILS_STORE_PASSWORD (see docs/scale-out.md).",
     ),
     _setting(
         "CACHE_NAMESPACE",
         "openai_utils",
         "str",
-        "Prefix of every key in the store: workers with the same one share answers.",
+        "Prefix of every key in the store: workers with the same one share answers, rate limits and pauses.",
     ),
     _setting(
         "CACHE_TTL",

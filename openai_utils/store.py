@@ -91,10 +91,10 @@ class Breaker:
     answers again; nothing in between, however many calls find it open.
     """
 
-    def __init__(self, label: str, clock: Callable[[], float] = time.monotonic, retry_seconds: float = RETRY_SECONDS):
+    def __init__(self, label: str, clock: Callable[[], float] = time.monotonic, retry_seconds: float | None = None):
         self.label = label
         self._clock = clock
-        self.retry_seconds = retry_seconds
+        self.retry_seconds = RETRY_SECONDS if retry_seconds is None else retry_seconds
         self._lock = threading.Lock()
         self._open_until: float | None = None
         self.failures = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import threading
 from typing import Any
@@ -226,3 +227,26 @@ def test_the_async_form_waits_for_another_process(store_url: str) -> None:
         ]
 
     assert asyncio.run(both()) == [(RECORD, False), (RECORD, True)]
+
+
+def test_a_stalled_store_costs_one_timeout_then_nothing(
+    valkey: ValkeyServer, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that accepts connections but never answers (stopped with SIGSTOP): the first
+    operation gives up after STORE_TIMEOUT, and the breaker spares every later one the wait."""
+    import signal
+
+    cache = StoreCache(SharedStore(store_url, 0.05), "ns")
+    cache.store.run("connect", lambda c: c.ping(), None)
+    assert valkey.process is not None
+    os.kill(valkey.process.pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.WARNING, logger="openai_utils"):
+            assert cache.get_or_compute("k", lambda: RECORD) == (RECORD, False)
+            assert cache.get("other") is MISSING
+    finally:
+        os.kill(valkey.process.pid, signal.SIGCONT)
+    assert cache.store.breaker.failures == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "Timeout" in warning
+    cache.store.close()
