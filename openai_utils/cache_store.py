@@ -189,22 +189,27 @@ class StoreCache:
             return
         check_plain(value)
         raw = _encode(value)
+        self.store.run("store an answer", lambda client: self.write(client, key, value, request, raw), False)
+        self._remember(key, raw)
+
+    def write(
+        self, client: Any, key: str, value: Any, request: Mapping[str, Any] | None, raw: bytes | None = None
+    ) -> bool:
+        """Store one entry with `client` in one round trip, unless the key holds one: whether it was
+        stored. Store errors are raised (`put` and `cache copy` each decide what they mean)."""
+        check_plain(value)
+        raw = _encode(value) if raw is None else raw
         kept = None if request is None else {k: v for k, v in request.items() if k not in TRANSPORT_ONLY}
         try:
             request_raw = None if kept is None else _encode(kept)
         except (TypeError, ValueError):  # a request that is not plain data is not kept; the answer is
             request_raw = None
         ttl = self.ttl or None
-
-        def write(client: Any) -> None:
-            pipe = client.pipeline(transaction=False)
-            pipe.set(self.answer_key(key), raw, nx=True, ex=ttl)
-            if request_raw is not None:
-                pipe.set(self.request_key(key), request_raw, nx=True, ex=ttl)
-            pipe.execute()
-
-        self.store.run("store an answer", write, None)
-        self._remember(key, raw)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(self.answer_key(key), raw, nx=True, ex=ttl)
+        if request_raw is not None:
+            pipe.set(self.request_key(key), request_raw, nx=True, ex=ttl)
+        return bool(pipe.execute()[0])
 
     # -- a miss: one computation in this process, one lease across processes -----------------
 
