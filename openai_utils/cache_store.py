@@ -177,6 +177,8 @@ class StoreCache:
         return key in self._local
 
     def _remember(self, key: str, raw: bytes) -> None:
+        if not self._local_entries:
+            return
         if len(self._local) >= self._local_entries:
             self._local.pop(next(iter(self._local)), None)
         self._local[key] = (raw, time.monotonic() + self.ttl if self.ttl else 0.0)

@@ -38,3 +38,11 @@ class RateLimitedServer(FakeOpenAIServer):
             return Fault.status(429, headers={"retry-after": "1"})
         self._level -= 1
         return None
+
+    def reset(self) -> None:
+        """Forget the requests, the refusals and the bucket's level: the next request finds it full."""
+        super().reset()
+        with self._lock:
+            self.refused = 0
+            self._level = self.capacity
+            self._updated = None

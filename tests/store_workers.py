@@ -62,13 +62,17 @@ def run_prompts(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_limited(options: dict[str, Any]) -> dict[str, Any]:
-    """Send `count` distinct prompts, uncached, one at a time, through the shared rate limits."""
+    """Send `count` distinct prompts, uncached, through the rate limits: one at a time, or with
+    `threads` from a thread pool (send_messages)."""
     client = _client({**options, "cache": False})
-    failed = 0
-    for i in range(options["count"]):
-        reply = client.send_message([{"role": "user", "content": f"limited w{options['worker']} p{i}"}])
-        failed += reply is None
-    return {"failed": failed}
+    conversations = [
+        [{"role": "user", "content": f"limited w{options['worker']} p{i}"}] for i in range(options["count"])
+    ]
+    if options.get("threads"):
+        replies = client.send_messages(conversations, max_workers=options["threads"], progress=False)
+    else:
+        replies = [client.send_message(conversation) for conversation in conversations]
+    return {"failed": sum(not isinstance(reply, dict) for reply in replies)}
 
 
 def main(argv: list[str]) -> int:
