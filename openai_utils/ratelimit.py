@@ -56,10 +56,12 @@ Tokens = int | float | None | Callable[[], int | float | None]
 
 def _owner() -> tuple[str, int]:
     """Who is asking: the current asyncio task if there is one in this thread, else the thread."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
+    # asyncio may be half imported by another thread right now (redis-py imports it on first use
+    # of a store): without current_task yet, no task can be running in this thread.
+    current_task = getattr(sys.modules.get("asyncio"), "current_task", None)
+    if current_task is not None:
         try:
-            task = asyncio.current_task()
+            task = current_task()
         except RuntimeError:  # no running loop in this thread
             task = None
         if task is not None:

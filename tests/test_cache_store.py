@@ -250,3 +250,10 @@ def test_a_stalled_store_costs_one_timeout_then_nothing(
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "Timeout" in warning
     cache.store.close()
+
+
+def test_the_store_password_is_masked_in_everything_the_library_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openai_utils.redact import redact
+
+    monkeypatch.setenv(PASSWORD_VARIABLE, "store-pw-123456")
+    assert redact("AUTH failed for store-pw-123456") == "AUTH failed for [redacted]"

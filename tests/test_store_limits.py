@@ -120,3 +120,14 @@ def test_the_gate_keeps_limits_and_pauses_in_the_store_cache_backend_names(store
     elsewhere.start()
     elsewhere.join()
     assert seen == [True] and not gate.paused("e")
+
+
+def test_a_half_imported_asyncio_does_not_break_admission(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py imports asyncio on a store's first use; another thread asking who it is meanwhile
+    finds the module without current_task yet, and is a thread, not an error."""
+    import types
+
+    from openai_utils import ratelimit
+
+    monkeypatch.setitem(sys.modules, "asyncio", types.ModuleType("asyncio"))
+    assert ratelimit._owner() == ("thread", threading.get_ident())
