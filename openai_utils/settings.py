@@ -251,6 +251,14 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=315_360_000,
     ),
     _setting(
+        "MAX_SHARED_CALLS",
+        0,
+        "int",
+        "Requests in flight at once over every worker of the store CACHE_BACKEND names (a dead worker's slots come back within 30 s); 0: no such limit.",
+        minimum=0,
+        maximum=1_000_000,
+    ),
+    _setting(
         "STORE_TIMEOUT",
         0.25,
         "float",
