@@ -294,8 +294,10 @@ def cache_for_calls(file_name: str | None, fsync: bool = False) -> ResponseCache
     `file_name` None means the configured one: CACHE_BACKEND when it names a store, else
     CACHE_FILE_NAME. A store URL (redis://, rediss://) gives the shared cache (cache_store.py)."""
     if file_name is None:
-        backend = default["cache_backend"]
-        file_name = backend if backend != "file" else default["cache_file_name"]
+        from .store import backend_url
+
+        file_name = default["cache_file_name"] if default["cache_backend"] == "file" else backend_url()
+        file_name = file_name or default["cache_file_name"]
     if file_name == os.devnull:
         return None
     if "://" in file_name:

@@ -76,8 +76,12 @@ def _configured_limits(endpoint: str) -> tuple[float, float]:
 
 def _backend() -> str:
     """ "file", or the store CACHE_BACKEND names with CACHE_NAMESPACE: where limits and pauses are kept."""
-    backend: str = default["cache_backend"]
-    return backend if backend == "file" else f"{backend} {default['cache_namespace']}"
+    if default["cache_backend"] == "file":
+        return "file"
+    from .store import backend_url
+
+    url = backend_url()
+    return "file" if url is None else f"{url} {default['cache_namespace']}"
 
 
 class RateGate:

@@ -220,16 +220,26 @@ _stores: dict[tuple[str, float], SharedStore] = {}
 _stores_lock = threading.Lock()
 
 
+def backend_url() -> str | None:
+    """The store CACHE_BACKEND names, or None for the file (in any case); ConfigError for anything else."""
+    backend: str = default["cache_backend"]
+    if backend.lower() == "file":
+        return None
+    if not is_store_url(backend):
+        raise ConfigError(
+            f"CACHE_BACKEND {store_label(backend) if '://' in backend else backend!r} is neither file nor a "
+            f"redis:// or rediss:// URL"
+        )
+    return backend
+
+
 def shared_store(url: str | None = None) -> SharedStore | None:
     """The store for `url` (default: CACHE_BACKEND), one per URL and timeout in this process; None
     when the backend is the file. Raises ConfigError for a URL that cannot be used."""
     if url is None:
-        url = default["cache_backend"]
-    if not is_store_url(url):
-        if url and url.lower() != "file":
-            raise ConfigError(f"CACHE_BACKEND {url!r} is neither file nor a redis:// or rediss:// URL")
-        return None
-    assert url is not None
+        url = backend_url()
+        if url is None:
+            return None
     key = (url, float(default["store_timeout"]))
     found = _stores.get(key)
     if found is None:

@@ -138,12 +138,13 @@ def shared_slots(url: str, namespace: str) -> SharedSlots:
 def configured() -> tuple[SharedSlots, int] | None:
     """The store's slots and MAX_SHARED_CALLS, or None when there is no shared limit."""
     from .config import default
+    from .store import backend_url
 
     limit: int = default["max_shared_calls"]
-    backend: str = default["cache_backend"]
-    if not limit or backend == "file":
+    url = backend_url() if limit else None
+    if url is None:
         return None
-    return shared_slots(backend, default["cache_namespace"]), limit
+    return shared_slots(url, default["cache_namespace"]), limit
 
 
 def take(sleep: Any) -> tuple[SharedSlots, str] | None:

@@ -114,6 +114,12 @@ def test_a_password_in_the_url_is_refused_naming_the_variable(oai: OpenAIClient)
     default.force("cache_backend", "memcached://127.0.0.1")
     with pytest.raises(ConfigError, match="neither file nor"):
         shared_store()
+    force_api_cache(None)
+    default.force("cache_backend", "redis")  # neither a URL nor file: never a file named so
+    with pytest.raises(ConfigError, match="neither file nor"):
+        oai.send_message([{"role": "user", "content": "hello"}])
+    default.force("cache_backend", "File")
+    assert shared_store() is None
 
 
 def test_the_password_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
