@@ -91,3 +91,27 @@ def test_a_store_that_is_down_holds_nobody_up(valkey: ValkeyServer, oai: OpenAIC
     slots = SharedSlots(SharedStore(down.url, 1.0), "ns")
     assert slots.take(1) == OPEN
     slots.give_back(OPEN)
+
+
+def test_async_calls_wait_for_a_shared_slot_without_blocking_their_loop(
+    store_url: str, oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    import asyncio
+
+    default.force("cache_backend", store_url)
+    default.force("max_shared_calls", 1)
+    release = threading.Event()
+    server.fail_always(Fault.hold(release))
+
+    async def main() -> list[Any]:
+        calls = [asyncio.ensure_future(oai.asend_message([{"role": "user", "content": f"p{i}"}])) for i in range(3)]
+        await asyncio.to_thread(server.wait_in_flight, 1)
+        await asyncio.sleep(0.3)  # the loop runs meanwhile: a second request would arrive now if let through
+        assert len(server.requests_to("/chat/completions")) == 1
+        release.set()
+        replies = await asyncio.gather(*calls)
+        await oai.aclose()
+        return replies
+
+    assert all(reply is not None for reply in asyncio.run(main()))
+    assert len(server.requests_to("/chat/completions")) == 3
