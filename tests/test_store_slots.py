@@ -22,13 +22,20 @@ def raw_client(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
+def held(store_url: str, server: FakeOpenAIServer, limit: int) -> threading.Event:
+    """MAX_SHARED_CALLS of `limit` on the store, and a server holding every request until the
+    event is set: the requests that reach it are exactly those given a slot."""
+    default.force("cache_backend", store_url)
+    default.force("max_shared_calls", limit)
+    release = threading.Event()
+    server.fail_always(Fault.hold(release))
+    return release
+
+
 def test_requests_in_flight_stay_within_the_shared_limit(
     store_url: str, oai: OpenAIClient, server: FakeOpenAIServer
 ) -> None:
-    default.force("cache_backend", store_url)
-    default.force("max_shared_calls", 2)
-    release = threading.Event()
-    server.fail_always(Fault.hold(release))
+    release = held(store_url, server, 2)
     replies: list[Any] = []
     threads = [
         threading.Thread(target=lambda i=i: replies.append(oai.send_message([{"role": "user", "content": f"p{i}"}])))
@@ -98,10 +105,7 @@ def test_async_calls_wait_for_a_shared_slot_without_blocking_their_loop(
 ) -> None:
     import asyncio
 
-    default.force("cache_backend", store_url)
-    default.force("max_shared_calls", 1)
-    release = threading.Event()
-    server.fail_always(Fault.hold(release))
+    release = held(store_url, server, 1)
 
     async def main() -> list[Any]:
         calls = [asyncio.ensure_future(oai.asend_message([{"role": "user", "content": f"p{i}"}])) for i in range(3)]
