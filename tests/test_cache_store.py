@@ -17,7 +17,7 @@ from openai_utils.cache import MISSING, cache_for_calls
 from openai_utils.cache_store import StoreCache, forget_store_caches, store_cache
 from openai_utils.store import PASSWORD_VARIABLE, SharedStore, shared_store
 from tests.fake_server import FakeOpenAIServer
-from tests.valkey import ValkeyServer, server_binary
+from tests.valkey import ValkeyServer
 
 RECORD = {"model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
 
@@ -122,10 +122,8 @@ def test_a_password_in_the_url_is_refused_naming_the_variable(oai: OpenAIClient)
     assert shared_store() is None
 
 
-def test_the_password_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    binary = server_binary()
-    assert binary is not None
-    guarded = ValkeyServer(binary)
+def test_the_password_comes_from_the_environment(valkey: ValkeyServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    guarded = ValkeyServer(valkey.binary)  # a server of its own, which asks for a password
     guarded.start()
     try:
         raw_client(guarded.url).config_set("requirepass", "pw-from-env")
