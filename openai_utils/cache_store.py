@@ -24,6 +24,7 @@ our own, a write that did not happen. The call is answered, uncached, with one W
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
@@ -180,7 +181,10 @@ class StoreCache:
         if not self._local_entries:
             return
         if len(self._local) >= self._local_entries:
-            self._local.pop(next(iter(self._local)), None)
+            # The oldest goes; another thread changing the dict meanwhile only means one more or
+            # one fewer entry for a moment, never a failed call.
+            with contextlib.suppress(RuntimeError, StopIteration):
+                self._local.pop(next(iter(self._local)), None)
         self._local[key] = (raw, time.monotonic() + self.ttl if self.ttl else 0.0)
 
     # -- writing ---------------------------------------------------------------------------

@@ -261,3 +261,13 @@ def test_the_store_password_is_masked_in_everything_the_library_says(monkeypatch
 
     monkeypatch.setenv(PASSWORD_VARIABLE, "store-pw-123456")
     assert redact("AUTH failed for store-pw-123456") == "AUTH failed for [redacted]"
+
+
+def test_the_in_process_tier_keeps_the_newest_answers(store_url: str) -> None:
+    cache = StoreCache(SharedStore(store_url, 1.0), "ns", local_entries=2)
+    for key in ("a", "b", "c"):
+        cache.put(key, {"k": key})
+    assert [cache.holds(key) for key in ("a", "b", "c")] == [False, True, True]
+    assert cache.get("a") == {"k": "a"}  # from the store, and kept again
+    assert cache.holds("a") and not cache.holds("b")
+    cache.store.close()

@@ -109,6 +109,8 @@ def test_the_gate_keeps_limits_and_pauses_in_the_store_cache_backend_names(store
     shared = gate.bucket("e", "requests", 60, SEND)
     assert isinstance(shared, StoreBucket) and shared.key == "exp1:rate:e:requests:send:60"
     assert isinstance(gate.bucket("e", "requests", 60, PLACE), StoreBucket)
+    tokens = gate.bucket("e", "tokens", 90_000, SEND)
+    assert isinstance(tokens, StoreBucket) and tokens.key == "exp1:rate:e:tokens:send:90000"
     other = RateGate(clock, clock.sleep, limits=lambda endpoint: (60, 0))  # another worker, same store
     assert gate.before_request("e") == 0 and gate.before_send("e") == 0
     assert other.before_request("e") == pytest.approx(1.0)  # the first worker took the one token
