@@ -127,7 +127,7 @@ def test_a_shared_limit_of_600_a_minute_over_four_processes_gets_no_429(store_ur
 def test_a_429_seen_by_one_process_holds_every_other_process_until_its_pause_ends(
     store_url: str, fake: FakeOpenAIServer
 ) -> None:
-    pause = 1.5
+    pause = 3.0  # long enough for this process to see the pause in the store before it ends
     fake.script(Fault.status(429, headers={"retry-after": str(pause)}), path="/chat/completions")
     options = {"store": store_url, "base_url": fake.base_url, "count": 1}
     first = start("limited", {**options, "worker": 0})
