@@ -114,6 +114,8 @@ def copy_entries(source: str, target: str, namespace: str | None = None) -> tupl
             kept += 1
             continue
         cache.put(key, value, request)
+        if not cache.holds(key):  # not stored (a full disk, a read-only place): the WARNING said why
+            raise CacheError(f"{target} could not take entry {key[:16]}; {added} entries were added before it")
         added += 1
     return added, kept
 

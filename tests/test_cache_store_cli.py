@@ -95,3 +95,31 @@ def test_store_commands_refuse_what_is_not_for_a_store(
     assert status == 1 and err.startswith(f"error: the store {down.url} cannot be read")
     status, _, err = run(capsys, "cache", "copy", "no-such.pickle", valkey.url)
     assert status == 2 and "no cache file at no-such.pickle" in err
+
+
+def test_a_copy_into_a_file_that_cannot_be_written_fails_saying_so(store_url: str, tmp_path: Path) -> None:
+    """The copy runs with a file-size limit of 1 byte (which root obeys too): the disk refuses the
+    first entry, the cache logs why, and the command fails instead of reporting a copy."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    StoreCache(SharedStore(store_url, 1.0), "exp").put("k1", record("one"))
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "openai_utils", "cache", "copy", store_url, "home.pickle", "--namespace", "exp"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=small_files,  # only sets a limit and a signal, before exec
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert "the answer was not stored" in done.stderr and "could not take entry k1" in done.stderr
