@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # the checkout's openai_utils and tests.fake_serv
 
 from timing import Row, print_comparisons, print_table  # noqa: E402  (needs the path above)
 
-TOPICS = ("overhead", "import", "cache", "async", "parallel", "peers", "local", "responses")
+TOPICS = ("overhead", "import", "cache", "async", "parallel", "peers", "local", "responses", "store")
 """Each name is a module benchmarks/bench_<name>.py with `run(quick: bool) -> list[Row]`:
 adding a topic is adding its name here. Modules load only when their topic runs."""
 

@@ -30,6 +30,7 @@ from .usage import counted, process_usage
 
 if TYPE_CHECKING:
     from .batch_record import JobRecord
+    from .cache_store import StoreCache
     from .call import Call
     from .openai_client import OpenAIClient
 
@@ -295,10 +296,12 @@ class BatchJob:
         self.client.usage.add(model, counts, False)
         process_usage.add(model, counts, False)
 
-    def _cache(self) -> ResponseCache | None:
-        """The cache the record sits beside (whatever CACHE_API_CALLS says: answers paid for are kept)."""
+    def _cache(self) -> ResponseCache | StoreCache | None:
+        """The cache the job was submitted for (whatever CACHE_API_CALLS says: answers paid for are
+        kept): the file or store URL the record names, else (an older record) the file it sits beside."""
         folder = self.record.path.parent
-        return cache_for_calls(str(folder.with_name(folder.name[: -len(".batches")])), fsync=default["cache_fsync"])
+        name = self.record.data.get("cache") or str(folder.with_name(folder.name[: -len(".batches")]))
+        return cache_for_calls(str(name), fsync=default["cache_fsync"])
 
     # -- results -----------------------------------------------------------------------------
 

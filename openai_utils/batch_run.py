@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .batch_job import BatchJob, Shape
 from .batch_plan import batch_line, job_identity, max_requests, split_lines
 from .batch_record import JobRecord, load_record, records_folder
+from .cache import ResponseCache
 from .call import CHAT_ARGUMENTS, Call, prepare_chat, prepare_embedding
 from .config import default
 from .exceptions import BatchUnsupportedError, CacheError, ConfigError, InvalidRequestError
@@ -29,6 +30,7 @@ from .request import CHAT, EMBEDDING
 from .response import chat_result
 
 if TYPE_CHECKING:
+    from .cache_store import StoreCache
     from .llm_call import LLMCall
     from .openai_client import OpenAIClient
 
@@ -160,6 +162,15 @@ def get_embedding(
 # -- the job --------------------------------------------------------------------------------------
 
 
+def _cache_names(cache: ResponseCache | StoreCache) -> tuple[str, Path]:
+    """The cache's name as a record keeps it (its file, or its store URL, which never holds a
+    password: store.check_url), and the file the record folder sits beside: the cache file, or
+    for a store CACHE_FILE_NAME's place on this machine (a job resumes where it was submitted)."""
+    if isinstance(cache, ResponseCache):
+        return str(cache.path), cache.path
+    return cache.store.url, Path(default["cache_file_name"]).expanduser().absolute()
+
+
 def _submit(client: OpenAIClient, kind: str, items: Sequence[Call | Exception], shape: Shape) -> BatchJob:
     """Write the job down, then upload and create what is not cached nor already submitted."""
     calls = [item for item in items if isinstance(item, Call)]
@@ -170,7 +181,8 @@ def _submit(client: OpenAIClient, kind: str, items: Sequence[Call | Exception], 
             "(CACHE_API_CALLS = True in config.ini, or client().set_api_cache(True))"
         )
     keys = [str(call.key) for call in calls]
-    folder = records_folder(cache.path)
+    cache_name, beside = _cache_names(cache)
+    folder = records_folder(beside)
     job_id = job_identity(keys)
     missing: dict[str, Call] = {}
     for call in calls:
@@ -178,6 +190,7 @@ def _submit(client: OpenAIClient, kind: str, items: Sequence[Call | Exception], 
         if key not in missing and cache.get(key) is _missing():
             missing[key] = call
     new = JobRecord.new(folder, job_id, kind, client._endpoint(), client.api_type, len(set(keys)))
+    new.data["cache"] = cache_name
     if not missing:  # all answered: nothing to send, nothing to write down
         return _Job(client, new, items, shape)
     endpoints_probe(client)

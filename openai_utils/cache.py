@@ -25,7 +25,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .cache_disk import NEW_FILE_MODE, READ_ONLY_ERRNOS, NoLock, ReadOnly, file_lock, identity, rewrite, write_all
 from .cache_file import (
@@ -39,7 +39,11 @@ from .cache_file import (
 )
 from .cache_sync import FileMirror
 from .coalesce import MISSING, Coalescer
+from .config import default
 from .exceptions import CacheError
+
+if TYPE_CHECKING:
+    from .cache_store import StoreCache
 
 __all__ = ["ResponseCache", "open_cache", "cache_for_calls", "MISSING", "HEADER"]
 
@@ -295,11 +299,23 @@ def open_cache(file_name: str | os.PathLike[str], fsync: bool = False) -> Respon
         return cache
 
 
-def cache_for_calls(file_name: str, fsync: bool = False) -> ResponseCache | None:
+def cache_for_calls(file_name: str | None, fsync: bool = False) -> ResponseCache | StoreCache | None:
     """The cache a call uses, or None: /dev/null turns the cache off, and a path no cache may use
-    is logged (one WARNING per path and problem) and the call is answered without the cache."""
+    is logged (one WARNING per path and problem) and the call is answered without the cache.
+
+    `file_name` None means the configured one: CACHE_BACKEND when it names a store, else
+    CACHE_FILE_NAME. A store URL (redis://, rediss://) gives the shared cache (cache_store.py)."""
+    if file_name is None:
+        from .store import backend_url
+
+        file_name = default["cache_file_name"] if default["cache_backend"] == "file" else backend_url()
+        file_name = file_name or default["cache_file_name"]
     if file_name == os.devnull:
         return None
+    if "://" in file_name:
+        from .cache_store import store_cache
+
+        return store_cache(file_name)
     try:
         return open_cache(file_name, fsync=fsync)
     except CacheError as exc:

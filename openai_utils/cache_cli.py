@@ -19,28 +19,38 @@ from .exceptions import CacheError
 
 __all__ = ["add_cache_commands", "run_cache_command"]
 
+FILE_HELP = "a cache file, or a store URL (redis://host:6379/0; the password from OPENAI_UTILS_STORE_PASSWORD)"
+
 
 def add_cache_commands(commands: Any) -> None:
     """The `cache` command and its actions, added to the top-level command parser."""
-    cache = commands.add_parser("cache", help="inspect or maintain a cache file")
+    cache = commands.add_parser("cache", help="inspect or maintain a cache file or a shared store")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     read_only = " (reads the file, changes nothing)"
     stats = cache_commands.add_parser("stats", help="entries, size, superseded records, models" + read_only)
-    stats.add_argument("file")
+    stats.add_argument("file", help=FILE_HELP)
     export = cache_commands.add_parser("export", help="every entry as a JSON line: key, request, value" + read_only)
-    export.add_argument("file")
+    export.add_argument("file", help=FILE_HELP)
     export.add_argument("out", nargs="?", help="the .jsonl file to write (default: standard output)")
     export.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     show = cache_commands.add_parser("show", help="one entry's prompt and answer" + read_only)
-    show.add_argument("file")
+    show.add_argument("file", help=FILE_HELP)
     show.add_argument(
         "entry", help="its number (1 is the first, in the order export lists them), or its key or the start of it"
     )
     search = cache_commands.add_parser(
         "search", help="the prompt and answer of every entry containing TEXT" + read_only
     )
-    search.add_argument("file")
+    search.add_argument("file", help=FILE_HELP)
     search.add_argument("text", help="looked for in prompts and answers, ignoring case")
+    for reader in (stats, export, show, search):
+        reader.add_argument("--namespace", help="with a store URL for FILE: the namespace (default: CACHE_NAMESPACE)")
+    copy = cache_commands.add_parser(
+        "copy", help="add every entry of SOURCE that TARGET lacks; each a cache file or a store URL (redis://...)"
+    )
+    copy.add_argument("source")
+    copy.add_argument("target")
+    copy.add_argument("--namespace", help="the namespace in the store (default: CACHE_NAMESPACE)")
     compact = cache_commands.add_parser("compact", help="rewrite the file with one record per entry")
     compact.add_argument("file")
     legacy = cache_commands.add_parser(
@@ -62,6 +72,12 @@ LEGACY_REFUSAL = (
 
 def run_cache_command(args: argparse.Namespace) -> int:
     """Run one cache action: 0 done, 1 the file is damaged, foreign or unusable, 2 fix the command."""
+    if args.cache_command == "copy":
+        from .cache_store_cli import run_copy
+
+        return run_copy(args)
+    if "://" in args.file:
+        return _on_store(args)
     path = Path(args.file)
     if not os.path.lexists(path):
         what = "file" if args.cache_command == "import-legacy" else "cache file"
@@ -81,8 +97,24 @@ def run_cache_command(args: argparse.Namespace) -> int:
         return 1
 
 
+def _on_store(args: argparse.Namespace) -> int:
+    """stats, export, show and search on a store URL (cache_store_cli.py); the others are for files."""
+    from .cache_store_cli import run_store_command
+    from .store import check_url
+
+    if args.cache_command not in ("stats", "export", "show", "search"):
+        print(f"error: cache {args.cache_command} is for cache files; a store needs none", file=sys.stderr)
+        return 2
+    try:
+        check_url(args.file)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run_store_command(args)
+
+
 def _inspect(path: Path, args: argparse.Namespace) -> int:
-    from .cache_inspect import describe_entry, read_cache
+    from .cache_inspect import read_cache, show_or_search
 
     snapshot = read_cache(path)
     if args.cache_command == "stats":
@@ -99,19 +131,10 @@ def _inspect(path: Path, args: argparse.Namespace) -> int:
             with open(fd, "w", encoding="utf-8") as out:
                 count = snapshot.export_jsonl(out)
             print(f"wrote {count} entries to {args.out}")
-    elif args.cache_command == "show":
-        try:
-            print(describe_entry(snapshot.find(args.entry)), end="")
-        except LookupError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     else:
-        found = snapshot.search(args.text)
-        print("\n".join(describe_entry(entry) for entry in found), end="")
-        print(f"{len(found)} of {len(snapshot.entries)} entries contain {args.text!r}", file=sys.stderr)
+        status = show_or_search(snapshot, args)
+        if status:
+            return status
     if snapshot.damage is not None:
         print(f"error: {snapshot.damage}", file=sys.stderr)
         return 1

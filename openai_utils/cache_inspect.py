@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import IO, Any
 from .cache_file import HEADER, classify_header, decode_records, open_regular, safe_loads
 from .exceptions import CacheError
 
-__all__ = ["Entry", "Snapshot", "read_cache", "describe_entry"]
+__all__ = ["Entry", "Snapshot", "read_cache", "describe_entry", "show_or_search"]
 
 _SHOWN_ELSEWHERE = frozenset({"messages", "input", "model", "stream", "stream_options"})
 
@@ -45,7 +46,7 @@ class Entry:
 class Snapshot:
     """A cache file as it was read: its entries in file order, and what could not be read."""
 
-    path: Path
+    path: Path | str
     size: int
     entries: list[Entry] = field(default_factory=list)
     superseded: int = 0
@@ -213,3 +214,22 @@ def _answer_lines(value: Any) -> list[str]:
         if isinstance(choice, Mapping) and choice.get("finish_reason") not in (None, "stop", "tool_calls"):
             lines.append(f"(finish_reason: {choice['finish_reason']})")
     return lines
+
+
+def show_or_search(snapshot: Snapshot, args: Any) -> int:
+    """Print what `cache show` or `cache search` asks for from a file or a store: 0 done, 1 no such
+    entry, 2 an entry reference that fits several."""
+    if args.cache_command == "show":
+        try:
+            print(describe_entry(snapshot.find(args.entry)), end="")
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    found = snapshot.search(args.text)
+    print("\n".join(describe_entry(entry) for entry in found), end="")
+    print(f"{len(found)} of {len(snapshot.entries)} entries contain {args.text!r}", file=sys.stderr)
+    return 0

@@ -13,7 +13,7 @@ import functools
 import logging
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cache import ResponseCache
 from .config import default
@@ -31,6 +31,9 @@ from .request import (
 from .retry import RetryPolicy
 from .structured import Parser, response_format_for_wire
 from .tokens import count_tokens
+
+if TYPE_CHECKING:
+    from .cache_store import StoreCache
 
 __all__ = ["Call", "CHAT_ARGUMENTS", "prepare_chat", "prepare_embedding", "input_count"]
 
@@ -51,7 +54,7 @@ class Call:
         request: dict[str, Any],
         policy: RetryPolicy,
         timeout: float,
-        cache: ResponseCache | None,
+        cache: ResponseCache | StoreCache | None,
         key: str | None,
         parse: Parser | None = None,
     ) -> None:
@@ -113,7 +116,7 @@ class Target:
         api_type: str,
         default_model: Callable[[str], str],
         endpoint: Callable[[], str],
-        cache: ResponseCache | None,
+        cache: ResponseCache | StoreCache | None,
     ) -> None:
         self.api_type = api_type
         self.default_model = default_model

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from .flow import Flow, Step, adrive, drive
 
-__all__ = ["MISSING", "Store", "InFlight", "Coalescer", "Wait", "Compute"]
+__all__ = ["MISSING", "Store", "InFlight", "Coalescer", "Wait", "Compute", "Found"]
 
 MISSING: Any = object()
 """Returned by `get` for a key that is not cached (None is a valid cached value)."""
@@ -85,7 +85,18 @@ class Wait(Step):
 
 
 class Compute(Step):
-    """Compute the missing value; the result is the value."""
+    """Compute the missing value; the result is the value (or a `Found`)."""
+
+
+class Found:
+    """What a computation returns when the value turned up in the store meanwhile, put there by
+    someone this process cannot see (another process, through a shared store): it is answered as
+    a hit and not stored again."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 _COMPUTE = Compute()
@@ -134,6 +145,8 @@ class Coalescer:
                 try:
                     if not self._store.holds(key):  # else finished by another caller between get and claim
                         computed = yield _COMPUTE
+                        if isinstance(computed, Found):
+                            return computed.value, True
                         self._store.put(key, computed, request)
                         return computed, False
                 finally:

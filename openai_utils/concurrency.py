@@ -9,6 +9,7 @@ acquire, so changing it takes effect for the next request.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -66,9 +67,16 @@ class CallSlots:
         with self._cond:
             while not self._try_acquire():
                 self._cond.wait(timeout=0.5)  # also notices a raised limit without a release
+        shared = None
         try:
+            if default["max_shared_calls"]:  # a slot over every worker of the store too (store_slots.py)
+                from .store_slots import take
+
+                shared = take(time.sleep)
             yield
         finally:
+            if shared is not None:
+                shared[0].give_back(shared[1])
             self._release()
 
     @asynccontextmanager
@@ -89,9 +97,16 @@ class CallSlots:
                 pass
             finally:
                 waiter.cancel()
+        shared = None
         try:
+            if default["max_shared_calls"]:
+                from .store_slots import atake
+
+                shared = await atake()
             yield
         finally:
+            if shared is not None:
+                shared[0].give_back(shared[1])
             self._release()
 
 

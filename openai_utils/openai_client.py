@@ -19,15 +19,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import api_mode, drivers
 from .backend import Backend
@@ -43,6 +36,9 @@ from .sdk_backend import OpenAIBackend
 from .tokens import count_tokens
 from .transport import SDKClient
 from .usage import UsageStats, counted, format_stats, process_usage
+
+if TYPE_CHECKING:
+    from .cache_store import StoreCache
 
 __all__ = ["OpenAIClient", "CHAT", "EMBEDDING"]
 
@@ -101,11 +97,11 @@ class OpenAIClient:
         if cache_file_name is not None:
             self.cache_file_name = cache_file_name
 
-    def _cache(self) -> ResponseCache | None:
+    def _cache(self) -> ResponseCache | StoreCache | None:
         enabled = self.cache_api_calls if self.cache_api_calls is not None else default["cache_api_calls"]
         if not enabled:
             return None
-        return cache_for_calls(self.cache_file_name or default["cache_file_name"], fsync=default["cache_fsync"])
+        return cache_for_calls(self.cache_file_name or None, fsync=default["cache_fsync"])
 
     # -- the backend: one request (backend.py); these delegate to it ----------------------
 

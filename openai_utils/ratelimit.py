@@ -31,12 +31,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .config import default
 from .exceptions import RateLimitError
 from .forksafe import renew_in_child
 from .pause import EndpointPause, Pauses
 from .token_bucket import BURST_SECONDS, AsyncSleep, Bucket, Clock, Sleep, TokenBucket, asyncio_sleep
+
+if TYPE_CHECKING:
+    from .store_limits import SharedLimits
 
 __all__ = ["PLACE", "SEND", "RateGate", "endpoint_pauses", "rate_gate"]
 
@@ -52,10 +56,12 @@ Tokens = int | float | None | Callable[[], int | float | None]
 
 def _owner() -> tuple[str, int]:
     """Who is asking: the current asyncio task if there is one in this thread, else the thread."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
+    # asyncio may be half imported by another thread right now (redis-py imports it on first use
+    # of a store): without current_task yet, no task can be running in this thread.
+    current_task = getattr(sys.modules.get("asyncio"), "current_task", None)
+    if current_task is not None:
         try:
-            task = asyncio.current_task()
+            task = current_task()
         except RuntimeError:  # no running loop in this thread
             task = None
         if task is not None:
@@ -66,6 +72,16 @@ def _owner() -> tuple[str, int]:
 def _configured_limits(endpoint: str) -> tuple[float, float]:
     """(requests per minute, tokens per minute) from config; 0 or a missing key means off."""
     return (default.get("requests_per_minute") or 0, default.get("tokens_per_minute") or 0)
+
+
+def _backend() -> str:
+    """ "file", or the store CACHE_BACKEND names with CACHE_NAMESPACE: where limits and pauses are kept."""
+    if default["cache_backend"] == "file":
+        return "file"
+    from .store import backend_url
+
+    url = backend_url()
+    return "file" if url is None else f"{url} {default['cache_namespace']}"
 
 
 class RateGate:
@@ -94,7 +110,8 @@ class RateGate:
         self._burst_seconds = burst_seconds
         self.pauses: Pauses = pauses if pauses is not None else EndpointPause(clock, sleep, async_sleep)
         self._lock = threading.Lock()
-        self._buckets: dict[tuple[str, str, str], Bucket] = {}
+        self._buckets: dict[tuple[str, str, str, str], Bucket] = {}
+        self._shared_pauses: dict[str, Pauses] = {}
         renew_in_child(self)
 
     def _renew_after_fork(self) -> None:
@@ -113,24 +130,47 @@ class RateGate:
         with self._lock:
             self._clock, self._sleep, self._async_sleep = clock, sleep, async_sleep or asyncio_sleep
             self._buckets.clear()
+            self._shared_pauses.clear()
         self.pauses.set_clock(clock, sleep, async_sleep)
 
     def bucket(self, endpoint: str, kind: str, rate_per_minute: float, stage: str = PLACE) -> Bucket | None:
         """The `kind` ("requests" or "tokens") bucket of `endpoint` for `stage` at this rate; None when the rate is 0."""
         if not rate_per_minute or rate_per_minute <= 0:
             return None
-        key = (endpoint, kind, stage)
+        backend = _backend()
+        key = (endpoint, kind, stage, backend)
         with self._lock:
             found = self._buckets.get(key)
             if found is None or found.rate_per_minute != float(rate_per_minute):
-                found = self._buckets[key] = TokenBucket(
+                found = TokenBucket(
                     rate_per_minute,
                     self._clock,
                     self._sleep,
                     burst_seconds=self._burst_seconds,
                     async_sleep=self._async_sleep,
                 )
+                if backend != "file":
+                    found = self._shared(backend).bucket(endpoint, kind, stage, found)
+                self._buckets[key] = found
             return found
+
+    def _shared(self, backend: str) -> SharedLimits:
+        """The store CACHE_BACKEND names, as limits and pauses every worker shares (store_limits.py)."""
+        from .store_limits import SharedLimits
+
+        url, namespace = backend.split(" ", 1)
+        clock = None if self._clock is time.monotonic else self._clock
+        return SharedLimits(url, namespace, self.pauses, clock)
+
+    def _pauses(self) -> Pauses:
+        """The pauses requests wait for: this process's, or with CACHE_BACKEND a store, everyone's."""
+        backend = _backend()
+        if backend == "file":
+            return self.pauses
+        found = self._shared_pauses.get(backend)
+        if found is None:
+            found = self._shared_pauses[backend] = self._shared(backend).pauses()
+        return found
 
     def _reserve(self, endpoint: str, estimated_tokens: Tokens, stage: str = PLACE) -> float:
         """Take this request's turn in the endpoint's `stage` buckets; the seconds to wait for it."""
@@ -154,15 +194,16 @@ class RateGate:
         place, so the requests held back by a pause do not all leave together when it ends.
         """
         owner = _owner()
+        pauses = self._pauses()
         slept_until: float | None = None
         while True:
-            while (step := self.pauses.next_wait(endpoint, owner, slept_until)) is not None:
+            while (step := pauses.next_wait(endpoint, owner, slept_until)) is not None:
                 slept_until, seconds = step
                 yield seconds
             wait = self._reserve(endpoint, estimated_tokens)
             if wait > 0:
                 yield wait
-            if self.pauses.next_wait(endpoint, owner, slept_until) is None:
+            if pauses.next_wait(endpoint, owner, slept_until) is None:
                 return
 
     def before_request(self, endpoint: str, estimated_tokens: Tokens = None) -> float:
@@ -218,7 +259,7 @@ class RateGate:
         For a check after a wait that followed `before_request` (for a concurrency slot, say):
         a 429 that arrived meanwhile means the request should go back through the gate.
         """
-        return self.pauses.resume_time(endpoint, _owner()) is not None
+        return self._pauses().resume_time(endpoint, _owner()) is not None
 
     def after_error(self, endpoint: str, error: BaseException) -> None:
         """After a failed attempt: a 429 with a wait hint pauses `endpoint` for everyone else.
@@ -234,12 +275,13 @@ class RateGate:
         cap = default.get("max_waiting_time")
         seconds = min(hint, cap) if cap is not None else hint
         logger.info("%s asked to wait %.2f s: pausing every request to it until then", endpoint, seconds)
-        self.pauses.pause_for(endpoint, seconds, _owner())
+        self._pauses().pause_for(endpoint, seconds, _owner())
 
     def reset(self) -> None:
         """Forget every bucket and pause (tests call this between cases)."""
         with self._lock:
             self._buckets.clear()
+            self._shared_pauses.clear()
         self.pauses.clear()
 
 

@@ -39,7 +39,13 @@ __all__ = [
     "RedactingFilter",
 ]
 
-SECRET_VARIABLES = ("OPENAI_API_KEY", "AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN")
+SECRET_VARIABLES = (
+    "OPENAI_API_KEY",
+    "AZURE_OPENAI_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_AD_TOKEN",
+    "OPENAI_UTILS_STORE_PASSWORD",
+)
 """The environment variables whose values are secrets."""
 
 MIN_SECRET_LENGTH = 8

@@ -14,6 +14,7 @@ from openai_utils import OpenAIClient, default, force_api_cache, force_api_type,
 from openai_utils.ratelimit import rate_gate
 from tests import shared_files
 from tests.fake_server import FakeOpenAIServer
+from tests.valkey import store_url, valkey  # noqa: F401 -- the store tests' server fixtures
 
 SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
 if SHARED_TIKTOKEN.is_dir():

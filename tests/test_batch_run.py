@@ -80,10 +80,8 @@ class Killed(BaseException):
     """What a kernel restart or a closed laptop does to the cell: it stops, mid-poll."""
 
 
-def test_killed_while_polling_the_rerun_resumes_the_same_batch(
-    oai: OpenAIClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    prompts = conversations(50)
+def killed_while_polling(prompts: list[list[dict[str, str]]]) -> None:
+    """send_messages(batch=True) from a client whose first wait between polls never returns."""
 
     def dies(seconds: float) -> None:
         raise Killed()
@@ -92,6 +90,13 @@ def test_killed_while_polling_the_rerun_resumes_the_same_batch(
     register_client("openai", dying)
     with pytest.raises(Killed):
         dying.send_messages(prompts, batch=True)
+
+
+def test_killed_while_polling_the_rerun_resumes_the_same_batch(
+    oai: OpenAIClient, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = conversations(50)
+    killed_while_polling(prompts)
     assert len(posts(server, "/files")) == 1 and len(posts(server, "/batches")) == 1
     record = json.loads(next(Path(f"{default['cache_file_name']}.batches").glob("job-*.json")).read_text())
     assert record["parts"][0]["batch_id"] == "batch_1"  # written down before the first poll
@@ -433,3 +438,27 @@ def test_an_embeddings_job_over_50000_texts_is_split_to_stay_within_the_input_li
     inputs = [sum(len(line["body"]["input"]) for line in uploaded_lines(server, i)) for i in range(2)]
     assert inputs == [24 * 2048, 60_000 - 24 * 2048] and len(posts(server, "/batches")) == 2
     assert len(vectors) == 60_000
+
+
+def test_with_a_shared_store_answers_go_to_the_store_and_a_killed_job_resumes(
+    store_url: str, oai: OpenAIClient, server: FakeOpenAIServer
+) -> None:
+    from openai_utils.cache_store import forget_store_caches, store_cache
+
+    default.force("cache_backend", store_url)
+    prompts = conversations(20)
+    killed_while_polling(prompts)
+    record_file = next(Path(f"{default['cache_file_name']}.batches").absolute().glob("job-*.json"))
+    assert json.loads(record_file.read_text())["cache"] == store_url  # the job knows where its answers go
+    assert not Path(default["cache_file_name"]).exists()  # the record sits beside it; no cache file is made
+
+    forget_store_caches()  # as a new process would: no answer remembered in this one
+    results = OpenAIClient(sleep=lambda seconds: None).send_messages(prompts, batch=True)
+    assert len(posts(server, "/files")) == 1 and len(posts(server, "/batches")) == 1  # resumed, not paid twice
+    assert [r["content"] for r in results] == [f"echo: q{i}" for i in range(20)]
+    assert len(list(store_cache(store_url).keys())) == 20  # every answer in the shared store
+
+    server.reset()
+    forget_store_caches()
+    again = OpenAIClient().send_messages(prompts, batch=True)
+    assert server.requests == [] and all(r.cached for r in again)

@@ -131,3 +131,18 @@ def test_loopback_is_the_loopback_interface_only(monkeypatch: pytest.MonkeyPatch
     offline = load("offline", monkeypatch)
     assert all(map(offline.is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"]))
     assert not any(map(offline.is_loopback, ["10.0.0.1", "192.168.1.1", "example.com", "::", "0.0.0.0", "128.0.0.1"]))  # noqa: S104
+
+
+def test_the_store_benchmark_runs_and_reports_each_ratio(monkeypatch: pytest.MonkeyPatch, valkey: object) -> None:
+    """benchmarks/bench_store.py at its smallest: every row is there and no request was refused
+    under the shared limit; the ratios themselves are measured, not tested."""
+    bench = load("bench_store", monkeypatch)
+    monkeypatch.setattr(bench, "QUICK", bench.Plan(hits=40, blocks=2, calls=3, rate=3000, storm_calls=3))
+    rows = {row.measure: row for row in bench.run(quick=True)}
+    assert [measure for measure in rows if measure.endswith(("GET", "hit", "limit"))] == [
+        "shared hit / bare GET",
+        "in-process tier hit / file-cache hit",
+        "rate seen / shared limit",
+    ]
+    assert all(rows[m].value.endswith("x") for m in ("shared hit / bare GET", "rate seen / shared limit"))
+    assert rows["429s under the shared limit (12 calls)"].value == "none"
