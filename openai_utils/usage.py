@@ -130,28 +130,41 @@ def counted(model: str | None, usage: Mapping[str, Any] | None, batch: bool = Fa
     Reads both usage shapes: chat completions and embeddings (`prompt_tokens`,
     `completion_tokens`, `*_tokens_details`) and the Responses API (`input_tokens`,
     `output_tokens`, `input_tokens_details`, `output_tokens_details`)."""
-    get = (usage or {}).get
-    inputs = _count(get("prompt_tokens", get("input_tokens")))
-    outputs = _count(get("completion_tokens", get("output_tokens")))
-    total = _count(get("total_tokens")) or inputs + outputs
-    cached = min(inputs, _detail(get("prompt_tokens_details", get("input_tokens_details")), "cached_tokens"))
-    reasoning = _detail(get("completion_tokens_details", get("output_tokens_details")), "reasoning_tokens")
-    price = _price(model)
+    get = (usage or _NO_USAGE).get
+    if "prompt_tokens" in (usage or _NO_USAGE):  # the usual shape first: this runs on every cache hit
+        inputs, outputs = int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
+        in_details, out_details = get("prompt_tokens_details"), get("completion_tokens_details")
+    else:
+        inputs, outputs = int(get("input_tokens") or 0), int(get("output_tokens") or 0)
+        in_details, out_details = get("input_tokens_details"), get("output_tokens_details")
+    total = int(get("total_tokens") or 0) or inputs + outputs
+    cached = min(inputs, _detail(in_details, "cached_tokens")) if in_details else 0
+    reasoning = _detail(out_details, "reasoning_tokens") if out_details else 0
+    rates = _rates(model, batch)
     cost = 0.0
-    if price is not None:
-        input_rate, cached_rate, output_rate = price.rates(batch)
-        cost = ((inputs - cached) * input_rate + cached * cached_rate + outputs * output_rate) / 1_000_000
-    return Counted(inputs, outputs, total, cost, price is not None, cached, reasoning, batch)
+    if rates is not None:
+        cost = ((inputs - cached) * rates[0] + cached * rates[1] + outputs * rates[2]) / 1_000_000
+    return Counted(inputs, outputs, total, cost, rates is not None, cached, reasoning, batch)
 
 
-def _count(value: Any) -> int:
-    """A token count as a server gave it; a missing or null one is 0."""
-    return int(value or 0)
+_NO_USAGE: Mapping[str, Any] = {}
 
 
 def _detail(details: Any, name: str) -> int:
     """One count from a `*_tokens_details` object, which servers omit or send as null."""
-    return _count(details.get(name)) if isinstance(details, Mapping) else 0
+    return int(details.get(name) or 0) if isinstance(details, Mapping) else 0
+
+
+def _rates(model: str | None, batch: bool) -> tuple[float, float, float] | None:
+    """`Price.rates` of `model`'s price, remembered like the price (a hit is counted too)."""
+    memo = default.memo("rates by model")
+    rates: tuple[float, float, float] | None
+    try:
+        rates = memo[model, batch]
+    except KeyError:
+        price = _price(model)
+        rates = memo[model, batch] = None if price is None else price.rates(batch)
+    return rates
 
 
 def _price(model: str | None) -> Price | None:
