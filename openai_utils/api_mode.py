@@ -22,11 +22,12 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import default
 from .exceptions import APIError, ConfigError, InvalidRequestError
+from .flow import Flow, Step, adrive, drive
 from .request import CHAT, RESPONSES
 from .responses_wire import ChunkTranslator, from_responses, to_responses
 
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("openai_utils")
+
+T = TypeVar("T")
 
 MODES = ("chat", "responses", "auto")
 """The values API_MODE takes."""
@@ -131,66 +134,64 @@ def forget() -> None:
 
 def post(backend: Backend, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     """One chat attempt through the API the model speaks; the answer as a chat completion."""
-    return _send(backend, request, lambda kind, body: backend.post(kind, body, timeout), from_responses)  # type: ignore[no-any-return]
+    sent = _performed_by(lambda kind, body: backend.post(kind, body, timeout))
+    return drive(_routed(backend, request, from_responses), sent)
 
 
 def open_stream(backend: Backend, request: Mapping[str, Any], timeout: float) -> Iterator[dict[str, Any]]:
     """Open one streamed chat attempt through the API the model speaks; its chunks, chat-shaped."""
-    return _send(backend, request, lambda kind, body: backend.open_stream(kind, body, timeout), _Chunks)  # type: ignore[no-any-return]
+    sent = _performed_by(lambda kind, body: backend.open_stream(kind, body, timeout))
+    return drive(_routed(backend, request, _Chunks), sent)
 
 
 async def apost(backend: Backend, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     """The async form of `post`."""
-    return await _asend(backend, request, lambda kind, body: backend.apost(kind, body, timeout), from_responses)  # type: ignore[no-any-return]
+    sent = _performed_by(lambda kind, body: backend.apost(kind, body, timeout))
+    return await adrive(_routed(backend, request, from_responses), sent)
 
 
 async def aopen_stream(backend: Backend, request: Mapping[str, Any], timeout: float) -> AsyncIterator[dict[str, Any]]:
     """The async form of `open_stream`."""
-    return await _asend(backend, request, lambda kind, body: backend.aopen_stream(kind, body, timeout), _Chunks)  # type: ignore[no-any-return]
+    sent = _performed_by(lambda kind, body: backend.aopen_stream(kind, body, timeout))
+    return await adrive(_routed(backend, request, _Chunks), sent)
 
 
-def _send(
-    backend: Backend, request: Mapping[str, Any], send: Callable[[str, Any], Any], answer: Callable[[Any], Any]
-) -> Any:
-    """`send` the request to /chat/completions, or (translated) to /responses when the model is
-    sent there or refuses chat on auto; a Responses answer goes through `answer` into the chat shape."""
+class _To(Step):
+    """Send `body` to one API (request.CHAT or request.RESPONSES); the result is the server's answer."""
+
+    __slots__ = ("body", "kind")
+
+    def __init__(self, kind: str, body: Mapping[str, Any]) -> None:
+        self.kind = kind
+        self.body = body
+
+
+def _performed_by(send: Callable[[str, Any], T]) -> Callable[[Step], T]:
+    """The driver's `perform` for `_routed`'s steps: `send(kind, body)`, sync or async alike."""
+
+    def perform(step: Step) -> T:
+        assert isinstance(step, _To)
+        return send(step.kind, step.body)
+
+    return perform
+
+
+def _routed(backend: Backend, request: Mapping[str, Any], answer: Callable[[Any], Any]) -> Flow[Any]:
+    """The request to /chat/completions, or (translated) to /responses when the model is sent there
+    or refuses chat on auto; a Responses answer goes through `answer` into the chat shape. One flow,
+    driven by flow.drive for the sync sends and flow.adrive for the async ones."""
     model = request.get("model")
     if not uses_responses(backend, model):
         try:
-            return send(CHAT, request)
+            return (yield _To(CHAT, request))
         except APIError as error:
             if not _learn(backend, model, error):
                 raise
-    body = to_responses(request)
     try:
-        sent = send(RESPONSES, body)
+        return answer((yield _To(RESPONSES, to_responses(request))))
     except InvalidRequestError as error:
         _raise_if_not_served(error)
         raise
-    return answer(sent)
-
-
-async def _asend(
-    backend: Backend,
-    request: Mapping[str, Any],
-    send: Callable[[str, Any], Awaitable[Any]],
-    answer: Callable[[Any], Any],
-) -> Any:
-    """The async form of `_send`."""
-    model = request.get("model")
-    if not uses_responses(backend, model):
-        try:
-            return await send(CHAT, request)
-        except APIError as error:
-            if not _learn(backend, model, error):
-                raise
-    body = to_responses(request)
-    try:
-        sent = await send(RESPONSES, body)
-    except InvalidRequestError as error:
-        _raise_if_not_served(error)
-        raise
-    return answer(sent)
 
 
 def _raise_if_not_served(error: InvalidRequestError) -> None:
