@@ -277,10 +277,9 @@ def unsupported(client: OpenAIClient, detail: str) -> BatchUnsupportedError:
 
 
 def _or_online(client: OpenAIClient, batch: bool | str, online: Callable[[], T], batched: Callable[[], T]) -> T:
-    """`batched()`, or with batch="auto" on a server without batches `online()` after one WARNING."""
+    """`batched()`, or with batch="auto" on a server without batches `online()` after one WARNING
+    (batch=False never comes here: the callers send online straight away)."""
     check_batch(batch)
-    if batch is False:
-        return online()
     try:
         return batched()
     except BatchUnsupportedError as exc:

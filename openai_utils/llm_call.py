@@ -59,6 +59,10 @@ class LLMCall:
         Afterwards `.messages` and `.model_output` are lists, one entry per item (see parallel.py).
         batch=True (or "auto") sends them as one batch job at the batch price (docs/batch.md).
         """
+        if batch is False:
+            from .parallel import map_llm_call as online_map
+
+            return online_map(self, list_of_rendering_configs, max_workers, progress)
         from .batch_run import map_llm_call
 
         return map_llm_call(self, list_of_rendering_configs, batch, max_workers, progress, _content)

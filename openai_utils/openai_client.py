@@ -255,6 +255,10 @@ class OpenAIClient:
         callable(done, total)). At most MAX_CONCURRENT_MODEL_CALLS requests are in flight.
         batch=True (or "auto") sends them as one batch job at the batch price (docs/batch.md).
         """
+        if batch is False:
+            from .parallel import send_messages
+
+            return send_messages(self, conversations, max_workers, progress, params)
         from . import batch_run
 
         return batch_run.send_messages(self, conversations, batch, max_workers, progress, params)

@@ -130,8 +130,9 @@ def counted(model: str | None, usage: Mapping[str, Any] | None, batch: bool = Fa
     Reads both usage shapes: chat completions and embeddings (`prompt_tokens`,
     `completion_tokens`, `*_tokens_details`) and the Responses API (`input_tokens`,
     `output_tokens`, `input_tokens_details`, `output_tokens_details`)."""
-    get = (usage or _NO_USAGE).get
-    if "prompt_tokens" in (usage or _NO_USAGE):  # the usual shape first: this runs on every cache hit
+    usage = usage or _NO_USAGE
+    get = usage.get
+    if "prompt_tokens" in usage:  # the usual shape first: this runs on every cache hit
         inputs, outputs = int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0)
         in_details, out_details = get("prompt_tokens_details"), get("completion_tokens_details")
     else:
